@@ -1,0 +1,39 @@
+# napari-paraspinal: `make demo` sets everything up and runs the main job on phantom slices;
+# `make test` sets everything up and runs the whole test suite. Both are idempotent.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PYTEST := $(PY) -m pytest
+XVFB   := $(shell command -v xvfb-run 2>/dev/null)
+
+.PHONY: setup demo test lint wheel clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first: 2.13.0 is the local CPU wheel; anything else would pull CUDA packages
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[gui,test]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(VENV)/bin/paraspinal phantom demo-data --n 4 --seed 900000 --level both
+	$(VENV)/bin/paraspinal run demo-data/images --out demo-output
+
+test: setup
+ifdef XVFB
+	$(XVFB) -a $(PYTEST) -q
+else
+	$(PYTEST) -q
+endif
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+wheel: setup
+	$(PY) -m pip wheel --no-deps -w dist .
+
+clean:
+	rm -rf demo-data demo-output dist build *.egg-info

@@ -1,0 +1,1 @@
+"""The standalone PySide6 application (installed as ``paraspinal_app``)."""

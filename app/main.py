@@ -1,0 +1,46 @@
+"""``paraspinal-app``: the standalone desktop application.
+
+It opens napari with the paraspinal plugin's readers and sample data, so annotators get
+the same core and widgets as the plugin in a window of their own.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="paraspinal-app",
+                                     description="Open lumbar MRI slices for segmentation.")
+    parser.add_argument("files", nargs="*", help="DICOM, NIfTI, NRRD or MHA files or folders")
+    parser.add_argument("--sample", choices=["L4-L5", "L5-S1"], default=None,
+                        help="open a phantom slice of this level")
+    return parser
+
+
+def open_viewer(files: Sequence[str] = (), sample: str | None = None):  # noqa: ANN201
+    """A napari viewer with the given files (and optionally a phantom) opened."""
+    import napari
+
+    viewer = napari.Viewer(title="napari-paraspinal")
+    if files:
+        viewer.open(list(files), plugin="napari-paraspinal")
+    if sample:
+        key = "phantom_l4l5" if sample == "L4-L5" else "phantom_l5s1"
+        viewer.open_sample("napari-paraspinal", key)
+    return viewer
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``paraspinal-app`` GUI script."""
+    args = build_parser().parse_args(argv)
+    import napari
+
+    open_viewer(args.files, args.sample)
+    napari.run()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

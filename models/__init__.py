@@ -1,0 +1,5 @@
+"""Shipped model bundles (safetensors + JSON card), installed as napari_paraspinal.models."""
+
+from pathlib import Path
+
+MODELS_DIR = Path(__file__).resolve().parent

@@ -1,0 +1,136 @@
+"""The ``paraspinal`` command line: a thin layer over the headless core."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .core.errors import InputError
+
+
+def _spacing(text: str) -> tuple[float, float]:
+    parts = [float(p) for p in text.replace("x", ",").split(",") if p.strip()]
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError("spacing is one number or two: 0.8 or 0.8,0.9")
+    return parts[0], parts[1]
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .pipeline import RunConfig, run
+
+    config = RunConfig(out_dir=Path(args.out), slice_index=args.slice, spacing=args.spacing,
+                       overlays=not args.no_overlays)
+
+    def progress(done: int, total: int, what: str) -> None:
+        print(f"[{done + 1 if done < total else total}/{total}] {what}", file=sys.stderr)
+
+    results = run(args.inputs, config, progress=None if args.quiet else progress)
+    failed = [r for r in results if r.status != "ok"]
+    for r in results:
+        line = f"{r.case}: {r.status}"
+        if r.status == "ok":
+            row = r.row
+            line += (f"  {row['rows']}×{row['cols']} px, {row['spacing_col_mm']:g}×"
+                     f"{row['spacing_row_mm']:g} mm, orientation {row['orientation']}")
+            if row.get("notes"):
+                line += f"  ({row['notes']})"
+        else:
+            line += f"  {r.message}"
+        print(line)
+    print(f"{len(results) - len(failed)} of {len(results)} cases read; "
+          f"tables in {config.out_dir / 'measurements.xlsx'} and .csv")
+    print("note: no segmentation model is installed in this version; run reads, checks and "
+          "reports the inputs.")
+    return 1 if failed and len(failed) == len(results) else 0
+
+
+def cmd_phantom(args: argparse.Namespace) -> int:
+    from .phantom import PhantomConfig, write_dataset
+
+    config = PhantomConfig(contrast=args.contrast)
+    paths = write_dataset(args.out_dir, n=args.n, seed=args.seed, level=args.level,
+                          contrast=args.contrast, config=config)
+    print(f"wrote {len(paths)} phantom cases to {args.out_dir} "
+          f"(images/, labels/, fat/, truth/, overlays/)")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .core.io import expand_inputs, list_slices, read_slice, validate_slice
+    from .core.orientation import axis_codes
+
+    status = 0
+    for ref in expand_inputs(args.inputs):
+        try:
+            slices = list_slices(ref)
+            image = read_slice(ref, index=args.slice, spacing=args.spacing)
+            validate_slice(image)
+        except InputError as err:
+            print(f"{ref}: ERROR {err.problem}")
+            status = 1
+            continue
+        g = image.geometry
+        print(f"{ref}")
+        print(f"  slices: {len(slices)}; shape {g.shape[0]}×{g.shape[1]}; spacing "
+              f"{g.spacing[0]:g}×{g.spacing[1]:g} mm (thickness {g.spacing[2]:g} mm)")
+        print(f"  origin {tuple(round(v, 3) for v in g.origin)}; orientation {axis_codes(g)}")
+        for note in image.notes:
+            print(f"  note: {note}")
+    return status
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="paraspinal",
+        description="Lumbar paraspinal muscle segmentation, fat separation and CSA export.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="the main job: images in; labels, overlays and a "
+                                   "measurements spreadsheet out")
+    p.add_argument("inputs", nargs="+", help="image files or folders (DICOM series, NIfTI, "
+                                             "NRRD, MHA, PNG/TIFF with --spacing)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--slice", type=int, default=None,
+                   help="slice index in 3-D inputs (default: the middle one)")
+    p.add_argument("--spacing", type=_spacing, default=None,
+                   help="pixel spacing in mm for files without one (PNG/TIFF/JPEG)")
+    p.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("phantom", help="write synthetic lumbar slices with exact labels")
+    p.add_argument("out_dir", type=Path)
+    p.add_argument("--n", type=int, default=8, help="number of cases")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first case")
+    p.add_argument("--level", choices=["L4-L5", "L5-S1", "both"], default="both")
+    p.add_argument("--contrast", choices=["T2w", "T1w", "dixon_fat", "dixon_water"],
+                   default="T2w")
+    p.set_defaults(func=cmd_phantom)
+
+    p = sub.add_parser("info", help="show the slices and geometry of inputs")
+    p.add_argument("inputs", nargs="+")
+    p.add_argument("--slice", type=int, default=None)
+    p.add_argument("--spacing", type=_spacing, default=None)
+    p.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``paraspinal`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Headless core: geometry-carrying slices, label table, readers and writers. No Qt here."""
