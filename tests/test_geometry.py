@@ -88,3 +88,17 @@ def test_sitk_round_trip_keeps_geometry() -> None:
 def test_slice_image_checks_shape() -> None:
     with pytest.raises(ValueError, match="does not match"):
         SliceImage(np.zeros((3, 3), np.float32), Geometry(shape=(3, 4)))
+
+
+def test_atomic_write_leaves_ordinary_permissions(tmp_path) -> None:
+    import os
+
+    from napari_paraspinal.core.atomic import write_text_atomic
+
+    umask = os.umask(0o022)
+    try:
+        write_text_atomic(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
