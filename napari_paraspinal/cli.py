@@ -24,7 +24,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .pipeline import RunConfig, run
 
     config = RunConfig(out_dir=Path(args.out), slice_index=args.slice, spacing=args.spacing,
-                       overlays=not args.no_overlays)
+                       overlays=not args.no_overlays,
+                       labels_dir=Path(args.labels) if args.labels else None)
 
     def progress(done: int, total: int, what: str) -> None:
         print(f"[{done + 1 if done < total else total}/{total}] {what}", file=sys.stderr)
@@ -44,8 +45,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(line)
     print(f"{len(results) - len(failed)} of {len(results)} cases read; "
           f"tables in {config.out_dir / 'measurements.xlsx'} and .csv")
-    print("note: no segmentation model is installed in this version; run reads, checks and "
-          "reports the inputs.")
+    if config.labels_dir is None:
+        print("note: no segmentation model is installed in this version; run reads, checks "
+              "and reports the inputs (give --labels to measure existing label maps).")
     return 1 if failed and len(failed) == len(results) else 0
 
 
@@ -101,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="slice index in 3-D inputs (default: the middle one)")
     p.add_argument("--spacing", type=_spacing, default=None,
                    help="pixel spacing in mm for files without one (PNG/TIFF/JPEG)")
+    p.add_argument("--labels", default=None,
+                   help="folder of existing label maps with the inputs' file names (e.g. "
+                        "manual segmentations): measured instead of segmented")
     p.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_run)

@@ -16,9 +16,11 @@ from threading import Event
 
 from . import __version__
 from .core.errors import InputError
-from .core.io import InputRef, expand_inputs, read_slice, validate_slice
+from .core.io import InputRef, expand_inputs, read_labels, read_slice, validate_slice
 from .core.orientation import axis_codes
+from .core.writers import write_labels
 from .export import write_csv, write_xlsx
+from .measure import csa_columns
 from .overlay import save_overlay_png
 
 ProgressFn = Callable[[int, int, str], None]
@@ -44,6 +46,7 @@ class RunConfig:
     slice_index: int | None = None
     spacing: tuple[float, float] | None = None
     overlays: bool = True
+    labels_dir: Path | None = None  # existing label maps (same file names) to measure
 
 
 def case_id(ref: InputRef, taken: set[str]) -> str:
@@ -80,9 +83,16 @@ def process_case(ref: InputRef, cid: str, config: RunConfig) -> CaseResult:
         "notes": "; ".join(image.notes),
     }
     result = CaseResult(case=cid, source=str(ref), status="ok", row=row)
+    labels = None
+    if config.labels_dir is not None:
+        labels = read_labels(config.labels_dir / ref.path.name, g)
+        row["label_source"] = "given"
+        row.update(csa_columns(labels, g))
+        result.outputs["labels"] = write_labels(labels, g, config.out_dir / "labels"
+                                                / f"{cid}.nii.gz")
     if config.overlays:
         path = config.out_dir / "overlays" / f"{cid}.png"
-        result.outputs["overlay"] = save_overlay_png(image, None, path)
+        result.outputs["overlay"] = save_overlay_png(image, labels, path)
     return result
 
 

@@ -1,11 +1,13 @@
 """The ``paraspinal`` command as a user runs it: phantoms in, a real spreadsheet out."""
 
 import csv
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from openpyxl import load_workbook
 from PIL import Image
 
@@ -71,3 +73,28 @@ def test_missing_input_is_a_clear_error(tmp_path: Path) -> None:
     result = paraspinal("run", str(tmp_path / "nope.nii.gz"), "--out", str(tmp_path / "o"))
     assert result.returncode == 2
     assert "nope.nii.gz" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_run_measures_given_label_maps(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    main(["phantom", str(data), "--n", "2", "--seed", "700"])
+    out = tmp_path / "out"
+    assert main(["run", str(data / "images"), "--labels", str(data / "labels"),
+                 "--out", str(out), "--quiet"]) == 0
+    wb = load_workbook(out / "measurements.xlsx")
+    ws = wb["measurements"]
+    header = [c.value for c in ws[1]]
+    for values in ws.iter_rows(min_row=2, values_only=True):
+        row = dict(zip(header, values, strict=True))
+        truth = json.loads((data / "truth" / f"{row['case']}.json").read_text())
+        for short in ("SP", "DI", "PS_L", "PS_R", "MF_L", "MF_R", "ES_L", "ES_R"):
+            assert isinstance(row[f"{short}_csa_mm2"], float)
+            assert row[f"{short}_csa_mm2"] == pytest.approx(
+                truth["structures"][short]["csa_mm2"], abs=1e-3)
+        assert (out / "labels" / f"{row['case']}.nii.gz").exists()
+    # a missing label map is a failed case naming the file, not a crash
+    (data / "labels" / sorted((data / "labels").iterdir())[0].name).unlink()
+    main(["run", str(data / "images"), "--labels", str(data / "labels"), "--out",
+          str(tmp_path / "out2"), "--quiet"])
+    rows = list(csv.DictReader((tmp_path / "out2" / "measurements.csv").open()))
+    assert sorted(r["status"] for r in rows) == ["failed", "read"]
