@@ -1,0 +1,1 @@
+"""Networks (U-Net, CRF-as-RNN), losses and model bundles."""
