@@ -21,11 +21,13 @@ def _spacing(text: str) -> tuple[float, float]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .fat import FatConfig
     from .pipeline import RunConfig, run
 
     config = RunConfig(out_dir=Path(args.out), slice_index=args.slice, spacing=args.spacing,
                        overlays=not args.no_overlays,
-                       labels_dir=Path(args.labels) if args.labels else None)
+                       labels_dir=Path(args.labels) if args.labels else None,
+                       fat=FatConfig(method=args.fat_method))
 
     def progress(done: int, total: int, what: str) -> None:
         print(f"[{done + 1 if done < total else total}/{total}] {what}", file=sys.stderr)
@@ -106,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", default=None,
                    help="folder of existing label maps with the inputs' file names (e.g. "
                         "manual segmentations): measured instead of segmented")
+    p.add_argument("--fat-method", choices=["kmeans", "gmm", "otsu"], default="kmeans",
+                   help="fat/muscle separation inside MF and ES (default: k-means, as in the "
+                        "paper)")
     p.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_run)

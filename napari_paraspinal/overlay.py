@@ -55,7 +55,7 @@ def overlay_rgb(
                 rgb[edge] = color
     if fat_mask is not None:
         fat = r.apply(np.asarray(fat_mask, bool))
-        rgb[fat] = 0.4 * rgb[fat] + 0.6 * np.asarray((255, 140, 0), np.float32)
+        rgb[fat] = 0.4 * rgb[fat] + 0.6 * np.asarray(FAT_COLOR, np.float32)
     out = rgb.clip(0, 255).astype(np.uint8)
     sx, sy = (image.geometry.spacing[1], image.geometry.spacing[0]) if r.transpose else (
         image.geometry.spacing[0], image.geometry.spacing[1])
@@ -66,8 +66,11 @@ def overlay_rgb(
     return out
 
 
-def legend_rgb(height: int, width: int = 170) -> np.ndarray:
-    """A colour key of the eight labels, as an RGB strip to put beside an overlay."""
+FAT_COLOR = (255, 140, 0)
+
+
+def legend_rgb(height: int, width: int = 170, fat: bool = False) -> np.ndarray:
+    """A colour key of the eight labels (and fat), as an RGB strip beside an overlay."""
     from PIL import ImageDraw
 
     strip = Image.new("RGB", (width, height), (20, 20, 20))
@@ -76,6 +79,10 @@ def legend_rgb(height: int, width: int = 170) -> np.ndarray:
         y = 8 + 18 * n
         draw.rectangle([8, y, 20, y + 12], fill=lab.color)
         draw.text((26, y), f"{lab.value} {lab.short}", fill=(230, 230, 230))
+    if fat:
+        y = 8 + 18 * len(LABELS)
+        draw.rectangle([8, y, 20, y + 12], fill=FAT_COLOR)
+        draw.text((26, y), "fat in MF/ES", fill=(230, 230, 230))
     return np.asarray(strip)
 
 
@@ -90,7 +97,7 @@ def save_overlay_png(
     """Write the overlay (and a label key) as a PNG, atomically."""
     rgb = overlay_rgb(image, labels, fat_mask=fat_mask)
     if legend and labels is not None:
-        rgb = np.concatenate([rgb, legend_rgb(rgb.shape[0])], axis=1)
+        rgb = np.concatenate([rgb, legend_rgb(rgb.shape[0], fat=fat_mask is not None)], axis=1)
     with atomic_path(path) as tmp:
         Image.fromarray(rgb).save(tmp, format="PNG")
     return Path(path)

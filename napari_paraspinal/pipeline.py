@@ -20,6 +20,7 @@ from .core.io import InputRef, expand_inputs, read_labels, read_slice, validate_
 from .core.orientation import axis_codes
 from .core.writers import write_labels
 from .export import write_csv, write_xlsx
+from .fat import FatConfig, separate_fat
 from .measure import csa_columns
 from .overlay import save_overlay_png
 
@@ -47,6 +48,7 @@ class RunConfig:
     spacing: tuple[float, float] | None = None
     overlays: bool = True
     labels_dir: Path | None = None  # existing label maps (same file names) to measure
+    fat: FatConfig = field(default_factory=FatConfig)
 
 
 def case_id(ref: InputRef, taken: set[str]) -> str:
@@ -83,16 +85,19 @@ def process_case(ref: InputRef, cid: str, config: RunConfig) -> CaseResult:
         "notes": "; ".join(image.notes),
     }
     result = CaseResult(case=cid, source=str(ref), status="ok", row=row)
-    labels = None
+    labels = fat_mask = None
     if config.labels_dir is not None:
         labels = read_labels(config.labels_dir / ref.path.name, g)
         row["label_source"] = "given"
         row.update(csa_columns(labels, g))
+        fat = separate_fat(image.data, labels, g, config.fat)
+        row.update(fat.columns())
+        fat_mask = fat.fat_mask
         result.outputs["labels"] = write_labels(labels, g, config.out_dir / "labels"
                                                 / f"{cid}.nii.gz")
     if config.overlays:
         path = config.out_dir / "overlays" / f"{cid}.png"
-        result.outputs["overlay"] = save_overlay_png(image, labels, path)
+        result.outputs["overlay"] = save_overlay_png(image, labels, path, fat_mask=fat_mask)
     return result
 
 
