@@ -88,6 +88,18 @@ def cmd_info(args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import bench_fat, format_table, peak_rss_mb
+
+    if args.target == "fat":
+        rows = bench_fat(n=args.n, bias=not args.no_bias)
+        print(f"fat % against phantom truth, {args.n} phantoms "
+              f"({'with' if not args.no_bias else 'without'} an uncorrected bias field):")
+        print(format_table(rows))
+    print(f"peak RSS {peak_rss_mb():.0f} MB")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="paraspinal",
@@ -123,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--contrast", choices=["T2w", "T1w", "dixon_fat", "dixon_water"],
                    default="T2w")
     p.set_defaults(func=cmd_phantom)
+
+    p = sub.add_parser("bench", help="measure accuracy and speed (benchmarks, not tests)")
+    p.add_argument("target", choices=["fat"])
+    p.add_argument("--n", type=int, default=100, help="number of phantoms")
+    p.add_argument("--no-bias", action="store_true", help="phantoms without a bias field")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("info", help="show the slices and geometry of inputs")
     p.add_argument("inputs", nargs="+")

@@ -88,7 +88,8 @@ def split_threshold(values: np.ndarray, method: str) -> tuple[float, float, floa
         lo, hi = v[v <= t], v[v > t]
         return t, float(lo.mean()), float(hi.mean()) if hi.size else t
     if method == "kmeans":
-        km = KMeans(n_clusters=2, n_init=3, random_state=0).fit(v)
+        init = np.percentile(v, [25, 97.5]).reshape(2, 1)  # lean bulk, brightest tail
+        km = KMeans(n_clusters=2, init=init, n_init=1).fit(v)
         c = np.sort(km.cluster_centers_.ravel())
         return float(c.mean()), float(c[0]), float(c[1])
     gmm = GaussianMixture(n_components=2, random_state=0).fit(v)
