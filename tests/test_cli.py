@@ -98,3 +98,11 @@ def test_run_measures_given_label_maps(tmp_path: Path) -> None:
           str(tmp_path / "out2"), "--quiet"])
     rows = list(csv.DictReader((tmp_path / "out2" / "measurements.csv").open()))
     assert sorted(r["status"] for r in rows) == ["failed", "read"]
+
+
+def test_bench_fat_prints_the_three_methods() -> None:
+    result = paraspinal("bench", "fat", "--n", "2")
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+    assert [line.split("|")[1].strip() for line in lines[1:]] == ["kmeans", "gmm", "otsu"]
+    assert "peak RSS" in result.stdout
