@@ -16,7 +16,14 @@ from threading import Event
 
 from . import __version__
 from .core.errors import InputError
-from .core.io import InputRef, expand_inputs, read_labels, read_slice, validate_slice
+from .core.io import (
+    InputRef,
+    expand_inputs,
+    image_stem,
+    read_labels,
+    read_slice,
+    validate_slice,
+)
 from .core.orientation import axis_codes
 from .core.writers import write_labels
 from .export import write_csv, write_xlsx
@@ -53,13 +60,7 @@ class RunConfig:
 
 def case_id(ref: InputRef, taken: set[str]) -> str:
     """A short, file-system-safe, unique id for a case (never patient data from headers)."""
-    name = ref.path.name
-    for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm",
-                   ".png", ".tif", ".tiff", ".jpg", ".jpeg"):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    base = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "case"
+    base = re.sub(r"[^A-Za-z0-9_.-]+", "_", image_stem(ref.path)).strip("_") or "case"
     cid, n = base, 2
     while cid in taken:
         cid, n = f"{base}_{n}", n + 1

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 from ..core.errors import InputError
-from ..core.io import InputRef, expand_inputs, is_supported, list_slices, read_slice
+from ..core.io import (
+    InputRef,
+    expand_inputs,
+    image_stem,
+    is_supported,
+    list_slices,
+    read_slice,
+)
 from .layers import image_layer
 
 LayerData = list[tuple]
@@ -30,7 +36,7 @@ def read_layers(path: str | list[str]) -> LayerData:
     paths = [path] if isinstance(path, str) else list(path)
     layers: LayerData = []
     for ref in expand_inputs(paths):
-        layers.append(image_layer(_read_all_slices(ref), name=_layer_name(ref)))
+        layers.append(image_layer(_read_all_slices(ref), name=image_stem(ref.path)))
     return layers
 
 
@@ -42,11 +48,3 @@ def _read_all_slices(ref: InputRef) -> list:
     if len({s.geometry.shape for s in slices}) != 1:
         raise InputError(ref.path, "slices of this series differ in size; open them one by one")
     return slices
-
-
-def _layer_name(ref: InputRef) -> str:
-    name = Path(ref.path).name
-    for suffix in (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".dcm"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name

@@ -119,6 +119,15 @@ def expand_inputs(paths: Sequence[str | os.PathLike[str]]) -> list[InputRef]:
     return refs
 
 
+def image_stem(path: str | os.PathLike[str]) -> str:
+    """A file's name without its image suffix (``case.nii.gz`` -> ``case``)."""
+    name = Path(path).name
+    for suffix in (*_NIFTI[::-1], *_ITK, ".dcm", ".ima", *raster.RASTER_SUFFIXES):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
 def list_slices(source: str | os.PathLike[str] | InputRef) -> list[SliceInfo]:
     """The slices of an input, sorted along the slice normal (one for 2-D images)."""
     stack = _open(_as_ref(source))
