@@ -7,6 +7,7 @@ CLI, the napari plugin and the app all run the same code.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +31,7 @@ from .export import write_csv, write_xlsx
 from .fat import FatConfig, separate_fat
 from .measure import csa_columns
 from .overlay import save_overlay_png
+from .preprocess.n4 import N4Config, n4_correct
 
 ProgressFn = Callable[[int, int, str], None]
 
@@ -56,6 +58,7 @@ class RunConfig:
     overlays: bool = True
     labels_dir: Path | None = None  # existing label maps (same file names) to measure
     fat: FatConfig = field(default_factory=FatConfig)
+    n4: N4Config | None = field(default_factory=N4Config)  # bias correction before fat
 
 
 def case_id(ref: InputRef, taken: set[str]) -> str:
@@ -91,7 +94,8 @@ def process_case(ref: InputRef, cid: str, config: RunConfig) -> CaseResult:
         labels = read_labels(config.labels_dir / ref.path.name, g)
         row["label_source"] = "given"
         row.update(csa_columns(labels, g))
-        fat = separate_fat(image.data, labels, g, config.fat)
+        corrected = n4_correct(image, config=config.n4).corrected if config.n4 else image
+        fat = separate_fat(corrected.data, labels, g, config.fat)
         row.update(fat.columns())
         fat_mask = fat.fat_mask
         result.outputs["labels"] = write_labels(labels, g, config.out_dir / "labels"
@@ -145,6 +149,9 @@ def write_tables(results: Sequence[CaseResult], config: RunConfig) -> None:
             "status": r.status,
             "message": r.message,
             "software": f"napari-paraspinal {__version__}",
+            "labels": "given" if config.labels_dir is not None else "none",
+            "bias_correction": json.dumps(config.n4.to_dict()) if config.n4 else "none",
+            "fat_method": json.dumps(config.fat.to_dict()),
             "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
         for r in results
