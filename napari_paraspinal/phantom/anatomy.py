@@ -189,6 +189,12 @@ def build_parts(level: str, body: Body, rng: np.random.Generator) -> list[Part]:
         vessels = [Ellipse(-28, -disc_b - 14, 5, 5), Ellipse(28, -disc_b - 14, 5, 5),
                    Ellipse(-22, -disc_b - 6, 6, 5), Ellipse(22, -disc_b - 6, 6, 5)]
     parts += [Part("vessel", v, Tissue.VESSEL) for v in vessels]
+    # muscles that reach past the muscle envelope (gluteus at L5-S1) lie under the fat
+    # and skin, never over them
+    parts.append(Part("subcutaneous_fat_outer", Compound(env.grown(body.fat), (env,)),
+                      Tissue.FAT))
+    parts.append(Part("skin_outer", Compound(env.grown(body.fat + 1.5),
+                                             (env.grown(body.fat),)), Tissue.SKIN))
     return parts
 
 
