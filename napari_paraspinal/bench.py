@@ -54,6 +54,35 @@ def bench_fat(n: int = 100, seed: int = 200_000, methods: Sequence[str] = METHOD
     return rows
 
 
+def bench_preprocess(repeats: int = 5, seed: int = 300_000) -> list[dict]:
+    """Median time per step (ms) of the preprocessing chain at 256² and 512² phantoms.
+
+    Registration and resampling join the table when they land.
+    """
+    from .preprocess import body_mask, n4_correct, normalize
+
+    rows = []
+    for matrix, fov in ((256, (250.0, 300.0)), (512, (380.0, 420.0))):
+        times: dict[str, list[float]] = {"body_mask": [], "n4": [], "normalize": []}
+        for k in range(repeats):
+            case = generate_phantom(seed + k, PhantomConfig(matrix=(matrix, matrix),
+                                                            fov_mm=fov))
+            t0 = time.perf_counter()
+            mask = body_mask(case.image)
+            t1 = time.perf_counter()
+            corrected = n4_correct(case.image, mask).corrected
+            t2 = time.perf_counter()
+            normalize(corrected, mask)
+            t3 = time.perf_counter()
+            for key, dt in (("body_mask", t1 - t0), ("n4", t2 - t1), ("normalize", t3 - t2)):
+                times[key].append(1000.0 * dt)
+        row = {"matrix": f"{matrix}²"}
+        row.update({f"{k}_ms": float(np.median(v)) for k, v in times.items()})
+        row["total_ms"] = sum(row[f"{k}_ms"] for k in times)
+        rows.append(row)
+    return rows
+
+
 def format_table(rows: list[dict]) -> str:
     """A markdown table of benchmark rows."""
     cols = list(rows[0])

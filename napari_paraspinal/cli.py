@@ -91,14 +91,18 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import bench_fat, format_table, peak_rss_mb
+    from .bench import bench_fat, bench_preprocess, format_table, peak_rss_mb
 
     if args.target == "fat":
-        rows = bench_fat(n=args.n, bias=not args.no_bias, n4=not args.no_n4)
+        n = args.n or 100
+        rows = bench_fat(n=n, bias=not args.no_bias, n4=not args.no_n4)
         field = "no bias field" if args.no_bias else (
             "bias field left uncorrected" if args.no_n4 else "bias field corrected by N4")
-        print(f"fat % against phantom truth, {args.n} phantoms ({field}):")
+        print(f"fat % against phantom truth, {n} phantoms ({field}):")
         print(format_table(rows))
+    elif args.target == "preprocess":
+        print("median time per slice and step (ms), phantoms, this process:")
+        print(format_table(bench_preprocess(repeats=args.n or 5)))
     print(f"peak RSS {peak_rss_mb():.0f} MB")
     return 0
 
@@ -142,8 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_phantom)
 
     p = sub.add_parser("bench", help="measure accuracy and speed (benchmarks, not tests)")
-    p.add_argument("target", choices=["fat"])
-    p.add_argument("--n", type=int, default=100, help="number of phantoms")
+    p.add_argument("target", choices=["fat", "preprocess"])
+    p.add_argument("--n", type=int, default=None,
+                   help="number of phantoms (fat: 100) or repeats per size (preprocess: 5)")
     p.add_argument("--no-bias", action="store_true", help="phantoms without a bias field")
     p.add_argument("--no-n4", action="store_true", help="skip N4 bias correction")
     p.set_defaults(func=cmd_bench)

@@ -106,3 +106,11 @@ def test_bench_fat_prints_the_three_methods() -> None:
     lines = [line for line in result.stdout.splitlines() if line.startswith("| ")]
     assert [line.split("|")[1].strip() for line in lines[1:]] == ["kmeans", "gmm", "otsu"]
     assert "peak RSS" in result.stdout
+
+
+def test_bench_preprocess_prints_both_sizes() -> None:
+    result = paraspinal("bench", "preprocess", "--n", "1")
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("|")[1].strip() for line in result.stdout.splitlines()
+            if line.startswith("| ") and "²" in line]
+    assert rows == ["256²", "512²"]
