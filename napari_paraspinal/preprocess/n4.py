@@ -18,11 +18,12 @@ shrink 1 at a fifth to a seventh of the time; shrink 8 is a little worse.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import SimpleITK as sitk
 
+from ..core.config import config_from_dict
 from ..core.errors import InputError
 from ..core.geometry import SliceImage
 from .bodymask import body_mask
@@ -66,11 +67,7 @@ class N4Config:
     @classmethod
     def from_dict(cls, d: dict) -> N4Config:
         """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown N4Config keys: {sorted(unknown)}")
-        return cls(**d)
+        return config_from_dict(cls, d)
 
 
 @dataclass

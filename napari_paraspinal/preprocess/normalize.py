@@ -17,10 +17,11 @@ Both then clip to ``[clip_low, clip_high]`` (``None``: no bound on that side).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..core.config import config_from_dict
 from ..core.errors import InputError
 from ..core.geometry import SliceImage
 from .bodymask import body_mask
@@ -61,11 +62,7 @@ class NormalizeConfig:
     @classmethod
     def from_dict(cls, d: dict) -> NormalizeConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown NormalizeConfig keys: {sorted(unknown)}")
-        return cls(**d)
+        return config_from_dict(cls, d)
 
 
 def normalize(
