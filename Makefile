@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PYTEST := $(PY) -m pytest
 XVFB   := $(shell command -v xvfb-run 2>/dev/null)
 
-.PHONY: setup demo test lint wheel clean
+.PHONY: setup demo test lint wheel clean atlas
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -21,6 +21,13 @@ setup: $(STAMP)
 demo: setup
 	$(VENV)/bin/paraspinal phantom demo-data --n 4 --seed 900000 --level both
 	$(VENV)/bin/paraspinal run demo-data/images --labels demo-data/labels --out demo-output
+
+# the shipped level atlases (models/atlases): 20 phantoms per level, seeds kept apart from
+# the tests' and benchmarks' seeds
+atlas: setup
+	rm -rf build/atlas-data
+	$(VENV)/bin/paraspinal phantom build/atlas-data --n 40 --seed 700000 --level both
+	$(VENV)/bin/paraspinal atlas build build/atlas-data --out models/atlases
 
 test: setup
 ifdef XVFB

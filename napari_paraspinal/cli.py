@@ -91,7 +91,14 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import bench_fat, bench_preprocess, format_table, peak_rss_mb
+    from .bench import (
+        bench_fat,
+        bench_preprocess,
+        bench_registration,
+        format_table,
+        peak_rss_mb,
+        summarise_registration,
+    )
 
     if args.target == "fat":
         n = args.n or 100
@@ -102,9 +109,60 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(format_table(rows))
     elif args.target == "preprocess":
         print("median time per slice and step (ms), phantoms, this process:")
-        print(format_table(bench_preprocess(repeats=args.n or 5)))
+        rows = bench_preprocess(repeats=args.n or 5)
+        rows += bench_preprocess(repeats=args.n or 5, level="auto")
+        print(format_table(rows))
+    elif args.target == "register":
+        rows = bench_registration(n=args.n or 40)
+        print(format_table(rows))
+        print(format_table([summarise_registration(rows)]))
     print(f"peak RSS {peak_rss_mb():.0f} MB")
     return 0
+
+
+def cmd_atlas(args: argparse.Namespace) -> int:
+    from .preprocess.atlas import build_atlas
+    from .preprocess.chain import atlas_cases_from_folder
+
+    groups = atlas_cases_from_folder(args.data, level=args.level)
+    for level, cases in sorted(groups.items()):
+        def progress(done: int, total: int, level: str = level) -> None:
+            if not args.quiet and (done == total or done % 10 == 0):
+                print(f"[{level}] registration {done}/{total}", file=sys.stderr)
+
+        atlas = build_atlas(cases, level, rounds=args.rounds, progress=progress)
+        out = atlas.save(Path(args.out) / level)
+        print(f"{level}: atlas of {len(cases)} cases written to {out}")
+    return 0
+
+
+def cmd_preprocess(args: argparse.Namespace) -> int:
+    from .core.io import expand_inputs, image_stem, read_slice
+    from .preprocess.atlas import load_atlases
+    from .preprocess.chain import default_atlases, preprocess_slice, write_preprocessed
+
+    atlases = load_atlases(args.atlas) if args.atlas else default_atlases()
+    failed = flagged = total = 0
+    for ref in expand_inputs(args.inputs):
+        total += 1
+        try:
+            image = read_slice(ref, index=args.slice, spacing=args.spacing)
+            pre = preprocess_slice(image, atlases, level=args.level)
+        except InputError as err:
+            failed += 1
+            print(f"{ref.path}: ERROR {err.problem}")
+            continue
+        stem = image_stem(ref.path)
+        write_preprocessed(pre, atlases[pre.level], args.out, stem)
+        r = pre.registration
+        flagged += r.flagged
+        scores = ", ".join(f"{k} {v:.2f}" for k, v in pre.level_scores.items())
+        print(f"{stem}: level {pre.level}" + (f" (correlation {scores})" if scores else "")
+              + f", body Dice {r.body_dice:.2f}, {pre.seconds['total']:.2f} s"
+              + (f"  CHECK: {'; '.join(r.reasons)}" if r.flagged else ""))
+    print(f"{total - failed} of {total} slices preprocessed into {args.out}; "
+          f"{flagged} flagged for a check (see *_qc.png)")
+    return 1 if failed == total else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,10 +203,37 @@ def build_parser() -> argparse.ArgumentParser:
                    default="T2w")
     p.set_defaults(func=cmd_phantom)
 
+    p = sub.add_parser("atlas", help="build level atlases from labelled slices")
+    atlas_sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = atlas_sub.add_parser("build", help="group-wise affine atlas per level: mean image and "
+                                           "label probability maps, 256×256 at 1 mm")
+    p.add_argument("data", type=Path, help="dataset folder with images/ and labels/ (and "
+                                           "truth/ for phantoms)")
+    p.add_argument("--out", required=True, type=Path, help="output folder (one sub-folder "
+                                                             "per level)")
+    p.add_argument("--level", choices=["L4-L5", "L5-S1"], default=None,
+                   help="level of all cases (default: from truth/<case>.json)")
+    p.add_argument("--rounds", type=int, default=3, help="registration rounds (default 3)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_atlas)
+
+    p = sub.add_parser("preprocess", help="N4, normalise, register to the level atlas; write "
+                                          "atlas-space image, bias field, transform, QC")
+    p.add_argument("inputs", nargs="+")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--level", choices=["auto", "L4-L5", "L5-S1"], default="auto",
+                   help="spinal level (default: detected by registering to both atlases)")
+    p.add_argument("--atlas", type=Path, default=None,
+                   help="atlas folder (default: the shipped atlases)")
+    p.add_argument("--slice", type=int, default=None)
+    p.add_argument("--spacing", type=_spacing, default=None)
+    p.set_defaults(func=cmd_preprocess)
+
     p = sub.add_parser("bench", help="measure accuracy and speed (benchmarks, not tests)")
-    p.add_argument("target", choices=["fat", "preprocess"])
+    p.add_argument("target", choices=["fat", "preprocess", "register"])
     p.add_argument("--n", type=int, default=None,
-                   help="number of phantoms (fat: 100) or repeats per size (preprocess: 5)")
+                   help="number of phantoms (fat: 100, register: 40) or repeats per size "
+                        "(preprocess: 5)")
     p.add_argument("--no-bias", action="store_true", help="phantoms without a bias field")
     p.add_argument("--no-n4", action="store_true", help="skip N4 bias correction")
     p.set_defaults(func=cmd_bench)

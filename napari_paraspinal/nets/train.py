@@ -1,0 +1,316 @@
+"""Training of a :class:`Segmenter`: U-Net pretraining, then U-Net and CRF jointly.
+
+Each epoch draws its samples from the training slices (:func:`training_epoch`):
+
+* multi-data training (the paper's): the gradient-magnitude image of every slice
+  (:func:`gradient_magnitude`) is an extra sample with the same labels, so the network also
+  learns from edges and relies less on absolute intensity;
+* left-right mirroring, each sample with probability 1/2: the columns are reversed AND the left
+  and right label values (and label-mask columns) are exchanged, since a mirrored left muscle
+  is on the right and must be taught as the right one.
+
+Phase 1 trains the U-Net alone (CRF bypassed); phase 2 starts from phase 1's best state and
+trains all parameters with the CRF in the loop. Each phase stops early after ``patience``
+epochs without a better validation score: the mean Dice (argmax, :mod:`.metrics`) over the
+foreground classes, each class pooled over the validation slices that annotate it. Phase 2
+first scores phase 1's best state with the CRF (history entry with ``epoch`` 0), so the state
+returned is the best one as the model will actually run; without a CRF it is phase 1's best.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from ..core.labels import LR_SWAP, NUM_CLASSES, swap_left_right
+from .losses import DiceCELoss
+from .metrics import dice_per_label
+from .segmenter import Segmenter, resolve_device
+
+StateDict = dict[str, torch.Tensor]
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings; ``epochs_joint`` 0 (or a model without CRF) skips phase 2.
+
+    ``num_threads`` sets torch's CPU threads during training (None: leave as is) and is
+    restored afterwards.
+    """
+
+    epochs_pretrain: int = 100
+    epochs_joint: int = 20
+    batch_size: int = 20
+    lr: float = 1e-3
+    patience: int = 10
+    multi_data: bool = True
+    flip: bool = True
+    seed: int = 0
+    num_threads: int | None = None
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name in ("epochs_pretrain", "epochs_joint"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"TrainConfig.{name} must be >= 0")
+        if self.batch_size < 1 or self.patience < 1:
+            raise ValueError("TrainConfig.batch_size and patience must be >= 1")
+        if not self.lr >= 0:
+            raise ValueError(f"TrainConfig.lr must be >= 0, got {self.lr}")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise ValueError("TrainConfig.num_threads must be None or >= 1")
+
+
+@dataclass
+class TrainData:
+    """Slices ``N x H x W`` float32, labels ``N x H x W`` uint8, ``label_mask`` ``N x C`` bool.
+
+    ``label_mask[i, c]`` says whether class ``c`` is annotated in slice ``i`` (None: all are).
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    label_mask: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.images = np.asarray(self.images, dtype=np.float32)
+        labels = np.asarray(self.labels)
+        if self.images.ndim != 3 or labels.shape != self.images.shape:
+            raise ValueError(f"images and labels must both be N x H x W, got "
+                             f"{self.images.shape} and {labels.shape}")
+        if labels.size and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
+            raise ValueError(f"label values must lie in 0..{NUM_CLASSES - 1}")
+        self.labels = labels.astype(np.uint8)
+        n = len(self.images)
+        if self.label_mask is None:
+            self.label_mask = np.ones((n, NUM_CLASSES), dtype=bool)
+        self.label_mask = np.asarray(self.label_mask, dtype=bool)
+        if self.label_mask.shape != (n, NUM_CLASSES):
+            raise ValueError(f"label_mask must be {(n, NUM_CLASSES)}, got {self.label_mask.shape}")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :func:`train`; the model is left holding ``best_state_dict``.
+
+    ``history`` has one dict per epoch (``phase`` "unet" or "joint", ``epoch`` within the phase,
+    ``loss``, ``val_dice``, ``seconds``, ``samples``); ``best_epoch`` indexes it (-1: no epoch
+    finished, the state is the initial one). ``stopped_early``: a phase ended by patience.
+    """
+
+    best_state_dict: StateDict
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int = -1
+    stopped_early: bool = False
+    cancelled: bool = False
+
+    @property
+    def best_val_dice(self) -> float:
+        return self.history[self.best_epoch]["val_dice"] if self.best_epoch >= 0 else float("nan")
+
+
+def gradient_magnitude(image: np.ndarray, percentile: float = 99.0) -> np.ndarray:
+    """Sobel gradient magnitude of a slice (or of each slice of N x H x W), in [0, 1].
+
+    Divided by its ``percentile`` (max if that is 0) and clipped, so a few extreme edges do not
+    squash the rest; a flat slice gives zeros. Borders use nearest-value padding (no fake edge).
+    """
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim == 3:
+        return np.stack([gradient_magnitude(s, percentile) for s in image])
+    if image.ndim != 2:
+        raise ValueError(f"image must be H x W or N x H x W, got shape {image.shape}")
+    gy = ndimage.sobel(image, axis=0, mode="nearest")
+    gx = ndimage.sobel(image, axis=1, mode="nearest")
+    mag = np.hypot(gx, gy)
+    scale = float(np.percentile(mag, percentile))
+    if scale <= 0:
+        scale = float(mag.max())
+    if scale <= 0:
+        return np.zeros_like(mag)
+    return np.clip(mag / scale, 0.0, 1.0).astype(np.float32)
+
+
+def mirror_left_right(data: TrainData) -> TrainData:
+    """The slices mirrored in x, with left/right label values and label-mask columns swapped."""
+    lut = np.array([LR_SWAP[c] for c in range(NUM_CLASSES)])
+    return TrainData(
+        images=data.images[:, :, ::-1].copy(),
+        labels=swap_left_right(data.labels[:, :, ::-1]),
+        label_mask=data.label_mask[:, lut],
+    )
+
+
+def training_epoch(data: TrainData, config: TrainConfig, rng: np.random.Generator) -> TrainData:
+    """One epoch's samples: slices (+ gradient images), randomly mirrored, shuffled."""
+    samples = data
+    if config.multi_data:
+        samples = TrainData(
+            images=np.concatenate([data.images, gradient_magnitude(data.images)]),
+            labels=np.concatenate([data.labels, data.labels]),
+            label_mask=np.concatenate([data.label_mask, data.label_mask]),
+        )
+    if config.flip:
+        flip = rng.random(len(samples)) < 0.5
+        mirrored = mirror_left_right(samples)
+        samples = TrainData(
+            images=np.where(flip[:, None, None], mirrored.images, samples.images),
+            labels=np.where(flip[:, None, None], mirrored.labels, samples.labels),
+            label_mask=np.where(flip[:, None], mirrored.label_mask, samples.label_mask),
+        )
+    order = rng.permutation(len(samples))
+    return TrainData(samples.images[order], samples.labels[order], samples.label_mask[order])
+
+
+def validation_dice(model: Segmenter, val: TrainData, use_crf: bool, batch_size: int,
+                    device: torch.device) -> float:
+    """Mean foreground Dice of the argmax, each class pooled over the slices annotating it."""
+    was_training = model.training
+    model.eval()
+    preds = []
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(val), batch_size):
+                x = torch.from_numpy(val.images[start:start + batch_size, None]).to(device)
+                preds.append(model(x, use_crf=use_crf).argmax(1).cpu().numpy())
+    finally:
+        model.train(was_training)
+    pred = np.concatenate(preds)
+    scores = []
+    for c in range(1, NUM_CLASSES):
+        rows = val.label_mask[:, c]
+        if rows.any():
+            scores.append(dice_per_label(pred[rows], val.labels[rows], [c])[c])
+    scores = [s for s in scores if not np.isnan(s)]
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def _snapshot(model: torch.nn.Module) -> StateDict:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+class _Trainer:
+    """State shared by the two phases: best state, history, cancel flag."""
+
+    def __init__(self, model: Segmenter, train: TrainData, val: TrainData, config: TrainConfig,
+                 progress: Callable[[dict[str, Any]], None] | None,
+                 should_stop: Callable[[], bool] | None, device: torch.device) -> None:
+        self.model, self.train_data, self.val, self.config = model, train, val, config
+        self.progress, self.should_stop, self.device = progress, should_stop, device
+        self.loss_fn = DiceCELoss()
+        self.rng = np.random.default_rng(config.seed)
+        self.result = TrainResult(best_state_dict=_snapshot(model))
+        self.best_score = -np.inf
+
+    def record(self, entry: dict[str, Any]) -> bool:
+        """Append an epoch; keep the state if its score is the best so far. True if it was."""
+        self.result.history.append(entry)
+        if self.progress is not None:
+            self.progress(dict(entry))
+        if entry["val_dice"] > self.best_score:
+            self.best_score = entry["val_dice"]
+            self.result.best_state_dict = _snapshot(self.model)
+            self.result.best_epoch = len(self.result.history) - 1
+            return True
+        return False
+
+    def run_epoch(self, optimizer: torch.optim.Optimizer, use_crf: bool) -> float | None:
+        """Train one epoch; its mean loss, or None if cancelled part way."""
+        samples = training_epoch(self.train_data, self.config, self.rng)
+        bs = self.config.batch_size
+        total = 0.0
+        self.model.train()
+        for start in range(0, len(samples), bs):
+            if self.should_stop is not None and self.should_stop():
+                self.result.cancelled = True
+                return None
+            x = torch.from_numpy(samples.images[start:start + bs, None]).to(self.device)
+            y = torch.from_numpy(samples.labels[start:start + bs].astype(np.int64)).to(self.device)
+            mask = torch.from_numpy(samples.label_mask[start:start + bs]).to(self.device)
+            optimizer.zero_grad(set_to_none=True)
+            loss = self.loss_fn(self.model(x, use_crf=use_crf), y, mask)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(x)
+        return total / len(samples)
+
+    def evaluate(self, use_crf: bool) -> float:
+        return validation_dice(self.model, self.val, use_crf, self.config.batch_size,
+                               self.device)
+
+    def run_phase(self, phase: str, epochs: int, params: list[torch.nn.Parameter],
+                  use_crf: bool) -> None:
+        """Up to ``epochs`` epochs with early stopping on this phase's best score."""
+        optimizer = torch.optim.Adam(params, lr=self.config.lr)
+        phase_best, bad = -np.inf, 0
+        if phase == "joint":
+            t0 = time.perf_counter()
+            self.best_score = -np.inf  # scores from here on include the CRF
+            score = self.evaluate(use_crf)
+            self.record({"phase": phase, "epoch": 0, "loss": float("nan"), "val_dice": score,
+                         "seconds": time.perf_counter() - t0, "samples": 0})
+            phase_best = score
+        for epoch in range(1, epochs + 1):
+            t0 = time.perf_counter()
+            loss = self.run_epoch(optimizer, use_crf)
+            if loss is None:
+                return
+            score = self.evaluate(use_crf)
+            n = len(self.train_data) * (2 if self.config.multi_data else 1)
+            self.record({"phase": phase, "epoch": epoch, "loss": loss, "val_dice": score,
+                         "seconds": time.perf_counter() - t0, "samples": n})
+            if score > phase_best:
+                phase_best, bad = score, 0
+            else:
+                bad += 1
+                if bad >= self.config.patience:
+                    self.result.stopped_early = True
+                    return
+
+
+def train(
+    model: Segmenter,
+    train: TrainData,
+    val: TrainData,
+    config: TrainConfig | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainResult:
+    """Train ``model`` in place (see the module doc) and leave it holding the best state.
+
+    ``progress`` gets each history entry as it is made; ``should_stop`` is asked before every
+    batch, and True ends training at once (the unfinished epoch is dropped, ``cancelled`` set).
+    Deterministic for a given ``config.seed`` on CPU (the model's initial weights are the
+    caller's: seed torch before building it).
+    """
+    config = config if config is not None else TrainConfig()
+    if len(train) == 0 or len(val) == 0:
+        raise ValueError("training and validation data must not be empty")
+    if not any((val.labels[val.label_mask[:, c]] == c).any() for c in range(1, NUM_CLASSES)):
+        raise ValueError("the validation data has no annotated foreground pixel to score")
+    device = resolve_device(config.device)
+    threads = torch.get_num_threads()
+    if config.num_threads is not None:
+        torch.set_num_threads(config.num_threads)
+    try:
+        torch.manual_seed(config.seed)
+        model.to(device)
+        trainer = _Trainer(model, train, val, config, progress, should_stop, device)
+        trainer.run_phase("unet", config.epochs_pretrain, list(model.unet.parameters()), False)
+        if model.crf is not None and config.epochs_joint > 0 and not trainer.result.cancelled:
+            model.load_state_dict(trainer.result.best_state_dict)
+            trainer.run_phase("joint", config.epochs_joint, list(model.parameters()), True)
+        result = trainer.result
+        model.load_state_dict(result.best_state_dict)
+        return result
+    finally:
+        torch.set_num_threads(threads)

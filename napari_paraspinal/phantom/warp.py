@@ -1,0 +1,67 @@
+"""A slice warped by a known affine transform, to measure how well registration recovers it.
+
+The warp acts on the canonical plane (x toward the patient's left, y posterior, mm, origin
+0): a rotation, a scale per axis and a shift about the centre of the field of view. The
+output grid is larger than the input (a scaled-up body must still fit) and keeps the input's
+spacing; where the warped field of view does not reach, the background is Rayleigh noise
+at the phantom's own noise level, as in air on a magnitude image.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..core.geometry import Geometry, SliceImage
+from ..core.orientation import canonical_reorientation
+
+
+@dataclass
+class Warp:
+    """The warp applied: ``transform`` maps an input plane point to its output plane point."""
+
+    rotation_deg: float
+    scale: tuple[float, float]
+    shift_mm: tuple[float, float]
+    transform: sitk.AffineTransform
+
+
+def random_warp(image: SliceImage, rng: np.random.Generator, noise_sigma: float,
+                rotation_deg: float = 20.0, scale: tuple[float, float] = (0.7, 1.4),
+                shift_mm: float = 30.0, grow: float = 1.45) -> tuple[SliceImage, Warp]:
+    """``image`` warped by a random affine (rotation ±, scale per axis, shift ±)."""
+    r = canonical_reorientation(image.geometry)
+    data = r.apply(np.asarray(image.data, np.float32))
+    spacing = image.geometry.spacing
+    sx, sy = (spacing[1], spacing[0]) if r.transpose else (spacing[0], spacing[1])
+    rows, cols = data.shape
+    angle = float(rng.uniform(-rotation_deg, rotation_deg))
+    scales = rng.uniform(*scale, 2)
+    shift = rng.uniform(-shift_mm, shift_mm, 2)
+    c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+    out_cols, out_rows = int(cols * grow), int(rows * grow)
+    centre_in = np.array([(cols - 1) / 2 * sx, (rows - 1) / 2 * sy])
+    centre_out = np.array([(out_cols - 1) / 2 * sx, (out_rows - 1) / 2 * sy])
+    forward = sitk.AffineTransform(2)
+    forward.SetMatrix(tuple((np.array([[c, -s], [s, c]]) @ np.diag(scales)).ravel()))
+    forward.SetCenter(tuple(centre_in))
+    forward.SetTranslation(tuple(centre_out - centre_in + shift))
+
+    plane = sitk.GetImageFromArray(data)
+    plane.SetSpacing((sx, sy))
+    ref = sitk.Image(out_cols, out_rows, sitk.sitkFloat32)
+    ref.SetSpacing((sx, sy))
+    inverse = forward.GetInverse()
+    warped = sitk.GetArrayFromImage(sitk.Resample(plane, ref, inverse, sitk.sitkLinear, 0.0))
+    inside = sitk.GetArrayFromImage(sitk.Resample(plane * 0 + 1, ref, inverse,
+                                                  sitk.sitkNearestNeighbor, 0.0)) > 0
+    air = rng.rayleigh(max(noise_sigma, 1e-6), warped.shape)
+    warped = np.where(inside, warped, air).astype(np.float32)
+    geometry = Geometry(shape=warped.shape, spacing=(sx, sy, spacing[2]),
+                        origin=(0.0, 0.0, image.geometry.origin[2]))
+    out = SliceImage(warped, geometry, source=f"{image.source} warped")
+    return out, Warp(angle, (float(scales[0]), float(scales[1])),
+                     (float(shift[0]), float(shift[1])), forward)

@@ -1,0 +1,239 @@
+"""Atlases of a spinal level, built from labelled slices by group-wise affine averaging.
+
+An atlas holds, in atlas space (origin at the centre of the labelled structures, x toward
+the patient's left, y posterior, mm):
+
+* ``image``: the mean normalised slice on the network grid (256×256 at 1 mm);
+* ``probabilities``: per-label probability maps on the same grid (C×256×256);
+* ``wide_image`` and ``wide_body``: the mean slice and the body probability on a wide grid
+  (256×256 at 2 mm, 512 mm field of view) that holds the whole body outline, for
+  registration and its moment initialisation (most bodies are wider than 256 mm).
+
+Building: every case starts with its labelled structures' centroid at the origin; the
+template is the mean of the cases; each round registers every case to the template
+(affine), removes the mean transform (so the atlas has the population's average shape and
+position, not the first case's) and averages again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..core.atomic import atomic_path, write_text_atomic
+from ..core.errors import InputError
+from ..core.geometry import SliceImage
+from ..core.labels import NUM_CLASSES
+from ..core.orientation import canonical_reorientation, reorient_geometry
+from .atlas_space import ATLAS_SIZE, AtlasMapping, atlas_reference, one_hot, plane_image
+
+WIDE_SPACING = 2.0
+ATLAS_FORMAT = 1
+_FILES = {"image": "image.nii.gz", "probabilities": "probabilities.nii.gz",
+          "wide_image": "wide_image.nii.gz", "wide_body": "wide_body.nii.gz"}
+
+
+def wide_reference() -> sitk.Image:
+    """The registration grid: 256×256 pixels of 2 mm, centred on the atlas origin."""
+    ref = sitk.Image(ATLAS_SIZE, ATLAS_SIZE, sitk.sitkFloat32)
+    ref.SetSpacing((WIDE_SPACING, WIDE_SPACING))
+    half = (ATLAS_SIZE - 1) / 2 * WIDE_SPACING
+    ref.SetOrigin((-half, -half))
+    return ref
+
+
+@dataclass
+class Atlas:
+    """One spinal level's atlas (see the module docstring)."""
+
+    level: str
+    image: np.ndarray
+    probabilities: np.ndarray
+    wide_image: np.ndarray
+    wide_body: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+    def wide_sitk(self) -> sitk.Image:
+        """The wide template as a SimpleITK image on its grid."""
+        img = sitk.GetImageFromArray(np.asarray(self.wide_image, np.float32))
+        img.CopyInformation(wide_reference())
+        return img
+
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Write the atlas as NIfTI images plus ``atlas.json`` into ``directory``."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, filename in _FILES.items():
+            array = np.asarray(getattr(self, name), np.float32)
+            img = sitk.GetImageFromArray(array)
+            if array.ndim == 2:
+                ref = wide_reference() if name.startswith("wide") else atlas_reference()
+                img.CopyInformation(ref)
+            else:
+                img.SetSpacing((1.0, 1.0, 1.0))
+                ref = atlas_reference()
+                img.SetOrigin((*ref.GetOrigin(), 0.0))
+            with atomic_path(out / filename) as tmp:
+                sitk.WriteImage(img, str(tmp), useCompression=True)
+        card = {"format": ATLAS_FORMAT, "level": self.level, "files": _FILES, **self.meta}
+        write_text_atomic(out / "atlas.json", json.dumps(card, indent=2))
+        return out
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> Atlas:
+        """Read an atlas written by :meth:`save`."""
+        d = Path(directory)
+        card_path = d / "atlas.json"
+        if not card_path.is_file():
+            raise InputError(d, "not an atlas folder (no atlas.json)")
+        card = json.loads(card_path.read_text())
+        arrays = {}
+        for name, filename in card.get("files", _FILES).items():
+            arrays[name] = sitk.GetArrayFromImage(sitk.ReadImage(str(d / filename))).astype(
+                np.float32)
+        if arrays["probabilities"].shape != (NUM_CLASSES, ATLAS_SIZE, ATLAS_SIZE):
+            raise InputError(d, f"probabilities have shape {arrays['probabilities'].shape}, "
+                                f"expected {(NUM_CLASSES, ATLAS_SIZE, ATLAS_SIZE)}")
+        meta = {k: v for k, v in card.items() if k not in ("format", "level", "files")}
+        return cls(level=card["level"], meta=meta, **arrays)
+
+
+def load_atlases(directory: str | os.PathLike[str]) -> dict[str, Atlas]:
+    """All atlases in the sub-folders of ``directory``, by level."""
+    atlases = {}
+    for sub in sorted(Path(directory).iterdir()):
+        if (sub / "atlas.json").is_file():
+            atlas = Atlas.load(sub)
+            atlases[atlas.level] = atlas
+    if not atlases:
+        raise InputError(directory, "no atlas found (expected sub-folders with atlas.json)")
+    return atlases
+
+
+@dataclass
+class AtlasCase:
+    """One training slice for an atlas: normalised image, body mask and label map."""
+
+    image: SliceImage
+    mask: np.ndarray
+    labels: np.ndarray
+
+
+def _label_centroid_mapping(case: AtlasCase) -> AtlasMapping:
+    """Translation that puts the centroid of the labelled structures at the atlas origin."""
+    r = canonical_reorientation(case.image.geometry)
+    g = reorient_geometry(case.image.geometry, r)
+    lab = r.apply(np.asarray(case.labels) > 0)
+    if not lab.any():
+        lab = r.apply(np.asarray(case.mask, bool))
+    rows, cols = np.nonzero(lab)
+    t = sitk.AffineTransform(2)
+    t.SetTranslation((float(cols.mean() * g.spacing[0]), float(rows.mean() * g.spacing[1])))
+    return AtlasMapping(case.image.geometry, r, t)
+
+
+def _resample(plane: sitk.Image, ref: sitk.Image, transform: sitk.Transform,
+              nearest: bool = False) -> np.ndarray:
+    interp = sitk.sitkNearestNeighbor if nearest else sitk.sitkLinear
+    out = sitk.Resample(plane, ref, transform, interp, 0.0, sitk.sitkFloat32)
+    return sitk.GetArrayFromImage(out)
+
+
+def _plane_of(array: np.ndarray, mapping: AtlasMapping) -> sitk.Image:
+    img = sitk.GetImageFromArray(mapping.reorientation.apply(np.asarray(array, np.float32)))
+    img.CopyInformation(mapping.plane_reference())
+    return img
+
+
+def _mean_affine(transforms: list[sitk.AffineTransform]) -> sitk.AffineTransform:
+    """The mean of affine transforms expressed about the origin."""
+    mats, trans = [], []
+    for t in transforms:
+        m = np.array(t.GetMatrix()).reshape(2, 2)
+        c = np.array(t.GetCenter())
+        mats.append(m)
+        trans.append(np.array(t.GetTranslation()) + c - m @ c)
+    mean = sitk.AffineTransform(2)
+    mean.SetMatrix(tuple(np.mean(mats, 0).ravel()))
+    mean.SetTranslation(tuple(np.mean(trans, 0)))
+    return mean
+
+
+def _compose(outer: sitk.Transform, inner: sitk.Transform) -> sitk.AffineTransform:
+    """outer(inner(x)) as one AffineTransform about the origin."""
+    def parts(t: sitk.Transform) -> tuple[np.ndarray, np.ndarray]:
+        origin = np.array(t.TransformPoint((0.0, 0.0)))
+        m = np.stack([np.array(t.TransformPoint(e)) - origin
+                      for e in ((1.0, 0.0), (0.0, 1.0))], 1)
+        return m, origin
+
+    mo, to = parts(outer)
+    mi, ti = parts(inner)
+    out = sitk.AffineTransform(2)
+    out.SetMatrix(tuple((mo @ mi).ravel()))
+    out.SetTranslation(tuple(mo @ ti + to))
+    return out
+
+
+def _average(cases: list[AtlasCase], planes: list[sitk.Image], mappings: list[AtlasMapping],
+             level: str) -> Atlas:
+    """The atlas that the cases make under the current mappings."""
+    wide, ref = wide_reference(), atlas_reference()
+    pairs = list(zip(cases, planes, mappings, strict=True))
+    wide_image = np.mean([_resample(p, wide, m.transform) for _, p, m in pairs], 0)
+    wide_body = np.mean([_resample(_plane_of(c.mask, m), wide, m.transform)
+                         for c, _, m in pairs], 0)
+    image = np.mean([_resample(p, ref, m.transform) for _, p, m in pairs], 0)
+    probabilities = np.zeros((NUM_CLASSES, ATLAS_SIZE, ATLAS_SIZE), np.float32)
+    for case, _, m in pairs:
+        hot = one_hot(np.asarray(case.labels, np.uint8), NUM_CLASSES)
+        for c in range(1, NUM_CLASSES):
+            probabilities[c] += _resample(_plane_of(hot[c], m), ref, m.transform)
+    probabilities /= len(cases)
+    probabilities[0] = np.clip(1.0 - probabilities[1:].sum(0), 0.0, 1.0)
+    return Atlas(level, image.astype(np.float32), probabilities,
+                 wide_image.astype(np.float32), wide_body.astype(np.float32))
+
+
+def build_atlas(cases: list[AtlasCase], level: str, rounds: int = 3,
+                config: object | None = None,
+                progress: Callable[[int, int], None] | None = None) -> Atlas:
+    """Group-wise affine atlas of ``cases`` (all of one level); see the module docstring."""
+    from .registration import RegistrationConfig, register
+
+    if len(cases) < 2:
+        raise ValueError(f"an atlas needs at least 2 cases, got {len(cases)}")
+    config = config or RegistrationConfig(rotation_starts_deg=(0.0,))
+    mappings = [_label_centroid_mapping(c) for c in cases]
+    planes = [plane_image(c.image, m.reorientation)
+              for c, m in zip(cases, mappings, strict=True)]
+    current = _average(cases, planes, mappings, level)
+    for round_ in range(rounds):
+        new = []
+        for i, case in enumerate(cases):
+            new.append(register(case.image, case.mask, current, config).mapping.transform)
+            if progress is not None:
+                progress(round_ * len(cases) + i + 1, rounds * len(cases))
+        inverse_mean = _mean_affine(new).GetInverse()
+        mappings = [AtlasMapping(m.native, m.reorientation, _compose(t, inverse_mean))
+                    for m, t in zip(mappings, new, strict=True)]
+        # keep the labelled structures centred at the origin
+        wide = wide_reference()
+        share = np.mean([_resample(_plane_of(c.labels > 0, m), wide, m.transform)
+                         for c, m in zip(cases, mappings, strict=True)], 0)
+        rows, cols = np.nonzero(share > 0.5)
+        shift = sitk.TranslationTransform(2, (
+            float(wide.GetOrigin()[0] + cols.mean() * WIDE_SPACING),
+            float(wide.GetOrigin()[1] + rows.mean() * WIDE_SPACING)))
+        mappings = [AtlasMapping(m.native, m.reorientation, _compose(m.transform, shift))
+                    for m in mappings]
+        current = _average(cases, planes, mappings, level)
+    current.meta = {"cases": len(cases), "rounds": rounds,
+                    "sources": [c.image.source for c in cases]}
+    return current

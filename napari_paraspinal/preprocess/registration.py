@@ -1,0 +1,301 @@
+"""Affine registration of a slice to its level's atlas, with a quality score.
+
+Fixed image = the atlas's wide template (512 mm field of view at 2 mm, so the whole body
+outline takes part), moving image = the normalised slice as a canonical plane. The result
+is the atlas→plane transform that :class:`AtlasMapping` carries.
+
+Why this way:
+
+* **Initialisation from body-mask moments.** The centroids and second moments of the atlas
+  body and of the slice's body mask give a full affine guess (translation, rotation of the
+  principal axes, a scale per principal axis). It survives any offset and large scale
+  changes; a few rotation starts around it (scored by the metric at the coarsest level)
+  guard against bodies that are nearly round, where the principal axes say little.
+* **Mattes mutual information** tolerates contrast differences (T2w vs Dixon, fat-bright or
+  fat-dark), multi-resolution (4, 2, 1) with smoothing, a similarity stage then an affine
+  stage, and gradient descent whose learning rate is estimated at every iteration (a fixed
+  step failed to recover a 15° rotation with 1.2× scale).
+* **Quality score**: the Dice overlap of the atlas body and the registered body mask, and
+  the correlation of the atlas template with the registered slice inside the atlas body.
+  A case below either threshold is flagged for a human to check; registration never
+  raises for a poor fit, so a batch goes on.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage as ndi
+
+from ..core.config import config_from_dict
+from ..core.geometry import SliceImage
+from ..core.orientation import canonical_reorientation
+from .atlas import Atlas
+from .atlas_space import ATLAS_SPACING, AtlasMapping, atlas_reference, plane_image
+
+
+@dataclass
+class RegistrationConfig:
+    """Settings of :func:`register`; JSON-friendly, stored in model cards."""
+
+    histogram_bins: int = 32
+    sampling: float = 1.0
+    shrink: tuple[int, ...] = (4, 2, 1)
+    smoothing_mm: tuple[float, ...] = (4.0, 2.0, 0.0)
+    iterations: int = 200
+    stages: tuple[str, ...] = ("similarity", "affine")
+    refine: bool = True
+    refine_shrink: tuple[int, ...] = (2, 1)
+    refine_smoothing_mm: tuple[float, ...] = (1.0, 0.0)
+    refine_margin_mm: float = 30.0
+    rotation_starts_deg: tuple[float, ...] = (-20.0, -10.0, 0.0, 10.0, 20.0)
+    min_body_dice: float = 0.80
+    min_correlation: float = 0.15
+    seed: int = 20250
+
+    def to_dict(self) -> dict:
+        """JSON-friendly form."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RegistrationConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        return config_from_dict(cls, d)
+
+
+@dataclass
+class RegistrationResult:
+    """The mapping found, how good it looks, and whether a human should check it."""
+
+    mapping: AtlasMapping
+    level: str
+    metric: float  # Mattes MI at full resolution (more negative is better)
+    body_dice: float
+    correlation: float
+    flagged: bool
+    reasons: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def qc(self) -> dict:
+        """Quality numbers as a JSON-friendly dict."""
+        return {"level": self.level, "metric": self.metric, "body_dice": self.body_dice,
+                "correlation": self.correlation, "flagged": self.flagged,
+                "reasons": list(self.reasons), "seconds": self.seconds}
+
+
+def _moments(mask: np.ndarray, spacing: tuple[float, float],
+             origin: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Centroid (x, y) and covariance (mm²) of a 2-D mask given as (rows, cols)."""
+    rows, cols = np.nonzero(mask)
+    pts = np.stack([origin[0] + cols * spacing[0], origin[1] + rows * spacing[1]], 1)
+    return pts.mean(0), np.cov(pts.T)
+
+
+def _rotation(angle: float) -> np.ndarray:
+    c, s = math.cos(angle), math.sin(angle)
+    return np.array([[c, -s], [s, c]])
+
+
+def moments_initialisation(fixed_mask: np.ndarray, fixed_spacing: tuple[float, float],
+                           fixed_origin: tuple[float, float], moving_mask: np.ndarray,
+                           moving_spacing: tuple[float, float],
+                           rotation_deg: float = 0.0) -> sitk.AffineTransform:
+    """Affine atlas→plane guess from the two masks' centroids and spreads along x and y.
+
+    The slice is already in canonical orientation (anterior up, patient's left to the
+    right), so the remaining rotation is small and is tried from a few starts rather than
+    taken from the principal axes, which swap when a body is scaled unevenly.
+    """
+    cf, covf = _moments(fixed_mask, fixed_spacing, fixed_origin)
+    cm, covm = _moments(moving_mask, moving_spacing, (0.0, 0.0))
+    scale = np.sqrt(np.diag(covm) / np.diag(covf))
+    cut_x = moving_mask[:, 0].any() or moving_mask[:, -1].any()
+    cut_y = moving_mask[0].any() or moving_mask[-1].any()
+    if cut_x and not cut_y:  # a body cut by the field of view: trust the uncut axis
+        scale[0] = scale[1]
+    elif cut_y and not cut_x:
+        scale[1] = scale[0]
+    matrix = _rotation(math.radians(rotation_deg)) @ np.diag(scale)
+    t = sitk.AffineTransform(2)
+    t.SetCenter(tuple(float(c) for c in cf))
+    t.SetMatrix(tuple(float(v) for v in matrix.ravel()))
+    t.SetTranslation(tuple(float(v) for v in cm - cf))
+    return t
+
+
+def _similarity_from(affine: sitk.AffineTransform) -> sitk.Similarity2DTransform:
+    """The closest similarity transform (polar decomposition of the matrix)."""
+    m = np.array(affine.GetMatrix()).reshape(2, 2)
+    u, s, vt = np.linalg.svd(m)
+    r = u @ vt
+    t = sitk.Similarity2DTransform()
+    t.SetCenter(affine.GetCenter())
+    t.SetScale(float(np.sqrt(s.prod())))
+    t.SetAngle(float(math.atan2(r[1, 0], r[0, 0])))
+    t.SetTranslation(affine.GetTranslation())
+    return t
+
+
+def _as_affine(t: sitk.Transform) -> sitk.AffineTransform:
+    """A similarity or affine transform as an AffineTransform with the same centre."""
+    out = sitk.AffineTransform(2)
+    out.SetCenter(t.GetCenter() if hasattr(t, "GetCenter") else (0.0, 0.0))
+    out.SetMatrix(t.GetMatrix())
+    out.SetTranslation(t.GetTranslation())
+    return out
+
+
+def _method(config: RegistrationConfig, levels: bool = True) -> sitk.ImageRegistrationMethod:
+    reg = sitk.ImageRegistrationMethod()
+    reg.SetMetricAsMattesMutualInformation(config.histogram_bins)
+    if config.sampling >= 1.0:
+        reg.SetMetricSamplingStrategy(reg.NONE)
+    else:
+        reg.SetMetricSamplingStrategy(reg.RANDOM)
+        reg.SetMetricSamplingPercentage(config.sampling, config.seed)
+    reg.SetInterpolator(sitk.sitkLinear)
+    reg.SetOptimizerAsGradientDescent(
+        learningRate=1.0, numberOfIterations=config.iterations, convergenceMinimumValue=1e-6,
+        convergenceWindowSize=8, estimateLearningRate=reg.EachIteration)
+    reg.SetOptimizerScalesFromPhysicalShift()
+    if levels:
+        reg.SetShrinkFactorsPerLevel(list(config.shrink))
+        reg.SetSmoothingSigmasPerLevel(list(config.smoothing_mm))
+        reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
+    return reg
+
+
+def _coarse_metric(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform,
+                   config: RegistrationConfig) -> float:
+    """Metric value of a starting transform on smoothed, shrunk images."""
+    shrink = config.shrink[0]
+    sigma = config.smoothing_mm[0]
+    f = sitk.Shrink(sitk.SmoothingRecursiveGaussian(fixed, sigma), [shrink] * 2)
+    m = sitk.Shrink(sitk.SmoothingRecursiveGaussian(moving, sigma), [shrink] * 2)
+    reg = _method(config, levels=False)
+    reg.SetMetricSamplingStrategy(reg.NONE)
+    reg.SetInitialTransform(transform, inPlace=False)
+    return float(reg.MetricEvaluate(f, m))
+
+
+@contextmanager
+def _single_threaded() -> Iterator[None]:
+    """ITK's multithreaded metric and scale estimation sum in a varying order, so the same
+    slice would not give the same transform twice; one thread makes it repeatable."""
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
+
+
+def register(image: SliceImage, mask: np.ndarray, atlas: Atlas,
+             config: RegistrationConfig | None = None) -> RegistrationResult:
+    """Register a normalised slice (with its body mask) to ``atlas``; never raises on a bad fit.
+
+    ``image`` must already be bias-corrected and normalised the way the atlas was built.
+    The result is repeatable: the same input gives the same transform.
+    """
+    with _single_threaded():
+        return _register(image, mask, atlas, config)
+
+
+def detect_level(image: SliceImage, mask: np.ndarray, atlases: dict[str, Atlas],
+                 config: RegistrationConfig | None = None
+                 ) -> tuple[RegistrationResult, dict[str, RegistrationResult]]:
+    """Register to every level's atlas and keep the best fit (highest correlation)."""
+    results = {level: register(image, mask, atlas, config) for level, atlas in atlases.items()}
+    best = max(results.values(), key=lambda r: (not r.flagged, r.correlation))
+    return best, results
+
+
+def _register(image: SliceImage, mask: np.ndarray, atlas: Atlas,
+              config: RegistrationConfig | None) -> RegistrationResult:
+    config = config or RegistrationConfig()
+    start = time.perf_counter()
+    r = canonical_reorientation(image.geometry)
+    moving = plane_image(image, r)
+    moving_mask = r.apply(np.asarray(mask, bool))
+    fixed = atlas.wide_sitk()
+    fixed_mask = atlas.wide_body > 0.5
+    spacing = tuple(fixed.GetSpacing())
+    origin = tuple(fixed.GetOrigin())
+
+    starts = [moments_initialisation(fixed_mask, spacing, origin, moving_mask,
+                                     moving.GetSpacing(), angle)
+              for angle in config.rotation_starts_deg]
+    scores = [_coarse_metric(fixed, moving, t, config) for t in starts]
+    transform: sitk.Transform = starts[int(np.argmin(scores))]
+
+    for stage in config.stages:
+        current = _similarity_from(transform) if stage == "similarity" else _as_affine(transform)
+        reg = _method(config)
+        reg.SetInitialTransform(current, inPlace=True)
+        reg.Execute(fixed, moving)
+        transform = current
+    affine = _as_affine(transform)
+    if config.refine:
+        affine = _refine(atlas, moving, affine, config)
+    mapping = AtlasMapping(image.geometry, r, affine)
+
+    final = _method(config, levels=False)
+    final.SetInitialTransform(affine, inPlace=False)
+    metric = float(final.MetricEvaluate(fixed, moving))
+    body_dice, correlation = _quality(fixed, fixed_mask, moving, moving_mask, affine)
+    reasons = []
+    if not np.isfinite(metric):
+        reasons.append("registration diverged")
+    if body_dice < config.min_body_dice:
+        reasons.append(f"body overlap with the atlas {body_dice:.2f} < {config.min_body_dice}")
+    if correlation < config.min_correlation:
+        reasons.append(f"correlation with the atlas {correlation:.2f} < "
+                       f"{config.min_correlation}")
+    return RegistrationResult(mapping=mapping, level=atlas.level, metric=metric,
+                              body_dice=body_dice, correlation=correlation,
+                              flagged=bool(reasons), reasons=reasons,
+                              seconds=time.perf_counter() - start)
+
+
+def _refine(atlas: Atlas, moving: sitk.Image, affine: sitk.AffineTransform,
+            config: RegistrationConfig) -> sitk.AffineTransform:
+    """Affine refinement on the 1 mm atlas, inside the region of the labelled structures."""
+    fixed = sitk.GetImageFromArray(np.asarray(atlas.image, np.float32))
+    fixed.CopyInformation(atlas_reference())
+    region = ndi.binary_dilation(atlas.probabilities[1:].sum(0) > 0.2,
+                                 iterations=int(config.refine_margin_mm / ATLAS_SPACING))
+    mask = sitk.GetImageFromArray(region.astype(np.uint8))
+    mask.CopyInformation(fixed)
+    reg = _method(config, levels=False)
+    reg.SetShrinkFactorsPerLevel(list(config.refine_shrink))
+    reg.SetSmoothingSigmasPerLevel(list(config.refine_smoothing_mm))
+    reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
+    reg.SetMetricFixedMask(mask)
+    refined = sitk.AffineTransform(affine)
+    reg.SetInitialTransform(refined, inPlace=True)
+    reg.Execute(fixed, moving)
+    return refined
+
+
+def _quality(fixed: sitk.Image, fixed_mask: np.ndarray, moving: sitk.Image,
+             moving_mask: np.ndarray, transform: sitk.Transform) -> tuple[float, float]:
+    """Body Dice and the template/slice correlation inside the atlas body."""
+    mask_img = sitk.GetImageFromArray(moving_mask.astype(np.uint8))
+    mask_img.CopyInformation(moving)
+    warped_mask = sitk.GetArrayFromImage(sitk.Resample(
+        mask_img, fixed, transform, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)) > 0
+    warped = sitk.GetArrayFromImage(sitk.Resample(moving, fixed, transform, sitk.sitkLinear,
+                                                  0.0, sitk.sitkFloat32))
+    total = fixed_mask.sum() + warped_mask.sum()
+    dice = float(2 * (fixed_mask & warped_mask).sum() / total) if total else 0.0
+    a = sitk.GetArrayFromImage(fixed)[fixed_mask]
+    b = warped[fixed_mask]
+    if a.std() == 0 or b.std() == 0:
+        return dice, 0.0
+    return dice, float(np.corrcoef(a, b)[0, 1])

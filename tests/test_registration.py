@@ -1,0 +1,104 @@
+"""Registration to the shipped level atlases: recovery of known warps, level, QC, repeatability.
+
+The full figures (40 phantoms) come from ``paraspinal bench register``; these tests check a
+few phantoms whose seeds are disjoint from the atlas's (700000+) and the benchmark's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_paraspinal.core.errors import InputError
+from napari_paraspinal.phantom import PhantomConfig, generate_phantom
+from napari_paraspinal.phantom.warp import random_warp
+from napari_paraspinal.preprocess.chain import default_atlases, preprocess_slice
+
+SEEDS = [(820_000, "L4-L5"), (820_001, "L5-S1"), (820_002, "L4-L5"), (820_003, "L5-S1")]
+
+
+@pytest.fixture(scope="module")
+def atlases():
+    return default_atlases()
+
+
+def _landmark_error(atlas, t0, t1, warp) -> float:
+    errors = []
+    for c in range(1, atlas.probabilities.shape[0]):
+        ys, xs = np.nonzero(atlas.probabilities[c] > 0.5)
+        p = (float(xs.mean() - 127.5), float(ys.mean() - 127.5))
+        expected = warp.transform.TransformPoint(t0.mapping.transform.TransformPoint(p))
+        errors.append(np.hypot(*np.subtract(t1.mapping.transform.TransformPoint(p), expected)))
+    return float(np.mean(errors))
+
+
+@pytest.mark.slow
+def test_known_warps_are_recovered_or_flagged(atlases) -> None:
+    errors = []
+    for seed, level in SEEDS:
+        case = generate_phantom(seed, PhantomConfig(level=level))
+        sigma = case.truth["parameters"]["noise_sigma_rel"] * PhantomConfig().scale
+        warped, warp = random_warp(case.image, np.random.default_rng(seed), sigma)
+        t0 = preprocess_slice(case.image, atlases, level).registration
+        t1 = preprocess_slice(warped, atlases, level).registration
+        error = _landmark_error(atlases[level], t0, t1, warp)
+        errors.append(error)
+        # a large miss must never be silent
+        assert error <= 5.0 or t0.flagged or t1.flagged, (seed, error)
+    assert np.median(errors) <= 2.5, errors
+
+
+@pytest.mark.slow
+def test_level_is_detected(atlases) -> None:
+    for seed, level in SEEDS:
+        case = generate_phantom(seed + 100, PhantomConfig(level=level))
+        pre = preprocess_slice(case.image, atlases, "auto")
+        assert pre.level == level, pre.level_scores
+        assert set(pre.level_scores) == {"L4-L5", "L5-S1"}
+        assert pre.level_scores[level] > max(v for k, v in pre.level_scores.items()
+                                             if k != level)
+
+
+def test_same_slice_gives_the_same_transform(atlases) -> None:
+    case = generate_phantom(820_010, PhantomConfig(level="L4-L5"))
+    a = preprocess_slice(case.image, atlases, "L4-L5")
+    b = preprocess_slice(case.image, atlases, "L4-L5")
+    assert a.registration.mapping.transform.GetParameters() == \
+        b.registration.mapping.transform.GetParameters()
+    assert np.array_equal(a.atlas_image, b.atlas_image)
+    assert not a.registration.flagged, a.registration.reasons
+
+
+def test_upside_down_anatomy_is_flagged(atlases) -> None:
+    """A slice whose anatomy is upside down (wrong direction cosines, say) is not silently
+    registered: the QC flag tells the user to check it."""
+    case = generate_phantom(820_011, PhantomConfig(level="L4-L5"))
+    flipped = case.image.with_data(np.ascontiguousarray(case.image.data[::-1, ::-1]))
+    pre = preprocess_slice(flipped, atlases, "L4-L5")
+    assert pre.registration.flagged
+    assert any("correlation" in r for r in pre.registration.reasons)
+
+
+def test_atlas_space_image_is_on_the_network_grid(atlases) -> None:
+    case = generate_phantom(820_012, PhantomConfig(level="L5-S1", matrix=(512, 512),
+                                                   fov_mm=(380.0, 420.0)))
+    pre = preprocess_slice(case.image, atlases, "L5-S1")
+    assert pre.atlas_image.shape == (256, 256)
+    assert pre.atlas_image.dtype == np.float32
+    assert 0.0 <= pre.atlas_image.min() and pre.atlas_image.max() <= 1.0
+    assert pre.bias is not None and pre.bias.shape == case.image.shape
+    assert set(pre.seconds) >= {"mask", "n4", "normalize", "register", "resample", "total"}
+
+
+@pytest.mark.parametrize("fill", [0.0, 7.0])
+def test_constant_image_is_refused_with_its_name(atlases, fill) -> None:
+    case = generate_phantom(820_013, PhantomConfig(level="L4-L5"))
+    constant = case.image.with_data(np.full(case.image.shape, fill, np.float32))
+    with pytest.raises(InputError, match="constant"):
+        preprocess_slice(constant, atlases, "auto")
+
+
+def test_unknown_level_is_refused(atlases) -> None:
+    case = generate_phantom(820_014, PhantomConfig(level="L4-L5"))
+    with pytest.raises(ValueError, match="L3-L4"):
+        preprocess_slice(case.image, atlases, "L3-L4")
