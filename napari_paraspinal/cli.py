@@ -29,7 +29,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                        overlays=not args.no_overlays,
                        labels_dir=Path(args.labels) if args.labels else None,
                        fat=FatConfig(method=args.fat_method),
-                       n4=None if args.no_n4 else N4Config())
+                       n4=None if args.no_n4 else N4Config(),
+                       model=Path(args.model) if args.model else None, level=args.level,
+                       device=args.device)
 
     def progress(done: int, total: int, what: str) -> None:
         print(f"[{done + 1 if done < total else total}/{total}] {what}", file=sys.stderr)
@@ -49,9 +51,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(line)
     print(f"{len(results) - len(failed)} of {len(results)} cases read; "
           f"tables in {config.out_dir / 'measurements.xlsx'} and .csv")
-    if config.labels_dir is None:
-        print("note: no segmentation model is installed in this version; run reads, checks "
-              "and reports the inputs (give --labels to measure existing label maps).")
+    if config.labels_dir is None and not any("label_source" in r.row for r in results):
+        print("note: no segmentation model is installed; run read, checked and reported the "
+              "inputs (give --model BUNDLE, or --labels to measure existing label maps).")
+    flagged = [r.case for r in results if r.row.get("registration_flagged")]
+    if flagged:
+        print(f"check these cases (registration to the atlas looks poor): {', '.join(flagged)}")
     return 1 if failed and len(failed) == len(results) else 0
 
 
@@ -190,6 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "paper)")
     p.add_argument("--no-n4", action="store_true",
                    help="measure fat on the raw intensities (no N4 bias correction)")
+    p.add_argument("--model", default=None,
+                   help="model bundle folder (default: the shipped model)")
+    p.add_argument("--level", choices=["auto", "L4-L5", "L5-S1"], default="auto",
+                   help="spinal level of the slices (default: detected per slice)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_run)

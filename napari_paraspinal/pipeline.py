@@ -32,6 +32,7 @@ from .fat import FatConfig, separate_fat
 from .measure import csa_columns
 from .overlay import save_overlay_png
 from .preprocess.n4 import N4Config, n4_correct
+from .segment import Model, default_model_path, load_model, segment_slice
 
 ProgressFn = Callable[[int, int, str], None]
 
@@ -59,6 +60,9 @@ class RunConfig:
     labels_dir: Path | None = None  # existing label maps (same file names) to measure
     fat: FatConfig = field(default_factory=FatConfig)
     n4: N4Config | None = field(default_factory=N4Config)  # bias correction before fat
+    model: Path | None = None  # model bundle (None: the shipped one, when installed)
+    level: str = "auto"  # spinal level for the atlas, or detected
+    device: str = "auto"
 
 
 def case_id(ref: InputRef, taken: set[str]) -> str:
@@ -71,8 +75,9 @@ def case_id(ref: InputRef, taken: set[str]) -> str:
     return cid
 
 
-def process_case(ref: InputRef, cid: str, config: RunConfig) -> CaseResult:
-    """Read and check one input and write its per-case outputs."""
+def process_case(ref: InputRef, cid: str, config: RunConfig,
+                 model: Model | None = None) -> CaseResult:
+    """Read and check one input, segment it (or read its given labels), measure, write."""
     image = read_slice(ref, index=config.slice_index, spacing=config.spacing)
     validate_slice(image)
     g = image.geometry
@@ -98,6 +103,23 @@ def process_case(ref: InputRef, cid: str, config: RunConfig) -> CaseResult:
         fat = separate_fat(corrected.data, labels, g, config.fat)
         row.update(fat.columns())
         fat_mask = fat.fat_mask
+    elif model is not None:
+        seg = segment_slice(image, model, config.level)
+        labels = seg.labels
+        reg = seg.preprocessed.registration
+        row["label_source"] = f"model {model.card.name} v{model.card.version}"
+        row.update(level=reg.level, registration_flagged=reg.flagged,
+                   registration_check="; ".join(reg.reasons),
+                   registration_correlation=round(reg.correlation, 4),
+                   seconds=round(seg.seconds["total"], 3))
+        row.update(csa_columns(labels, g))
+        corrected = seg.preprocessed.native
+        if config.n4 is not None and seg.preprocessed.bias is not None:
+            corrected = image.with_data(image.data / seg.preprocessed.bias)
+        fat = separate_fat(corrected.data, labels, g, config.fat)
+        row.update(fat.columns())
+        fat_mask = fat.fat_mask
+    if labels is not None:
         result.outputs["labels"] = write_labels(labels, g, config.out_dir / "labels"
                                                 / f"{cid}.nii.gz")
     if config.overlays:
@@ -119,6 +141,10 @@ def run(
     """
     refs = expand_inputs(inputs)
     config.out_dir.mkdir(parents=True, exist_ok=True)
+    model = None
+    if config.labels_dir is None and (config.model is not None or
+                                      default_model_path().is_dir()):
+        model = load_model(config.model, config.device)
     taken: set[str] = set()
     results: list[CaseResult] = []
     for n, ref in enumerate(refs):
@@ -128,7 +154,7 @@ def run(
         if progress:
             progress(n, len(refs), str(ref))
         try:
-            results.append(process_case(ref, cid, config))
+            results.append(process_case(ref, cid, config, model))
         except InputError as err:
             results.append(CaseResult(case=cid, source=str(ref), status="failed",
                                       message=str(err), row={"case": cid, "status": "failed",
@@ -149,7 +175,7 @@ def write_tables(results: Sequence[CaseResult], config: RunConfig) -> None:
             "status": r.status,
             "message": r.message,
             "software": f"napari-paraspinal {__version__}",
-            "labels": "given" if config.labels_dir is not None else "none",
+            "labels": r.row.get("label_source", "none"),
             "bias_correction": json.dumps(config.n4.to_dict()) if config.n4 else "none",
             "fat_method": json.dumps(config.fat.to_dict()),
             "time": time.strftime("%Y-%m-%dT%H:%M:%S"),

@@ -4,10 +4,10 @@ MONAI (``compute_dice``, ``compute_hausdorff_distance(percentile=95)``,
 ``compute_average_surface_distance(symmetric=True)``) finds surfaces the same way
 (``mask ^ binary_erosion(mask)``) but measures distances with a KD-tree over the surface
 points in float32 and takes percentiles with ``torch.quantile``; ours uses scipy's exact
-Euclidean distance transform and ``np.percentile``. Measured largest difference over the cases
-below (random multi-label blobs, shifted discs, anisotropic 2-D and 3-D spacing): Dice 0
-(identical counts, float32 rounding ~1e-7), HD95 and ASSD below 2e-6 mm; the tolerance is
-1e-5 relative.
+Euclidean distance transform and ``np.percentile``. Measured largest relative difference over
+the cases below (random multi-label blobs, shifted discs, anisotropic 2-D and 3-D spacing):
+Dice 4e-8, HD95 2.1e-6 (1.7e-5 mm absolute), ASSD 1.1e-7: float32 rounding only, the surfaces
+are identical. The tolerance is 1e-5 relative (+1e-6 absolute).
 """
 
 from __future__ import annotations

@@ -3,9 +3,12 @@
 The synthetic slices (64 x 64) hold a bright central disc (spine, label 1) and two grey
 ellipses posterior to it: label 5 (left multifidus) at larger x, the patient's left, and
 label 6 (right multifidus) at smaller x, with jitter and noise. A width-8 U-Net trained
-12 epochs (12 slices plus their gradient images, batch 4, lr 1e-2) reaches a best validation
-Dice of 0.59-0.93 over torch seeds 0-5 (measured); the test asks for more than 0.4 and for
-the last epoch's loss to be below half the first's (measured ratio 0.21-0.31).
+12 epochs (12 slices plus their gradient images, batch 4, lr 1e-2, one thread) reaches a best
+U-Net-phase validation Dice of 0.56-0.97 over torch seeds 0-5 (measured); the test asks for
+more than 0.4 and for the last epoch's loss to be below half the first's (measured ratio
+0.22-0.32). One joint epoch with the default CRF (theta_alpha 40 px spans these slices, and the
+two equally grey ellipses vote for each other) then scores 0.50-0.82: lower, so that phase is
+only checked for its bookkeeping here.
 """
 
 from __future__ import annotations
@@ -62,8 +65,18 @@ def small_model(seed: int = 0, **kwargs) -> Segmenter:
 
 def config(**kwargs) -> TrainConfig:
     base = {"epochs_pretrain": 12, "epochs_joint": 1, "batch_size": 4, "lr": 1e-2,
-            "patience": 20, "device": "cpu"}
+            "patience": 20, "device": "cpu", "num_threads": 1}
     return TrainConfig(**{**base, **kwargs})
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: tiny tensors gain nothing from more, and a busy machine makes
+    spinning threads very slow."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +106,9 @@ def test_training_learns(trained) -> None:
     joint = [h for h in result.history if h["phase"] == "joint"]
     assert len(unet) == 12 and [h["epoch"] for h in joint] == [0, 1]
     assert unet[-1]["loss"] < 0.5 * unet[0]["loss"]
-    assert result.best_val_dice > VAL_DICE_BOUND
+    assert max(h["val_dice"] for h in unet) > VAL_DICE_BOUND
+    # with a CRF the state returned is the best scored with the CRF in the loop
+    assert result.history[result.best_epoch]["phase"] == "joint"
     assert result.best_val_dice == max(h["val_dice"] for h in joint)
     assert not result.cancelled and not result.stopped_early
     assert all(h["seconds"] >= 0 and h["samples"] in (0, 24) for h in result.history)
@@ -106,7 +121,7 @@ def test_best_state_is_the_best_epochs(trained) -> None:
 
 
 def test_deterministic_given_seed(data) -> None:
-    runs = [train(small_model(3), *data, config(epochs_pretrain=2, epochs_joint=1, seed=5))
+    runs = [train(small_model(3), *data, config(epochs_pretrain=1, epochs_joint=1, seed=5))
             for _ in range(2)]
     losses = [[h["loss"] for h in r.history] for r in runs]
     assert np.array_equal(losses[0], losses[1], equal_nan=True)

@@ -43,6 +43,11 @@ class CRFConfig:
     ``grid_spatial_cell`` and ``grid_range_cell`` are the bilateral grid's cell sizes as fractions
     of ``theta_alpha`` and ``theta_beta``: smaller is more accurate and slower (0.5 gives a few
     percent error; 1.0 is coarser and about twice as fast on the grid part).
+
+    ``normalize`` divides each message by the same filter applied to an all-ones image (as
+    the CRF-as-RNN implementation does), so a message is a weighted average of the
+    neighbours' marginals: without it a 40-pixel bilateral kernel sums thousands of pixels
+    and the pairwise term swamps the unary (training losses in the thousands).
     """
 
     iterations: int = 6
@@ -54,6 +59,7 @@ class CRFConfig:
     grid_spatial_cell: float = 0.5
     grid_range_cell: float = 0.5
     truncate: float = 4.0
+    normalize: bool = True
 
 
 def _gaussian_taps(sigma: float, step: float, truncate: float, device, dtype) -> torch.Tensor:
@@ -274,13 +280,20 @@ def dense_meanfield_bruteforce(
     wb = torch.as_tensor(wb, dtype=unary.dtype, device=unary.device).reshape(-1, 1, 1)
     if compatibility is None:
         compatibility = 1.0 - torch.eye(c, dtype=unary.dtype, device=unary.device)
+    norm_s = norm_b = 1.0
+    if config.normalize:
+        ones = torch.ones_like(unary[:, :1])
+        s1, b1 = dense_message_bruteforce(ones, image, config.theta_alpha, config.theta_beta,
+                                          config.theta_gamma)
+        norm_s, norm_b = 1.0 / (s1 + 1e-6), 1.0 / (b1 + 1e-6)
     logits = unary
     for _ in range(config.iterations):
         q = logits.softmax(1)
         spatial, bilateral = dense_message_bruteforce(
             q, image, config.theta_alpha, config.theta_beta, config.theta_gamma
         )
-        logits = unary - _compatibility(compatibility, ws * spatial + wb * bilateral)
+        message = ws * spatial * norm_s + wb * bilateral * norm_b
+        logits = unary - _compatibility(compatibility, message)
     return logits
 
 
@@ -330,10 +343,15 @@ class CRFasRNN(nn.Module):
             ws = self.spatial_weight.float().view(1, -1, 1, 1)
             wb = self.bilateral_weight.float().view(1, -1, 1, 1)
             compat = self.compatibility.float()
+            norm_s = norm_b = 1.0
+            if cfg.normalize:
+                ones = torch.ones_like(unary[:, :1])
+                norm_s = 1.0 / (spatial_message(ones, cfg.theta_gamma, cfg.truncate) + 1e-6)
+                norm_b = 1.0 / (grid.message(ones).clamp_min(0.0) + 1e-6)
             logits = unary
             for _ in range(cfg.iterations):
                 q = logits.softmax(1)
-                message = ws * spatial_message(q, cfg.theta_gamma, cfg.truncate)
-                message = message + wb * grid.message(q)
+                message = ws * norm_s * spatial_message(q, cfg.theta_gamma, cfg.truncate)
+                message = message + wb * norm_b * grid.message(q)
                 logits = unary - _compatibility(compat, message)
         return logits

@@ -1,0 +1,92 @@
+"""Segment a slice with a model bundle: preprocess → network in atlas space → native labels.
+
+The network's class probabilities are mapped back to the native grid (linear) and the argmax
+is taken there, so labels land on the user's pixels with the user's geometry; areas come out
+in mm² on the native grid.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .core.errors import InputError
+from .core.geometry import SliceImage
+from .nets.bundle import ModelCard, load_bundle
+from .nets.segmenter import Segmenter, resolve_device
+from .preprocess.atlas import Atlas, load_atlases
+from .preprocess.atlas_space import probabilities_to_native
+from .preprocess.chain import AUTO, PreprocessConfig, Preprocessed, preprocess_slice
+
+DEFAULT_MODEL = "paraspinal-phantom-t2w"
+
+
+@dataclass
+class Model:
+    """A loaded bundle: network, card, atlases and the preprocessing it was trained with."""
+
+    segmenter: Segmenter
+    card: ModelCard
+    atlases: dict[str, Atlas]
+    preprocess: PreprocessConfig
+    path: Path
+    device: torch.device
+
+
+@dataclass
+class Segmentation:
+    """Labels on the native grid, the probabilities behind them and the preprocessing."""
+
+    labels: np.ndarray
+    probabilities: np.ndarray
+    preprocessed: Preprocessed
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def default_model_path() -> Path:
+    """Where the shipped model lives (``models/<DEFAULT_MODEL>``)."""
+    from .models import MODELS_DIR
+
+    return MODELS_DIR / DEFAULT_MODEL
+
+
+def load_model(path: str | os.PathLike[str] | None = None, device: str = "auto") -> Model:
+    """Load a bundle (default: the shipped model); only safetensors and JSON are read."""
+    path = Path(path) if path is not None else default_model_path()
+    if not path.is_dir():
+        raise InputError(path, "no model bundle here (a folder with weights.safetensors and "
+                               "card.json)")
+    state, card = load_bundle(path)
+    try:
+        segmenter = Segmenter.from_dict(card.network)
+        segmenter.load_state_dict(state)
+    except (ValueError, RuntimeError, TypeError) as err:
+        raise InputError(path, f"weights do not fit the card's network: {err}") from err
+    dev = resolve_device(device)
+    segmenter.to(dev).eval()
+    prep = {k: v for k, v in card.preprocessing.items() if k in ("n4", "normalize",
+                                                                   "registration")}
+    return Model(segmenter, card, load_atlases(path / "atlases"),
+                 PreprocessConfig.from_dict(prep), path, dev)
+
+
+def segment_slice(image: SliceImage, model: Model, level: str = AUTO) -> Segmentation:
+    """Segment one slice; raises :class:`InputError` for a slice the chain cannot use."""
+    import time
+
+    pre = preprocess_slice(image, model.atlases, level, model.preprocess)
+    t = time.perf_counter()
+    atlas_probs = model.segmenter.predict_proba(pre.atlas_image[None], batch_size=1,
+                                                device=model.device)[0]
+    t_net = time.perf_counter() - t
+    t = time.perf_counter()
+    native = probabilities_to_native(atlas_probs, pre.registration.mapping)
+    labels = native.argmax(0).astype(np.uint8)
+    t_back = time.perf_counter() - t
+    seconds = {**pre.seconds, "network": t_net, "to_native": t_back}
+    seconds["total"] = pre.seconds["total"] + t_net + t_back
+    return Segmentation(labels, native.astype(np.float32), pre, seconds)
