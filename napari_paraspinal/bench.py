@@ -132,6 +132,57 @@ def summarise_registration(rows: list[dict]) -> dict:
             "median_seconds": float(np.median([r["seconds"] for r in rows]))}
 
 
+def bench_segment(repeats: int = 5, seed: int = 310_000, model_path: str | None = None
+                  ) -> list[dict]:
+    """Median time per stage (ms) from a file on disk to native labels, 256² and 512².
+
+    The process is warm (model loaded, one slice segmented first). The network stage is
+    split into the U-Net alone and the CRF alone on the same atlas-space input.
+    """
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from .core.io import read_slice
+    from .core.writers import write_image
+    from .segment import load_model, segment_slice
+
+    model = load_model(model_path, device="cpu")
+    net = model.segmenter
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for matrix, fov in ((256, (250.0, 300.0)), (512, (380.0, 420.0))):
+            times: dict[str, list[float]] = {}
+            for k in range(repeats + 1):
+                lv = LEVELS[k % 2]
+                case = generate_phantom(seed + k, PhantomConfig(level=lv, matrix=(matrix,) * 2,
+                                                                fov_mm=fov))
+                path = write_image(case.image, Path(tmp) / f"case{k}.nii.gz")
+                t0 = time.perf_counter()
+                image = read_slice(path)
+                t_read = time.perf_counter() - t0
+                seg = segment_slice(image, model, lv)
+                x = torch.from_numpy(seg.preprocessed.atlas_image[None, None])
+                with torch.inference_mode():
+                    t1 = time.perf_counter()
+                    unary = net.unet(x)
+                    t2 = time.perf_counter()
+                    if net.crf is not None:
+                        net.crf(unary, x)
+                    t3 = time.perf_counter()
+                if k == 0:
+                    continue  # warm-up
+                stages = {"read": t_read, **seg.seconds, "unet": t2 - t1, "crf": t3 - t2}
+                stages["file_to_labels"] = t_read + seg.seconds["total"]
+                for key, dt in stages.items():
+                    times.setdefault(key, []).append(1000.0 * dt)
+            row = {"matrix": f"{matrix}²"}
+            row.update({f"{k}_ms": float(np.median(v)) for k, v in times.items()})
+            rows.append(row)
+    return rows
+
+
 def format_table(rows: list[dict]) -> str:
     """A markdown table of benchmark rows."""
     cols = list(rows[0])

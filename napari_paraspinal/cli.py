@@ -7,6 +7,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from . import __version__
 from .core.errors import InputError
 
@@ -95,11 +97,18 @@ def cmd_info(args: argparse.Namespace) -> int:
     return status
 
 
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import (
         bench_fat,
         bench_preprocess,
         bench_registration,
+        bench_segment,
         format_table,
         peak_rss_mb,
         summarise_registration,
@@ -117,6 +126,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         rows = bench_preprocess(repeats=args.n or 5)
         rows += bench_preprocess(repeats=args.n or 5, level="auto")
         print(format_table(rows))
+    elif args.target == "segment":
+        print("median time per slice and stage (ms), file on disk to native labels, warm "
+              f"process, {torch_threads()} torch threads:")
+        print(format_table(bench_segment(repeats=args.n or 5)))
     elif args.target == "register":
         rows = bench_registration(n=args.n or 40)
         print(format_table(rows))
@@ -168,6 +181,112 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     print(f"{total - failed} of {total} slices preprocessed into {args.out}; "
           f"{flagged} flagged for a check (see *_qc.png)")
     return 1 if failed == total else 0
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    from .core.io import expand_inputs, image_stem, read_slice, validate_slice
+    from .core.writers import write_image, write_labels
+    from .overlay import save_overlay_png
+    from .segment import load_model, segment_slice
+
+    model = load_model(args.model, args.device)
+    out = Path(args.out)
+    failed = total = 0
+    for ref in expand_inputs(args.inputs):
+        total += 1
+        try:
+            image = read_slice(ref, index=args.slice, spacing=args.spacing)
+            validate_slice(image)
+            seg = segment_slice(image, model, args.level)
+        except InputError as err:
+            failed += 1
+            print(f"{ref.path}: ERROR {err.problem}")
+            continue
+        stem = image_stem(ref.path)
+        write_labels(seg.labels, image.geometry, out / f"{stem}_labels.nii.gz")
+        save_overlay_png(image, seg.labels, out / f"{stem}_overlay.png")
+        if args.uncertainty:
+            uncertainty = (1.0 - seg.probabilities.max(0)).astype(np.float32)
+            write_image(image.with_data(uncertainty), out / f"{stem}_uncertainty.nii.gz")
+        reg = seg.preprocessed.registration
+        print(f"{stem}: level {reg.level}, {seg.seconds['total']:.2f} s"
+              + (f"  CHECK: {'; '.join(reg.reasons)}" if reg.flagged else ""))
+    print(f"{total - failed} of {total} slices segmented into {out} with {model.card.name}")
+    return 1 if failed == total else 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .models import MODELS_DIR
+    from .nets.dataset import AtlasSamples, folder_samples, phantom_samples
+    from .nets.fit import fit_bundle
+    from .nets.segmenter import SegmenterConfig
+    from .nets.train import TrainConfig
+    from .preprocess.atlas import load_atlases
+
+    if Path(args.out).exists():
+        raise InputError(args.out, "a model bundle already exists here (versions are never "
+                                   "overwritten; choose a new --out)")
+    atlas_dir = Path(args.atlas) if args.atlas else MODELS_DIR / "atlases"
+    atlases = load_atlases(atlas_dir)
+
+    def prepared(what: str) -> None:
+        if not args.quiet:
+            print(f"preparing {what} in atlas space ...", file=sys.stderr)
+
+    if args.data:
+        prepared(f"{args.data}")
+        annotated = [int(v) for v in args.annotated.split(",")] if args.annotated else None
+        samples = folder_samples(args.data, atlases, annotated=annotated)
+        rng = np.random.default_rng(args.seed)
+        order = rng.permutation(len(samples))
+        n_val = max(1, int(round(len(samples) * args.val_fraction)))
+        train_set, val_set = samples.subset(order[n_val:]), samples.subset(order[:n_val])
+        note = {"source": str(args.data)}
+    else:
+        prepared(f"{args.phantoms} + {args.val} phantoms")
+        train_set = phantom_samples(args.phantoms, args.seed, atlases)
+        val_set = phantom_samples(args.val, args.seed + 10_000, atlases)
+        note = {"generator": f"phantom T2w, seeds {args.seed}..{args.seed + args.phantoms - 1}"
+                             f" (train), {args.seed + 10_000}.. (val)"}
+    if args.cache:
+        AtlasSamples.concatenate([train_set]).save(Path(args.cache) / "train.npz")
+        val_set.save(Path(args.cache) / "val.npz")
+
+    def progress(entry: dict) -> None:
+        if not args.quiet:
+            print(f"{entry['phase']} epoch {entry['epoch']}: loss {entry['loss']:.4f}, "
+                  f"validation Dice {entry['val_dice']:.4f}, {entry['seconds']:.0f} s",
+                  file=sys.stderr)
+
+    config = TrainConfig(epochs_pretrain=args.epochs, epochs_joint=args.joint_epochs,
+                         batch_size=args.batch_size, patience=args.patience,
+                         seed=args.train_seed,
+                         multi_data=not args.no_multi_data, device=args.device)
+    segmenter = SegmenterConfig(unet={"base_width": args.width}, use_crf=not args.no_crf)
+    path, result = fit_bundle(args.out, train_set, val_set, atlas_dir, args.name or
+                              Path(args.out).name, segmenter, config, data_note=note,
+                              progress=progress)
+    print(f"model written to {path}: best validation Dice {result.best_val_dice:.4f} "
+          f"(epoch {result.best_epoch + 1} of {len(result.history)})")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_folder, summarise
+    from .export import write_csv
+    from .segment import load_model
+
+    model = load_model(args.model, args.device)
+    rows = evaluate_folder(args.data, model, args.level)
+    table = summarise(rows)
+    from .bench import format_table
+
+    print(f"{model.card.name} on {args.data} (native grid, mm):")
+    print(format_table(table))
+    if args.out:
+        write_csv(rows, Path(args.out) / "evaluation_cases.csv")
+        write_csv(table, Path(args.out) / "evaluation_summary.csv")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -239,8 +358,60 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spacing", type=_spacing, default=None)
     p.set_defaults(func=cmd_preprocess)
 
+    p = sub.add_parser("segment", help="segment slices with a model: labels on the native "
+                                       "grid, overlay, optional uncertainty map")
+    p.add_argument("inputs", nargs="+")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--model", default=None, help="model bundle (default: the shipped model)")
+    p.add_argument("--level", choices=["auto", "L4-L5", "L5-S1"], default="auto")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--uncertainty", action="store_true",
+                   help="also write 1 - max class probability per pixel (NIfTI)")
+    p.add_argument("--slice", type=int, default=None)
+    p.add_argument("--spacing", type=_spacing, default=None)
+    p.set_defaults(func=cmd_segment)
+
+    p = sub.add_parser("train", help="train a U-Net + CRF model bundle (phantoms or a "
+                                     "labelled folder)")
+    p.add_argument("--out", required=True, type=Path, help="new bundle folder (never "
+                                                             "overwritten)")
+    p.add_argument("--data", type=Path, default=None,
+                   help="folder with images/ and labels/ (default: phantoms)")
+    p.add_argument("--annotated", default=None,
+                   help="label values drawn in --data, e.g. 5,6,7,8 (default: all)")
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--phantoms", type=int, default=240, help="training phantoms")
+    p.add_argument("--val", type=int, default=40, help="validation phantoms")
+    p.add_argument("--width", type=int, default=8, help="U-Net base width")
+    p.add_argument("--epochs", type=int, default=30, help="U-Net epochs (early stopping)")
+    p.add_argument("--joint-epochs", type=int, default=4, help="U-Net + CRF epochs")
+    p.add_argument("--batch-size", type=int, default=20)
+    p.add_argument("--patience", type=int, default=6)
+    p.add_argument("--no-crf", action="store_true")
+    p.add_argument("--no-multi-data", action="store_true",
+                   help="no gradient-magnitude samples")
+    p.add_argument("--seed", type=int, default=100_000,
+                   help="first phantom seed (validation phantoms start 10000 later)")
+    p.add_argument("--train-seed", type=int, default=1, help="torch/numpy seed of training")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--atlas", type=Path, default=None)
+    p.add_argument("--cache", type=Path, default=None,
+                   help="also save the atlas-space samples here (train.npz, val.npz)")
+    p.add_argument("--name", default=None)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="Dice, recall, PPV, boundary distance and HD95 (mm) "
+                                        "of a model on a labelled folder")
+    p.add_argument("data", type=Path, help="folder with images/ and labels/")
+    p.add_argument("--model", default=None)
+    p.add_argument("--level", choices=["auto", "L4-L5", "L5-S1"], default="auto")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--out", type=Path, default=None, help="folder for the CSV tables")
+    p.set_defaults(func=cmd_evaluate)
+
     p = sub.add_parser("bench", help="measure accuracy and speed (benchmarks, not tests)")
-    p.add_argument("target", choices=["fat", "preprocess", "register"])
+    p.add_argument("target", choices=["fat", "preprocess", "register", "segment"])
     p.add_argument("--n", type=int, default=None,
                    help="number of phantoms (fat: 100, register: 40) or repeats per size "
                         "(preprocess: 5)")

@@ -110,3 +110,35 @@ def test_broken_bundles_are_refused_by_name(tiny_bundle, tmp_path) -> None:
         fh.write(b"\x00\x01\x02\x03")
     with pytest.raises(InputError, match="SHA-256"):
         load_model(bad)
+
+
+def test_segment_and_evaluate_commands(tiny_bundle, tmp_path, capsys) -> None:
+    data = tmp_path / "data"
+    write_dataset(data, n=1, seed=850_500, level="L5-S1")
+    out = tmp_path / "seg"
+    assert main(["segment", str(data / "images"), "--model", str(tiny_bundle), "--out",
+                 str(out), "--uncertainty", "--level", "L5-S1"]) == 0
+    stem = "phantom_L5S1_s850500"
+    image = read_slice(data / "images" / f"{stem}.nii.gz")
+    assert read_labels(out / f"{stem}_labels.nii.gz", image.geometry).shape == image.shape
+    unc = read_slice(out / f"{stem}_uncertainty.nii.gz")
+    assert unc.geometry.same_grid(image.geometry)
+    assert 0.0 <= unc.data.min() and unc.data.max() < 1.0
+    assert main(["evaluate", str(data), "--model", str(tiny_bundle), "--out",
+                 str(tmp_path / "ev")]) == 0
+    text = capsys.readouterr().out
+    assert "| all |" in text and "dice" in text
+    assert (tmp_path / "ev" / "evaluation_summary.csv").is_file()
+
+
+def test_train_command_writes_a_loadable_bundle(tmp_path, capsys) -> None:
+    out = tmp_path / "m"
+    assert main(["train", "--phantoms", "2", "--val", "1", "--epochs", "1", "--joint-epochs",
+                 "0", "--batch-size", "2", "--no-crf", "--out", str(out), "--quiet"]) == 0
+    assert "model written to" in capsys.readouterr().out
+    model = load_model(out, device="cpu")
+    assert model.segmenter.crf is None and model.card.data["train_cases"] == 2
+    # a bundle is never overwritten
+    assert main(["train", "--phantoms", "2", "--val", "1", "--epochs", "1", "--out",
+                 str(out), "--quiet"]) == 2
+    assert "already exists" in capsys.readouterr().err
