@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PYTEST := $(PY) -m pytest
 XVFB   := $(shell command -v xvfb-run 2>/dev/null)
 
-.PHONY: setup demo test lint wheel clean atlas
+.PHONY: setup demo test lint wheel clean atlas model
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -28,6 +28,12 @@ atlas: setup
 	rm -rf build/atlas-data
 	$(VENV)/bin/paraspinal phantom build/atlas-data --n 40 --seed 700000 --level both
 	$(VENV)/bin/paraspinal atlas build build/atlas-data --out models/atlases
+
+# the shipped demo model: 240 + 40 phantoms through the atlas chain, U-Net (width 8) then
+# U-Net + CRF, early stopping; about 45 min on a 2-core CPU (use --device cuda on a GPU)
+model: setup
+	$(VENV)/bin/paraspinal train --out models/paraspinal-phantom-t2w --name paraspinal-phantom-t2w \
+		--phantoms 240 --val 40 --seed 100000 --width 8 --epochs 30 --joint-epochs 4 --patience 6
 
 test: setup
 ifdef XVFB

@@ -107,6 +107,7 @@ def process_case(ref: InputRef, cid: str, config: RunConfig,
         seg = segment_slice(image, model, config.level)
         labels = seg.labels
         reg = seg.preprocessed.registration
+        row["status"] = "segmented"
         row["label_source"] = f"model {model.card.name} v{model.card.version}"
         row.update(level=reg.level, registration_flagged=reg.flagged,
                    registration_check="; ".join(reg.reasons),
