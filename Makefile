@@ -29,11 +29,14 @@ atlas: setup
 	$(VENV)/bin/paraspinal phantom build/atlas-data --n 40 --seed 700000 --level both
 	$(VENV)/bin/paraspinal atlas build build/atlas-data --out models/atlases
 
-# the shipped demo model: 240 + 40 phantoms through the atlas chain, U-Net (width 8) then
-# U-Net + CRF, early stopping; about 45 min on a 2-core CPU (use --device cuda on a GPU)
+# the shipped demo model: 240 + 40 phantoms through the atlas chain, U-Net (width 8, instance
+# norm) then U-Net + CRF, early stopping. Batch 4, not the paper's 20: on a CPU budget five
+# times more Adam steps per epoch is what made a width-8 network learn (see README).
+# About 25 min on a 2-core CPU, 10 of them preparing the samples (--device cuda on a GPU).
 model: setup
 	$(VENV)/bin/paraspinal train --out models/paraspinal-phantom-t2w --name paraspinal-phantom-t2w \
-		--phantoms 240 --val 40 --seed 100000 --width 8 --epochs 30 --joint-epochs 4 --patience 6
+		--phantoms 240 --val 40 --seed 100000 --width 8 --norm instance --batch-size 4 \
+		--epochs 16 --joint-epochs 2 --patience 4
 
 test: setup
 ifdef XVFB

@@ -262,7 +262,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                          batch_size=args.batch_size, patience=args.patience,
                          seed=args.train_seed,
                          multi_data=not args.no_multi_data, device=args.device)
-    segmenter = SegmenterConfig(unet={"base_width": args.width}, use_crf=not args.no_crf)
+    segmenter = SegmenterConfig(unet={"base_width": args.width, "norm": args.norm},
+                                use_crf=not args.no_crf)
     path, result = fit_bundle(args.out, train_set, val_set, atlas_dir, args.name or
                               Path(args.out).name, segmenter, config, data_note=note,
                               progress=progress)
@@ -383,10 +384,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--phantoms", type=int, default=240, help="training phantoms")
     p.add_argument("--val", type=int, default=40, help="validation phantoms")
     p.add_argument("--width", type=int, default=8, help="U-Net base width")
-    p.add_argument("--epochs", type=int, default=30, help="U-Net epochs (early stopping)")
-    p.add_argument("--joint-epochs", type=int, default=4, help="U-Net + CRF epochs")
+    p.add_argument("--norm", choices=["instance", "batch", "group", "none"], default="instance",
+                   help="U-Net normalisation (batch norm's running statistics mix MRI and "
+                        "gradient-magnitude samples)")
+    p.add_argument("--epochs", type=int, default=25, help="U-Net epochs (early stopping)")
+    p.add_argument("--joint-epochs", type=int, default=3, help="U-Net + CRF epochs")
     p.add_argument("--batch-size", type=int, default=20)
-    p.add_argument("--patience", type=int, default=6)
+    p.add_argument("--patience", type=int, default=5)
     p.add_argument("--no-crf", action="store_true")
     p.add_argument("--no-multi-data", action="store_true",
                    help="no gradient-magnitude samples")

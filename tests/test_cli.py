@@ -111,6 +111,7 @@ def test_bench_fat_prints_the_three_methods() -> None:
 def test_bench_preprocess_prints_both_sizes() -> None:
     result = paraspinal("bench", "preprocess", "--n", "1")
     assert result.returncode == 0, result.stderr
-    rows = [line.split("|")[1].strip() for line in result.stdout.splitlines()
-            if line.startswith("| ") and "²" in line]
-    assert rows == ["256²", "512²"]
+    rows = [tuple(c.strip() for c in line.split("|")[1:3])
+            for line in result.stdout.splitlines() if line.startswith("| ") and "²" in line]
+    assert rows == [("256²", "given"), ("512²", "given"), ("256²", "auto"), ("512²", "auto")]
+    assert "register_ms" in result.stdout and "peak RSS" in result.stdout
