@@ -20,7 +20,7 @@ setup: $(STAMP)
 
 demo: setup
 	$(VENV)/bin/paraspinal phantom demo-data --n 4 --seed 900000 --level both
-	$(VENV)/bin/paraspinal run demo-data/images --labels demo-data/labels --out demo-output
+	$(VENV)/bin/paraspinal run demo-data/images --out demo-output
 
 # the shipped level atlases (models/atlases): 20 phantoms per level, seeds kept apart from
 # the tests' and benchmarks' seeds
