@@ -46,12 +46,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             row = r.row
             line += (f"  {row['rows']}×{row['cols']} px, {row['spacing_col_mm']:g}×"
                      f"{row['spacing_row_mm']:g} mm, orientation {row['orientation']}")
+            if "level" in row:
+                line += f", level {row['level']}, {row['seconds']:.1f} s"
+                if row.get("registration_flagged"):
+                    line += "  CHECK registration"
             if row.get("notes"):
                 line += f"  ({row['notes']})"
         else:
             line += f"  {r.message}"
         print(line)
-    print(f"{len(results) - len(failed)} of {len(results)} cases read; "
+    print(f"{len(results) - len(failed)} of {len(results)} cases done; "
           f"tables in {config.out_dir / 'measurements.xlsx'} and .csv")
     if config.labels_dir is None and not any("label_source" in r.row for r in results):
         print("note: no segmentation model is installed; run read, checked and reported the "
