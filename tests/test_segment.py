@@ -47,6 +47,12 @@ def test_bundle_card_says_what_the_model_is(tiny_bundle) -> None:
     assert card["data"]["train_cases"] == 3 and "mean" in card["metrics"]["val_dice"]
     assert {"n4", "normalize", "registration"} <= set(card["preprocessing"])
     assert (tiny_bundle / "atlases" / "L4-L5" / "atlas.json").is_file()
+    log = (tiny_bundle / "training_log.csv").read_text().splitlines()
+    assert log[0].startswith("phase,epoch,loss,val_dice") and len(log) == 1 + len(
+        card["training"]["history"])
+    from PIL import Image
+
+    assert Image.open(tiny_bundle / "training_curve.png").size == (640, 360)
 
 
 def test_labels_land_on_the_native_grid(tiny_bundle) -> None:

@@ -9,6 +9,7 @@ compared without running any code from the bundle.
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -36,6 +37,48 @@ def evaluate_samples(model: Segmenter, samples: AtlasSamples, batch_size: int = 
     out = {BY_VALUE[k].short: float(v) for k, v in dice.items()}
     out["mean"] = float(np.nanmean(list(dice.values())))
     return out
+
+
+def history_csv(history: list[dict[str, Any]], path: Path) -> Path:
+    """The training log, one row per epoch, as CSV."""
+    from ..export import write_csv
+
+    return write_csv(history, path)
+
+
+def curve_picture(history: list[dict[str, Any]], path: Path, width: int = 640,
+                  height: int = 360) -> Path:
+    """Loss (red) and validation Dice (blue) per epoch as a PNG, joint phase shaded."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(img)
+    left, right, top, bottom = 50, width - 50, 30, height - 40
+    draw.rectangle((left, top, right, bottom), outline="black")
+    n = len(history)
+    if n:
+        def x(i: int) -> float:
+            return left + (right - left) * (i + 0.5) / n
+
+        joint = [i for i, e in enumerate(history) if e.get("phase") == "joint"]
+        if joint:
+            draw.rectangle((x(joint[0]) - 2, top + 1, right - 1, bottom - 1), fill=(235, 235, 235))
+        losses = [e["loss"] for e in history]
+        finite = [v for v in losses if np.isfinite(v)]
+        top_loss = max(finite) if finite else 1.0
+        for values, colour, scale in ((losses, (200, 30, 30), top_loss),
+                                      ([e["val_dice"] for e in history], (30, 60, 200), 1.0)):
+            points = [(x(i), bottom - (bottom - top) * v / scale)
+                      for i, v in enumerate(values) if np.isfinite(v)]
+            if len(points) > 1:
+                draw.line(points, fill=colour, width=2)
+            for p in points:
+                draw.ellipse((p[0] - 2, p[1] - 2, p[0] + 2, p[1] + 2), fill=colour)
+        draw.text((left, 8), f"loss (red, max {top_loss:.2f})   validation Dice (blue, 0-1)   "
+                             f"grey: U-Net + CRF", fill="black")
+        draw.text((left, bottom + 10), f"epochs 1-{n}", fill="black")
+    img.save(path)
+    return path
 
 
 def fit_bundle(out: str | os.PathLike[str], train_set: AtlasSamples, val_set: AtlasSamples,
@@ -76,6 +119,10 @@ def fit_bundle(out: str | os.PathLike[str], train_set: AtlasSamples, val_set: At
         metrics=metrics,
         parent=parent,
     )
-    path = save_bundle(out, {k: v.cpu() for k, v in model.state_dict().items()}, card,
-                       extra_files={"atlases": Path(atlas_dir)})
+    with tempfile.TemporaryDirectory() as tmp:
+        log = history_csv(result.history, Path(tmp) / "training_log.csv")
+        curve = curve_picture(result.history, Path(tmp) / "training_curve.png")
+        path = save_bundle(out, {k: v.cpu() for k, v in model.state_dict().items()}, card,
+                           extra_files={"atlases": Path(atlas_dir), log.name: log,
+                                        curve.name: curve})
     return path, result
