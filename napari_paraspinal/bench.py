@@ -87,7 +87,7 @@ def bench_registration(n: int = 40, seed: int = 810_000) -> list[dict]:
     error is the mean distance between T1(p) and W(T0(p)) over the atlas's label centroids.
     The level is detected on the warped slice by registering to both atlases.
     """
-    from .phantom.warp import random_warp
+    from .phantom.warp import random_warp, recovery_error
     from .preprocess.chain import default_atlases, preprocess_slice
 
     atlases = default_atlases()
@@ -102,17 +102,10 @@ def bench_registration(n: int = 40, seed: int = 810_000) -> list[dict]:
         pre = preprocess_slice(warped, atlases, "auto")
         t1 = pre.registration if pre.level == lv else preprocess_slice(
             warped, atlases, lv).registration
-        probs = atlases[lv].probabilities
-        errors = []
-        for c in range(1, probs.shape[0]):
-            ys, xs = np.nonzero(probs[c] > 0.5)
-            if len(xs):
-                p = (float(xs.mean() - 127.5), float(ys.mean() - 127.5))
-                expected = warp.transform.TransformPoint(t0.mapping.transform.TransformPoint(p))
-                got = t1.mapping.transform.TransformPoint(p)
-                errors.append(float(np.hypot(*np.subtract(got, expected))))
-        rows.append({"seed": seed + k, "level": lv, "detected": pre.level,
-                     "error_mm": float(np.mean(errors)), "flagged": t1.flagged or t0.flagged,
+        error = recovery_error(atlases[lv].probabilities, t0.mapping.transform,
+                               t1.mapping.transform, warp)
+        rows.append({"seed": seed + k, "level": lv, "detected": pre.level, "error_mm": error,
+                     "flagged": t1.flagged or t0.flagged,
                      "correlation": t1.correlation, "body_dice": t1.body_dice,
                      "seconds": t1.seconds})
     return rows

@@ -221,7 +221,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .models import MODELS_DIR
-    from .nets.dataset import AtlasSamples, folder_samples, phantom_samples
+    from .nets.dataset import folder_samples, phantom_samples
     from .nets.fit import fit_bundle
     from .nets.segmenter import SegmenterConfig
     from .nets.train import TrainConfig
@@ -253,7 +253,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         note = {"generator": f"phantom T2w, seeds {args.seed}..{args.seed + args.phantoms - 1}"
                              f" (train), {args.seed + 10_000}.. (val)"}
     if args.cache:
-        AtlasSamples.concatenate([train_set]).save(Path(args.cache) / "train.npz")
+        train_set.save(Path(args.cache) / "train.npz")
         val_set.save(Path(args.cache) / "val.npz")
 
     def progress(entry: dict) -> None:
@@ -277,6 +277,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .bench import format_table
     from .evaluate import evaluate_folder, summarise
     from .export import write_csv
     from .segment import load_model
@@ -284,8 +285,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model = load_model(args.model, args.device)
     rows = evaluate_folder(args.data, model, args.level)
     table = summarise(rows)
-    from .bench import format_table
-
     print(f"{model.card.name} on {args.data} (native grid, mm):")
     print(format_table(table))
     if args.out:

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 
-from .core.errors import InputError
 from .core.geometry import Geometry
 from .core.labels import BY_VALUE
 from .nets.metrics import assd_mm, hausdorff95_mm
@@ -47,26 +45,20 @@ def score_case(pred: np.ndarray, truth: np.ndarray, geometry: Geometry,
 def evaluate_folder(data_dir: str | os.PathLike[str], model: Model, level: str = "auto",
                     progress: Callable[[int, int], None] | None = None) -> list[dict]:
     """Segment every image of ``data_dir/images`` and score it against ``data_dir/labels``."""
-    from .core.io import expand_inputs, image_stem, read_labels, read_slice
+    from .core.io import image_stem, labelled_pairs, read_labels, read_slice
 
-    root = Path(data_dir)
-    if not (root / "images").is_dir() or not (root / "labels").is_dir():
-        raise InputError(root, "expected a dataset folder with images/ and labels/")
-    refs = expand_inputs([root / "images"])
+    pairs = labelled_pairs(data_dir)
     rows: list[dict] = []
-    for k, ref in enumerate(refs):
+    for k, (ref, label_path) in enumerate(pairs):
         stem = image_stem(ref.path)
-        matches = sorted(p for p in (root / "labels").iterdir() if image_stem(p) == stem)
-        if not matches:
-            raise InputError(ref.path, f"no label map named {stem}.* in {root / 'labels'}")
         image = read_slice(ref)
-        truth = read_labels(matches[0], image.geometry)
+        truth = read_labels(label_path, image.geometry)
         seg = segment_slice(image, model, level)
         for row in score_case(seg.labels, truth, image.geometry):
             rows.append({"case": stem, "level": seg.preprocessed.level,
                          "flagged": seg.preprocessed.registration.flagged, **row})
         if progress is not None:
-            progress(k + 1, len(refs))
+            progress(k + 1, len(pairs))
     return rows
 
 

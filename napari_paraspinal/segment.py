@@ -8,6 +8,7 @@ in mm² on the native grid.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,8 +77,6 @@ def load_model(path: str | os.PathLike[str] | None = None, device: str = "auto")
 
 def segment_slice(image: SliceImage, model: Model, level: str = AUTO) -> Segmentation:
     """Segment one slice; raises :class:`InputError` for a slice the chain cannot use."""
-    import time
-
     pre = preprocess_slice(image, model.atlases, level, model.preprocess)
     t = time.perf_counter()
     atlas_probs = model.segmenter.predict_proba(pre.atlas_image[None], batch_size=1,

@@ -189,6 +189,23 @@ def read_labels(
     return _label_values(ref.path, image.data)
 
 
+def labelled_pairs(data_dir: str | os.PathLike[str]) -> list[tuple[InputRef, Path]]:
+    """The inputs of ``data_dir/images`` with their label maps from ``data_dir/labels``
+    (same file stem); a missing folder or label map is an error naming it."""
+    root = Path(data_dir)
+    images, labels = root / "images", root / "labels"
+    if not images.is_dir() or not labels.is_dir():
+        raise InputError(root, "expected a dataset folder with images/ and labels/")
+    by_stem = {image_stem(p): p for p in sorted(labels.iterdir())}
+    pairs = []
+    for ref in expand_inputs([images]):
+        stem = image_stem(ref.path)
+        if stem not in by_stem:
+            raise InputError(ref.path, f"no label map named {stem}.* in {labels}")
+        pairs.append((ref, by_stem[stem]))
+    return pairs
+
+
 def validate_slice(image: SliceImage) -> None:
     """Refuse a slice that cannot be segmented: implausible geometry (size, spacing,
     thickness, direction), non-finite pixels or no content (all zero or constant)."""

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.errors import InputError
 from ..core.geometry import SliceImage
 from ..core.labels import NUM_CLASSES
 from ..phantom import LEVELS, PhantomConfig, generate_phantom
@@ -100,19 +99,12 @@ def folder_samples(data_dir: str | os.PathLike[str], atlases: dict[str, Atlas],
     ``annotated`` lists the label values the annotators drew (default: all); other classes
     are unknown in these samples, not background, and the loss treats them so.
     """
-    from ..core.io import expand_inputs, image_stem, read_labels, read_slice
+    from ..core.io import labelled_pairs, read_labels, read_slice
 
-    root = Path(data_dir)
-    if not (root / "images").is_dir() or not (root / "labels").is_dir():
-        raise InputError(root, "expected a dataset folder with images/ and labels/")
     images, labels, sources = [], [], []
-    for ref in expand_inputs([root / "images"]):
-        stem = image_stem(ref.path)
-        matches = sorted(p for p in (root / "labels").iterdir() if image_stem(p) == stem)
-        if not matches:
-            raise InputError(ref.path, f"no label map named {stem}.* in {root / 'labels'}")
+    for ref, label_path in labelled_pairs(data_dir):
         image = read_slice(ref)
-        img, lab = atlas_sample(image, read_labels(matches[0], image.geometry), atlases,
+        img, lab = atlas_sample(image, read_labels(label_path, image.geometry), atlases,
                                 level, config)
         images.append(img)
         labels.append(lab)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..core.config import config_from_dict
 from .crf import CRFasRNN, CRFConfig
 from .unet import UNet, UNetConfig
 
@@ -69,10 +70,7 @@ class SegmenterConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SegmenterConfig:
         """Config from a dict; unknown keys are refused (they mean another architecture)."""
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown segmenter config keys: {sorted(unknown)}")
-        return cls(**d)
+        return config_from_dict(cls, d)
 
 
 class Segmenter(nn.Module):

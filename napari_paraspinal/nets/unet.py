@@ -12,11 +12,13 @@ a model card's ``network`` entry plus the weights is the whole model.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 from torch import nn
+
+from ..core.config import config_from_dict
 
 NORMS = ("batch", "instance", "group", "none")
 DEPTH = 4  # resolution steps down (and up); the input must be divisible by 2**DEPTH
@@ -55,10 +57,7 @@ class UNetConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> UNetConfig:
         """Config from a dict; unknown keys are refused (they mean another architecture)."""
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown U-Net config keys: {sorted(unknown)}")
-        return cls(**d)
+        return config_from_dict(cls, d)
 
 
 def _group_count(channels: int, max_groups: int = 8) -> int:

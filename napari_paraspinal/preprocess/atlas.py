@@ -31,7 +31,15 @@ from ..core.errors import InputError
 from ..core.geometry import SliceImage
 from ..core.labels import NUM_CLASSES
 from ..core.orientation import canonical_reorientation, reorient_geometry
-from .atlas_space import ATLAS_SIZE, AtlasMapping, atlas_reference, one_hot, plane_image
+from .atlas_space import (
+    ATLAS_SIZE,
+    AtlasMapping,
+    as_affine,
+    atlas_reference,
+    compose,
+    one_hot,
+    plane_image,
+)
 
 WIDE_SPACING = 2.0
 ATLAS_FORMAT = 1
@@ -41,11 +49,7 @@ _FILES = {"image": "image.nii.gz", "probabilities": "probabilities.nii.gz",
 
 def wide_reference() -> sitk.Image:
     """The registration grid: 256×256 pixels of 2 mm, centred on the atlas origin."""
-    ref = sitk.Image(ATLAS_SIZE, ATLAS_SIZE, sitk.sitkFloat32)
-    ref.SetSpacing((WIDE_SPACING, WIDE_SPACING))
-    half = (ATLAS_SIZE - 1) / 2 * WIDE_SPACING
-    ref.SetOrigin((-half, -half))
-    return ref
+    return atlas_reference(WIDE_SPACING)
 
 
 @dataclass
@@ -151,34 +155,13 @@ def _plane_of(array: np.ndarray, mapping: AtlasMapping) -> sitk.Image:
     return img
 
 
-def _mean_affine(transforms: list[sitk.AffineTransform]) -> sitk.AffineTransform:
+def _mean_affine(transforms: list[sitk.Transform]) -> sitk.AffineTransform:
     """The mean of affine transforms expressed about the origin."""
-    mats, trans = [], []
-    for t in transforms:
-        m = np.array(t.GetMatrix()).reshape(2, 2)
-        c = np.array(t.GetCenter())
-        mats.append(m)
-        trans.append(np.array(t.GetTranslation()) + c - m @ c)
+    affines = [as_affine(t) for t in transforms]
     mean = sitk.AffineTransform(2)
-    mean.SetMatrix(tuple(np.mean(mats, 0).ravel()))
-    mean.SetTranslation(tuple(np.mean(trans, 0)))
+    mean.SetMatrix(tuple(np.mean([a.GetMatrix() for a in affines], 0)))
+    mean.SetTranslation(tuple(np.mean([a.GetTranslation() for a in affines], 0)))
     return mean
-
-
-def _compose(outer: sitk.Transform, inner: sitk.Transform) -> sitk.AffineTransform:
-    """outer(inner(x)) as one AffineTransform about the origin."""
-    def parts(t: sitk.Transform) -> tuple[np.ndarray, np.ndarray]:
-        origin = np.array(t.TransformPoint((0.0, 0.0)))
-        m = np.stack([np.array(t.TransformPoint(e)) - origin
-                      for e in ((1.0, 0.0), (0.0, 1.0))], 1)
-        return m, origin
-
-    mo, to = parts(outer)
-    mi, ti = parts(inner)
-    out = sitk.AffineTransform(2)
-    out.SetMatrix(tuple((mo @ mi).ravel()))
-    out.SetTranslation(tuple(mo @ ti + to))
-    return out
 
 
 def _average(cases: list[AtlasCase], planes: list[sitk.Image], mappings: list[AtlasMapping],
@@ -221,7 +204,7 @@ def build_atlas(cases: list[AtlasCase], level: str, rounds: int = 3,
             if progress is not None:
                 progress(round_ * len(cases) + i + 1, rounds * len(cases))
         inverse_mean = _mean_affine(new).GetInverse()
-        mappings = [AtlasMapping(m.native, m.reorientation, _compose(t, inverse_mean))
+        mappings = [AtlasMapping(m.native, m.reorientation, compose(t, inverse_mean))
                     for m, t in zip(mappings, new, strict=True)]
         # keep the labelled structures centred at the origin
         wide = wide_reference()
@@ -231,7 +214,7 @@ def build_atlas(cases: list[AtlasCase], level: str, rounds: int = 3,
         shift = sitk.TranslationTransform(2, (
             float(wide.GetOrigin()[0] + cols.mean() * WIDE_SPACING),
             float(wide.GetOrigin()[1] + rows.mean() * WIDE_SPACING)))
-        mappings = [AtlasMapping(m.native, m.reorientation, _compose(m.transform, shift))
+        mappings = [AtlasMapping(m.native, m.reorientation, compose(m.transform, shift))
                     for m in mappings]
         current = _average(cases, planes, mappings, level)
     current.meta = {"cases": len(cases), "rounds": rounds,

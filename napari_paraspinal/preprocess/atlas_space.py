@@ -23,11 +23,12 @@ ATLAS_SIZE = 256
 ATLAS_SPACING = 1.0
 
 
-def atlas_reference() -> sitk.Image:
-    """The atlas grid: 256×256 pixels of 1 mm, centred on the origin."""
+def atlas_reference(spacing: float = ATLAS_SPACING) -> sitk.Image:
+    """The atlas grid: 256×256 pixels of ``spacing`` mm (1 mm: the network's), centred on the
+    origin."""
     ref = sitk.Image(ATLAS_SIZE, ATLAS_SIZE, sitk.sitkFloat32)
-    ref.SetSpacing((ATLAS_SPACING, ATLAS_SPACING))
-    half = (ATLAS_SIZE - 1) / 2 * ATLAS_SPACING
+    ref.SetSpacing((spacing, spacing))
+    half = (ATLAS_SIZE - 1) / 2 * spacing
     ref.SetOrigin((-half, -half))
     return ref
 
@@ -50,7 +51,7 @@ class AtlasMapping:
     def to_dict(self) -> dict:
         """JSON-friendly form (the transform as ITK parameters)."""
         affine = sitk.AffineTransform(self.transform) if self.transform.GetName() == \
-            "AffineTransform" else _as_affine(self.transform)
+            "AffineTransform" else as_affine(self.transform)
         return {
             "native": self.native.to_dict(),
             "reorientation": vars(self.reorientation).copy(),
@@ -68,14 +69,25 @@ class AtlasMapping:
         return cls(Geometry.from_dict(d["native"]), Reorientation(**d["reorientation"]), t)
 
 
-def _as_affine(transform: sitk.Transform) -> sitk.AffineTransform:
-    """Any linear 2-D transform as an AffineTransform (by probing three points)."""
+def as_affine(transform: sitk.Transform) -> sitk.AffineTransform:
+    """Any linear 2-D transform as an AffineTransform about the origin (by probing three
+    points)."""
     pts = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
     mapped = np.array([transform.TransformPoint(tuple(p)) for p in pts])
     t = sitk.AffineTransform(2)
     t.SetMatrix(tuple((mapped[1:] - mapped[0]).T.ravel()))
     t.SetTranslation(tuple(mapped[0]))
     return t
+
+
+def compose(outer: sitk.Transform, inner: sitk.Transform) -> sitk.AffineTransform:
+    """``outer(inner(x))`` as one AffineTransform about the origin."""
+    o, i = as_affine(outer), as_affine(inner)
+    mo, mi = np.array(o.GetMatrix()).reshape(2, 2), np.array(i.GetMatrix()).reshape(2, 2)
+    out = sitk.AffineTransform(2)
+    out.SetMatrix(tuple((mo @ mi).ravel()))
+    out.SetTranslation(tuple(mo @ np.array(i.GetTranslation()) + np.array(o.GetTranslation())))
+    return out
 
 
 def plane_image(image: SliceImage, reorientation: Reorientation | None = None) -> sitk.Image:

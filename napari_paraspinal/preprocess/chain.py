@@ -23,6 +23,7 @@ from scipy import ndimage as ndi
 from ..core.atomic import atomic_path, write_text_atomic
 from ..core.errors import InputError
 from ..core.geometry import SliceImage
+from ..core.io import validate_slice
 from ..core.labels import BY_VALUE, NUM_CLASSES
 from ..core.writers import write_image
 from .atlas import Atlas, AtlasCase, load_atlases
@@ -98,11 +99,7 @@ def preprocess_slice(image: SliceImage, atlases: dict[str, Atlas], level: str = 
     config = config or PreprocessConfig()
     if level != AUTO and level not in atlases:
         raise ValueError(f"no atlas for level {level!r}; have {sorted(atlases)}")
-    data = np.asarray(image.data)
-    if not np.isfinite(data).all():
-        raise InputError(image.source, "image has non-finite pixels (NaN or infinity)")
-    if float(data.max()) == float(data.min()):
-        raise InputError(image.source, "image is constant; there is nothing to segment")
+    validate_slice(image)
     seconds: dict[str, float] = {}
     t = time.perf_counter()
     mask = body_mask(image)
@@ -200,21 +197,15 @@ def atlas_cases_from_folder(data_dir: str | os.PathLike[str], level: str | None 
     image gets the chain's body mask, N4 and normalisation, so the atlas is built from the
     same intensities a new slice will have.
     """
-    from ..core.io import expand_inputs, image_stem, read_labels, read_slice
+    from ..core.io import image_stem, labelled_pairs, read_labels, read_slice
 
     config = config or PreprocessConfig()
     root = Path(data_dir)
-    images, labels_dir = root / "images", root / "labels"
-    if not images.is_dir() or not labels_dir.is_dir():
-        raise InputError(root, "expected a dataset folder with images/ and labels/")
     groups: dict[str, list[AtlasCase]] = {}
-    for ref in expand_inputs([images]):
+    for ref, label_path in labelled_pairs(root):
         stem = image_stem(ref.path)
-        matches = sorted(p for p in labels_dir.iterdir() if image_stem(p) == stem)
-        if not matches:
-            raise InputError(ref.path, f"no label map named {stem}.* in {labels_dir}")
         image = read_slice(ref)
-        labels = read_labels(matches[0], image.geometry)
+        labels = read_labels(label_path, image.geometry)
         case_level = level
         truth = root / "truth" / f"{stem}.json"
         if case_level is None and truth.is_file():
