@@ -22,8 +22,8 @@ import torch
 from ..core.labels import BY_VALUE, NUM_CLASSES
 from ..preprocess.chain import PreprocessConfig
 from .bundle import ModelCard, save_bundle
-from .dataset import AtlasSamples
 from .metrics import dice_per_label
+from .samples import AtlasSamples
 from .segmenter import Segmenter, SegmenterConfig
 from .train import TrainConfig, TrainData, TrainResult, train
 
@@ -88,9 +88,13 @@ def fit_bundle(out: str | os.PathLike[str], train_set: AtlasSamples, val_set: At
                data_note: dict[str, Any] | None = None,
                progress: Callable[[dict[str, Any]], None] | None = None,
                should_stop: Callable[[], bool] | None = None,
-               initial_state: dict[str, torch.Tensor] | None = None
+               initial_state: dict[str, torch.Tensor] | None = None,
+               checkpoint_dir: str | os.PathLike[str] | None = None, resume: bool = False
                ) -> tuple[Path, TrainResult]:
-    """Train, evaluate on ``val_set`` and write the bundle to ``out`` (refused if it exists)."""
+    """Train, evaluate on ``val_set`` and write the bundle to ``out`` (refused if it exists).
+
+    ``checkpoint_dir`` and ``resume`` are :func:`.train.train`'s: a killed run goes on.
+    """
     segmenter = segmenter or SegmenterConfig()
     config = config or TrainConfig()
     torch.manual_seed(config.seed)
@@ -100,7 +104,8 @@ def fit_bundle(out: str | os.PathLike[str], train_set: AtlasSamples, val_set: At
     start = time.perf_counter()
     result = train(model, TrainData(train_set.images, train_set.labels, train_set.label_mask),
                    TrainData(val_set.images, val_set.labels, val_set.label_mask), config,
-                   progress=progress, should_stop=should_stop)
+                   progress=progress, should_stop=should_stop, checkpoint_dir=checkpoint_dir,
+                   resume=resume)
     seconds = time.perf_counter() - start
     metrics = {"val_dice": evaluate_samples(model, val_set), "val_cases": len(val_set),
                "best_epoch": result.best_epoch, "train_seconds": round(seconds, 1),

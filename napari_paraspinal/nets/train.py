@@ -15,25 +15,45 @@ epochs without a better validation score: the mean Dice (argmax, :mod:`.metrics`
 foreground classes, each class pooled over the validation slices that annotate it. Phase 2
 first scores phase 1's best state with the CRF (history entry with ``epoch`` 0), so the state
 returned is the best one as the model will actually run; without a CRF it is phase 1's best.
+
+With a ``checkpoint_dir`` the whole training state (weights, best weights, Adam state, history,
+early-stopping counters, numpy and torch generator states) is saved after every epoch and after
+phase 2's baseline (:mod:`.checkpoint`: safetensors and JSON, never a pickle), and ``resume``
+continues a killed or cancelled run where it stopped: on CPU the result equals that of an
+uninterrupted run (bit for bit, per-epoch ``seconds`` aside).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from scipy import ndimage
 
+from ..core.errors import InputError
 from ..core.labels import LR_SWAP, NUM_CLASSES, swap_left_right
+from .checkpoint import STATE, Checkpoint, find_checkpoint, load_checkpoint, save_checkpoint
 from .losses import DiceCELoss
 from .metrics import dice_per_label
 from .segmenter import Segmenter, resolve_device
 
 StateDict = dict[str, torch.Tensor]
+
+#: The checkpoint's folder inside ``train``'s ``checkpoint_dir``.
+CHECKPOINT = "checkpoint"
+#: TrainConfig fields that may differ on resume (they do not change the numbers on CPU).
+RESUME_MAY_CHANGE = ("device", "num_threads")
+_CHECKPOINT_KEYS = ("phase", "epoch", "phase_done", "phase_best", "bad", "best_score",
+                    "best_epoch", "stopped_early", "history", "numpy_rng", "config", "network",
+                    "data")
 
 
 @dataclass
@@ -41,7 +61,9 @@ class TrainConfig:
     """Optimisation settings; ``epochs_joint`` 0 (or a model without CRF) skips phase 2.
 
     ``num_threads`` sets torch's CPU threads during training (None: leave as is) and is
-    restored afterwards.
+    restored afterwards. ``max_minutes_pretrain`` ends the U-Net phase after the first epoch
+    that brings its training time (the sum of its epochs' seconds) past the limit, for a fixed
+    compute budget; the epoch count then depends on the machine.
     """
 
     epochs_pretrain: int = 100
@@ -54,6 +76,7 @@ class TrainConfig:
     seed: int = 0
     num_threads: int | None = None
     device: str = "auto"
+    max_minutes_pretrain: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("epochs_pretrain", "epochs_joint"):
@@ -198,18 +221,102 @@ def _snapshot(model: torch.nn.Module) -> StateDict:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
+def _config_fingerprint(config: TrainConfig) -> dict[str, Any]:
+    """The config fields a resumed run must share with the checkpoint, as JSON gives them."""
+    d = {k: v for k, v in asdict(config).items() if k not in RESUME_MAY_CHANGE}
+    return json.loads(json.dumps(d))
+
+
+def _data_digest(data: TrainData) -> str:
+    """SHA-256 of the slices, labels and label mask (with their shapes and types)."""
+    h = hashlib.sha256()
+    for array in (data.images, data.labels, data.label_mask):
+        h.update(f"{array.dtype.str}{array.shape}".encode())
+        h.update(np.ascontiguousarray(array).data)
+    return h.hexdigest()
+
+
+def _differences(saved: Any, current: Any) -> str:
+    if isinstance(saved, dict) and isinstance(current, dict):
+        keys = sorted(set(saved) | set(current))
+        return ", ".join(f"{k}: {saved.get(k)!r} in the checkpoint, {current.get(k)!r} now"
+                         for k in keys if saved.get(k) != current.get(k))
+    return f"{saved!r} in the checkpoint, {current!r} now"
+
+
 class _Trainer:
-    """State shared by the two phases: best state, history, cancel flag."""
+    """State shared by the two phases: best state, history, cancel flag, checkpointing.
+
+    ``resume`` is the checkpoint to continue from, consumed by the :meth:`run_phase` call of
+    its phase (an earlier phase, finished before it, is skipped).
+    """
 
     def __init__(self, model: Segmenter, train: TrainData, val: TrainData, config: TrainConfig,
                  progress: Callable[[dict[str, Any]], None] | None,
-                 should_stop: Callable[[], bool] | None, device: torch.device) -> None:
+                 should_stop: Callable[[], bool] | None, device: torch.device,
+                 checkpoint: Path | None = None) -> None:
         self.model, self.train_data, self.val, self.config = model, train, val, config
         self.progress, self.should_stop, self.device = progress, should_stop, device
         self.loss_fn = DiceCELoss()
         self.rng = np.random.default_rng(config.seed)
         self.result = TrainResult(best_state_dict=_snapshot(model))
         self.best_score = -np.inf
+        self.checkpoint = checkpoint
+        self.resume: Checkpoint | None = None
+        self.data_digest = ({"train": _data_digest(train), "val": _data_digest(val)}
+                            if checkpoint is not None else {})
+
+    def save(self, optimizer: torch.optim.Optimizer, phase: str, epoch: int, phase_done: bool,
+             phase_best: float, bad: int) -> None:
+        """Checkpoint everything needed to go on after ``epoch`` of ``phase`` (if asked to)."""
+        if self.checkpoint is None:
+            return
+        state = {
+            "phase": phase, "epoch": epoch, "phase_done": phase_done,
+            "phase_best": float(phase_best), "bad": bad, "best_score": float(self.best_score),
+            "best_epoch": self.result.best_epoch, "stopped_early": self.result.stopped_early,
+            "history": self.result.history, "numpy_rng": self.rng.bit_generator.state,
+            "config": _config_fingerprint(self.config), "network": self.model.to_dict(),
+            "data": self.data_digest,
+        }
+        rng = {"torch_cpu": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["torch_cuda"] = torch.cuda.get_rng_state(self.device)
+        save_checkpoint(self.checkpoint, self.model.state_dict(), optimizer, state,
+                        self.result.best_state_dict, rng)
+
+    def restore(self, checkpoint: Checkpoint) -> None:
+        """Take over a checkpoint's state; ValueError if it was made for another run."""
+        path = checkpoint.folder / STATE
+        state = checkpoint.trainer_state
+        missing = [k for k in _CHECKPOINT_KEYS if k not in state]
+        if missing or state["phase"] not in ("unet", "joint"):
+            raise InputError(path, f"corrupt checkpoint: missing or bad entries "
+                                   f"{missing or ['phase']}")
+        current = {"config": _config_fingerprint(self.config),
+                   "network": json.loads(json.dumps(self.model.to_dict())),
+                   "data": self.data_digest}
+        what = {"config": "training configuration", "network": "network",
+                "data": "training or validation data"}
+        for key, value in current.items():
+            if state[key] != value:
+                raise ValueError(f"cannot resume from {checkpoint.folder}: it was made with "
+                                 f"another {what[key]} ({_differences(state[key], value)}); "
+                                 f"resume with the same settings or use another folder")
+        try:
+            self.model.load_state_dict(checkpoint.model_state)
+            self.result.best_state_dict = checkpoint.best_state
+            self.result.history = list(state["history"])
+            self.result.best_epoch = int(state["best_epoch"])
+            self.result.stopped_early = bool(state["stopped_early"])
+            self.best_score = float(state["best_score"])
+            self.rng.bit_generator.state = state["numpy_rng"]
+            torch.set_rng_state(checkpoint.rng_state["torch_cpu"])
+            if self.device.type == "cuda" and "torch_cuda" in checkpoint.rng_state:
+                torch.cuda.set_rng_state(checkpoint.rng_state["torch_cuda"], self.device)
+        except (RuntimeError, ValueError, TypeError, KeyError) as err:
+            raise InputError(path, f"corrupt checkpoint: {err}") from err
+        self.resume = checkpoint
 
     def record(self, entry: dict[str, Any]) -> bool:
         """Append an epoch; keep the state if its score is the best so far. True if it was."""
@@ -249,17 +356,36 @@ class _Trainer:
 
     def run_phase(self, phase: str, epochs: int, params: list[torch.nn.Parameter],
                   use_crf: bool) -> None:
-        """Up to ``epochs`` epochs with early stopping on this phase's best score."""
+        """Up to ``epochs`` epochs with early stopping on this phase's best score.
+
+        Phase "joint" starts from the best state so far and scores it first (epoch 0). With
+        :attr:`resume` set, the phase goes on after the checkpoint's epoch instead.
+        """
         optimizer = torch.optim.Adam(params, lr=self.config.lr)
-        phase_best, bad = -np.inf, 0
-        if phase == "joint":
+        first, phase_best, bad = 1, -np.inf, 0
+        if self.resume is not None:
+            state = self.resume.trainer_state
+            if state["phase"] != phase:  # this phase ended before the checkpoint was made
+                return
+            try:
+                optimizer.load_state_dict(self.resume.optimizer_state)
+            except (ValueError, KeyError, TypeError) as err:
+                raise InputError(self.resume.folder, f"corrupt checkpoint: {err}") from err
+            self.resume = None
+            if state["phase_done"]:
+                return
+            first = int(state["epoch"]) + 1
+            phase_best, bad = float(state["phase_best"]), int(state["bad"])
+        elif phase == "joint":
+            self.model.load_state_dict(self.result.best_state_dict)
             t0 = time.perf_counter()
             self.best_score = -np.inf  # scores from here on include the CRF
             score = self.evaluate(use_crf)
             self.record({"phase": phase, "epoch": 0, "loss": float("nan"), "val_dice": score,
                          "seconds": time.perf_counter() - t0, "samples": 0})
             phase_best = score
-        for epoch in range(1, epochs + 1):
+            self.save(optimizer, phase, 0, epochs == 0, phase_best, bad)
+        for epoch in range(first, epochs + 1):
             t0 = time.perf_counter()
             loss = self.run_epoch(optimizer, use_crf)
             if loss is None:
@@ -272,9 +398,18 @@ class _Trainer:
                 phase_best, bad = score, 0
             else:
                 bad += 1
-                if bad >= self.config.patience:
-                    self.result.stopped_early = True
-                    return
+            stop = bad >= self.config.patience
+            self.result.stopped_early |= stop
+            stop |= phase == "unet" and self._over_time(phase)
+            self.save(optimizer, phase, epoch, stop or epoch == epochs, phase_best, bad)
+            if stop:
+                return
+
+    def _over_time(self, phase: str) -> bool:
+        """True once the phase's epochs took longer than ``max_minutes_pretrain``."""
+        limit = self.config.max_minutes_pretrain
+        spent = sum(e["seconds"] for e in self.result.history if e["phase"] == phase)
+        return limit is not None and spent > 60 * limit
 
 
 def train(
@@ -284,6 +419,8 @@ def train(
     config: TrainConfig | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    resume: bool = False,
 ) -> TrainResult:
     """Train ``model`` in place (see the module doc) and leave it holding the best state.
 
@@ -291,12 +428,28 @@ def train(
     batch, and True ends training at once (the unfinished epoch is dropped, ``cancelled`` set).
     Deterministic for a given ``config.seed`` on CPU (the model's initial weights are the
     caller's: seed torch before building it).
+
+    ``checkpoint_dir``: a folder in which the checkpoint is kept (its subfolder ``checkpoint``,
+    rewritten after every epoch); a checkpoint already there is refused (FileExistsError)
+    unless ``resume``. ``resume``: continue from that checkpoint (same phase, next epoch) when
+    there is one, else start afresh; the model's weights are replaced by the checkpoint's, the
+    history returned includes the epochs before it (``progress`` sees only new ones), and a
+    checkpoint made with other settings (any TrainConfig field but ``device`` and
+    ``num_threads``), another network or other data is refused with a ValueError.
     """
     config = config if config is not None else TrainConfig()
     if len(train) == 0 or len(val) == 0:
         raise ValueError("training and validation data must not be empty")
     if not any((val.labels[val.label_mask[:, c]] == c).any() for c in range(1, NUM_CLASSES)):
         raise ValueError("the validation data has no annotated foreground pixel to score")
+    folder = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
+    if resume and folder is None:
+        raise ValueError("resume=True needs a checkpoint_dir")
+    found = find_checkpoint(folder) if folder is not None else None
+    if found is not None and not resume:
+        raise FileExistsError(f"{found} holds a checkpoint: pass resume=True to continue it, "
+                              f"or use another checkpoint_dir")
+    restored = load_checkpoint(folder) if found is not None else None
     device = resolve_device(config.device)
     threads = torch.get_num_threads()
     if config.num_threads is not None:
@@ -304,10 +457,11 @@ def train(
     try:
         torch.manual_seed(config.seed)
         model.to(device)
-        trainer = _Trainer(model, train, val, config, progress, should_stop, device)
+        trainer = _Trainer(model, train, val, config, progress, should_stop, device, folder)
+        if restored is not None:
+            trainer.restore(restored)
         trainer.run_phase("unet", config.epochs_pretrain, list(model.unet.parameters()), False)
         if model.crf is not None and config.epochs_joint > 0 and not trainer.result.cancelled:
-            model.load_state_dict(trainer.result.best_state_dict)
             trainer.run_phase("joint", config.epochs_joint, list(model.parameters()), True)
         result = trainer.result
         model.load_state_dict(result.best_state_dict)
