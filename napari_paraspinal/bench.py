@@ -174,13 +174,3 @@ def bench_segment(repeats: int = 5, seed: int = 310_000, model_path: str | None 
             row.update({f"{k}_ms": float(np.median(v)) for k, v in times.items()})
             rows.append(row)
     return rows
-
-
-def format_table(rows: list[dict]) -> str:
-    """A markdown table of benchmark rows."""
-    cols = list(rows[0])
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for row in rows:
-        cells = [f"{v:.2f}" if isinstance(v, float) else str(v) for v in row.values()]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-
-from openpyxl import Workbook
-from openpyxl.styles import Font
 
 from .core.atomic import atomic_path, write_text_atomic
 
@@ -39,6 +37,9 @@ def write_csv(rows: Sequence[Row], path: str | os.PathLike[str]) -> Path:
 
 def write_xlsx(sheets: Mapping[str, Sequence[Row]], path: str | os.PathLike[str]) -> Path:
     """An XLSX workbook with one sheet per entry; ints and floats are stored as numbers."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
     wb = Workbook()
     wb.remove(wb.active)
     for title, rows in sheets.items():
@@ -64,3 +65,25 @@ def _cell(value: object) -> object:
     if hasattr(value, "item"):  # numpy scalar
         return value.item()
     return str(value)
+
+
+
+def markdown_table(rows: Sequence[Row]) -> str:
+    """A GitHub-flavoured Markdown table; floats to 4 significant digits, NaN as ``n/a``."""
+    cols = columns_of(rows)
+    if not cols:
+        return ""
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines += ["| " + " | ".join(_text(r.get(c)) for c in cols) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) or (hasattr(value, "dtype") and value.dtype.kind == "f"):
+        v = float(value)
+        if not math.isfinite(v):
+            return "n/a" if math.isnan(v) else str(v)
+        return f"{v:.1f}" if abs(v) >= 1000 else f"{v:.4g}"
+    return str(value).replace("|", "\\|").replace("\n", " ")

@@ -23,8 +23,6 @@ from .preprocess.atlas import Atlas, load_atlases
 from .preprocess.atlas_space import probabilities_to_native
 from .preprocess.chain import AUTO, PreprocessConfig, Preprocessed, preprocess_slice
 
-DEFAULT_MODEL = "paraspinal-phantom-t2w"
-
 
 @dataclass
 class Model:
@@ -50,7 +48,7 @@ class Segmentation:
 
 def default_model_path() -> Path:
     """Where the shipped model lives (``models/<DEFAULT_MODEL>``)."""
-    from .models import MODELS_DIR
+    from .models import DEFAULT_MODEL, MODELS_DIR
 
     return MODELS_DIR / DEFAULT_MODEL
 

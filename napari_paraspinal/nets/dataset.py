@@ -2,16 +2,15 @@
 
 A sample is the atlas-space image (256×256 at 1 mm, normalised) and the label map sent to
 atlas space with nearest neighbour, plus which classes the source annotates (real data may
-label only some muscles). Arrays are cached as ``.npz`` without pickled objects.
+label only some muscles); :class:`.samples.AtlasSamples` holds them. Phantom samples can be
+made by several processes at once (each slice's registration is single-threaded).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
@@ -21,49 +20,7 @@ from ..phantom import LEVELS, PhantomConfig, generate_phantom
 from ..preprocess.atlas import Atlas
 from ..preprocess.atlas_space import labels_to_atlas
 from ..preprocess.chain import PreprocessConfig, preprocess_slice
-
-
-@dataclass
-class AtlasSamples:
-    """N atlas-space samples: images N×256×256 float32, labels N×256×256 uint8, the
-    annotated classes N×C bool, and where each came from."""
-
-    images: np.ndarray
-    labels: np.ndarray
-    label_mask: np.ndarray
-    sources: list[str]
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def subset(self, index: np.ndarray | list[int]) -> AtlasSamples:
-        idx = np.asarray(index, int)
-        return AtlasSamples(self.images[idx], self.labels[idx], self.label_mask[idx],
-                            [self.sources[i] for i in idx])
-
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write as a compressed ``.npz`` (plain arrays; sources as JSON text)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp.npz")
-        np.savez_compressed(tmp, images=self.images, labels=self.labels,
-                            label_mask=self.label_mask,
-                            sources=np.array(json.dumps(self.sources)))
-        os.replace(tmp, path)
-        return path
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> AtlasSamples:
-        with np.load(path, allow_pickle=False) as z:
-            return cls(z["images"], z["labels"], z["label_mask"],
-                       json.loads(str(z["sources"])))
-
-    @classmethod
-    def concatenate(cls, parts: list[AtlasSamples]) -> AtlasSamples:
-        return cls(np.concatenate([p.images for p in parts]),
-                   np.concatenate([p.labels for p in parts]),
-                   np.concatenate([p.label_mask for p in parts]),
-                   [s for p in parts for s in p.sources])
+from .samples import AtlasSamples
 
 
 def atlas_sample(image: SliceImage, labels: np.ndarray, atlases: dict[str, Atlas], level: str,
@@ -75,20 +32,45 @@ def atlas_sample(image: SliceImage, labels: np.ndarray, atlases: dict[str, Atlas
 
 def phantom_samples(n: int, seed: int, atlases: dict[str, Atlas], contrast: str = "T2w",
                     config: PreprocessConfig | None = None,
-                    progress: Callable[[int, int], None] | None = None) -> AtlasSamples:
-    """``n`` phantoms (levels alternating, seeds ``seed + k``), fully labelled."""
-    images, labels, sources = [], [], []
-    for k in range(n):
-        level = LEVELS[k % 2]
-        case = generate_phantom(seed + k, PhantomConfig(level=level, contrast=contrast))
-        img, lab = atlas_sample(case.image, case.labels, atlases, level, config)
-        images.append(img)
-        labels.append(lab)
-        sources.append(case.image.source)
-        if progress is not None:
-            progress(k + 1, n)
+                    progress: Callable[[int, int], None] | None = None,
+                    workers: int = 1) -> AtlasSamples:
+    """``n`` phantoms (levels alternating, seeds ``seed + k``), fully labelled.
+
+    ``workers`` > 1 prepares them in that many processes; the samples are the same.
+    """
+    jobs = [(seed + k, LEVELS[k % 2], contrast) for k in range(n)]
+    results = []
+    if workers > 1:
+        with ProcessPoolExecutor(workers, initializer=_init_worker,
+                                 initargs=(atlases, config)) as pool:
+            for item in pool.map(_phantom_job, jobs, chunksize=4):
+                results.append(item)
+                if progress is not None:
+                    progress(len(results), n)
+    else:
+        _init_worker(atlases, config)
+        for job in jobs:
+            results.append(_phantom_job(job))
+            if progress is not None:
+                progress(len(results), n)
+    images, labels, sources = zip(*results, strict=True) if results else ((), (), ())
     mask = np.ones((n, NUM_CLASSES), bool)
-    return AtlasSamples(np.stack(images), np.stack(labels), mask, sources)
+    return AtlasSamples(np.stack(images), np.stack(labels), mask, list(sources))
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(atlases: dict[str, Atlas], config: PreprocessConfig | None) -> None:
+    _WORKER.update(atlases=atlases, config=config)
+
+
+def _phantom_job(job: tuple[int, str, str]) -> tuple[np.ndarray, np.ndarray, str]:
+    seed, level, contrast = job
+    case = generate_phantom(seed, PhantomConfig(level=level, contrast=contrast))
+    img, lab = atlas_sample(case.image, case.labels, _WORKER["atlases"], level,
+                            _WORKER["config"])
+    return img, lab, case.image.source
 
 
 def folder_samples(data_dir: str | os.PathLike[str], atlases: dict[str, Atlas],
