@@ -108,12 +108,25 @@ def torch_threads() -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    from .export import markdown_table as format_table
+
+    if args.target == "network":  # needs torch only: runs where no image library is installed
+        from .nets.speed import load_network, network_throughput
+
+        if args.model is None:
+            from .segment import default_model_path
+
+            args.model = default_model_path()
+        net = load_network(args.model)
+        batches = [1, 8, 32] if args.n is None else [args.n]
+        print(f"network throughput in atlas space (256x256), {torch_threads()} torch threads:")
+        print(format_table(network_throughput(net, args.device, batches)))
+        return 0
     from .bench import (
         bench_fat,
         bench_preprocess,
         bench_registration,
         bench_segment,
-        format_table,
         peak_rss_mb,
         summarise_registration,
     )
@@ -223,8 +236,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .models import MODELS_DIR
     from .nets.dataset import folder_samples, phantom_samples
     from .nets.fit import fit_bundle
-    from .nets.segmenter import SegmenterConfig
-    from .nets.train import TrainConfig
+    from .nets.samples import AtlasSamples
     from .preprocess.atlas import load_atlases
 
     if Path(args.out).exists():
@@ -237,7 +249,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"preparing {what} in atlas space ...", file=sys.stderr)
 
-    if args.data:
+    cached = args.cache and all((Path(args.cache) / f).is_file() for f in ("train.npz",
+                                                                              "val.npz"))
+    if cached:
+        train_set = AtlasSamples.load(Path(args.cache) / "train.npz")
+        val_set = AtlasSamples.load(Path(args.cache) / "val.npz")
+        note = {"source": f"samples cached in {args.cache}"}
+    elif args.data:
         prepared(f"{args.data}")
         annotated = [int(v) for v in args.annotated.split(",")] if args.annotated else None
         samples = folder_samples(args.data, atlases, annotated=annotated)
@@ -248,11 +266,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         note = {"source": str(args.data)}
     else:
         prepared(f"{args.phantoms} + {args.val} phantoms")
-        train_set = phantom_samples(args.phantoms, args.seed, atlases)
-        val_set = phantom_samples(args.val, args.seed + 10_000, atlases)
+        train_set = phantom_samples(args.phantoms, args.seed, atlases, workers=args.workers)
+        val_set = phantom_samples(args.val, args.seed + 10_000, atlases, workers=args.workers)
         note = {"generator": f"phantom T2w, seeds {args.seed}..{args.seed + args.phantoms - 1}"
                              f" (train), {args.seed + 10_000}.. (val)"}
-    if args.cache:
+    if args.cache and not cached:
         train_set.save(Path(args.cache) / "train.npz")
         val_set.save(Path(args.cache) / "val.npz")
 
@@ -262,31 +280,208 @@ def cmd_train(args: argparse.Namespace) -> int:
                   f"validation Dice {entry['val_dice']:.4f}, {entry['seconds']:.0f} s",
                   file=sys.stderr)
 
-    config = TrainConfig(epochs_pretrain=args.epochs, epochs_joint=args.joint_epochs,
-                         batch_size=args.batch_size, patience=args.patience,
-                         seed=args.train_seed,
-                         multi_data=not args.no_multi_data, device=args.device)
-    segmenter = SegmenterConfig(unet={"base_width": args.width, "norm": args.norm},
-                                use_crf=not args.no_crf)
-    path, result = fit_bundle(args.out, train_set, val_set, atlas_dir, args.name or
-                              Path(args.out).name, segmenter, config, data_note=note,
-                              progress=progress)
+    segmenter, config = _training_configs(args)
+    checkpoint = args.checkpoint or Path(f"{args.out}.training")
+    if not args.quiet:
+        print(f"checkpoints in {checkpoint} (after a kill, run the same command with --resume)",
+              file=sys.stderr)
+    try:
+        path, result = fit_bundle(args.out, train_set, val_set, atlas_dir, args.name or
+                                  Path(args.out).name, segmenter, config, data_note=note,
+                                  progress=progress, checkpoint_dir=checkpoint,
+                                  resume=args.resume)
+    except FileExistsError as err:
+        raise InputError(checkpoint, "holds the checkpoint of an earlier run: add --resume to "
+                                     "continue it, or choose another --checkpoint") from err
+    except ValueError as err:
+        if not args.resume:
+            raise
+        raise InputError(checkpoint, str(err)) from err
     print(f"model written to {path}: best validation Dice {result.best_val_dice:.4f} "
           f"(epoch {result.best_epoch + 1} of {len(result.history)})")
     return 0
 
 
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from .nets.ablate import AblationConfig, run_ablation, write_report
+    from .nets.samples import AtlasSamples
+
+    cache = args.cache
+    parts = {"train": (args.phantoms, args.seed), "val": (args.val, args.seed + 10_000),
+             "test": (args.test, 880_000)}
+    sets = {}
+    for name, (n, seed) in parts.items():
+        path = cache / f"{name}.npz" if cache else None
+        if path is not None and path.is_file():
+            sets[name] = AtlasSamples.load(path)
+            continue
+        from .models import MODELS_DIR
+        from .nets.dataset import phantom_samples
+        from .preprocess.atlas import load_atlases
+
+        if not args.quiet:
+            print(f"preparing {n} {name} phantoms in atlas space ...", file=sys.stderr)
+        atlases = load_atlases(args.atlas or MODELS_DIR / "atlases")
+        sets[name] = phantom_samples(n, seed, atlases, workers=args.workers)
+        if path is not None:
+            sets[name].save(path)
+    segmenter, train_config = _training_configs(args)
+
+    def progress(variant: str, entry: dict) -> None:
+        if not args.quiet:
+            print(f"{variant}: {entry['phase']} epoch {entry['epoch']}: loss "
+                  f"{entry['loss']:.4f}, validation Dice {entry['val_dice']:.4f}, "
+                  f"{entry['seconds']:.0f} s", file=sys.stderr)
+
+    result = run_ablation(sets["train"], sets["val"], sets["test"],
+                          AblationConfig(segmenter=segmenter, train=train_config),
+                          progress=progress)
+    from .nets.segmenter import resolve_device
+
+    device = resolve_device(train_config.device)
+    note = (f"Ablation on phantoms: {len(sets['train'])} training, {len(sets['val'])} "
+            f"validation, {len(sets['test'])} test slices; U-Net width {args.width}, "
+            f"{args.norm} norm, batch {args.batch_size}, lr {args.lr}, up to {args.epochs} + "
+            f"{args.joint_epochs} epochs, patience {args.patience}"
+            f"{f', U-Net phase at most {args.max_minutes} min' if args.max_minutes else ''}, "
+            f"device {device}. "
+            f"Dice per test slice in atlas space, mean ± SD; paired t-tests.")
+    paths = write_report(result, args.out, note)
+    print(paths["report"].read_text())
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from .stats import run_stats
+
+    try:
+        paths = run_stats(args.measurements, args.covariates, args.out)
+    except ValueError as err:
+        raise InputError(args.measurements, str(err)) from err
+    print(paths["md"].read_text())
+    print("written: " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def cmd_agree(args: argparse.Namespace) -> int:
+    from .stats import run_agreement
+
+    try:
+        paths = run_agreement(args.a, args.b, args.out)
+    except ValueError as err:
+        raise InputError(args.a, str(err)) from err
+    print(paths["md"].read_text())
+    print("written: " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def cmd_project(args: argparse.Namespace) -> int:
+    from .project.store import Project
+
+    if args.action == "init":
+        with Project.init(args.project) as project:
+            print(f"project created: {project.root}")
+        return 0
+    with Project.open(args.project) as project:
+        if args.action == "add":
+            result = project.add(args.inputs, slice_index=args.slice, spacing=args.spacing,
+                                 level=args.level)
+            for err in result.failed:
+                print(f"skipped: {err}", file=sys.stderr)
+            print(f"{len(result.added)} added, {len(result.existing)} already there, "
+                  f"{len(result.failed)} failed")
+            return 0 if not result.failed else 2
+        if args.action == "status":
+            counts = project.status_counts()
+            print(", ".join(f"{k} {v}" for k, v in counts.items()))
+            active = project.active_model()
+            print(f"active model: {active.id if active else 'none (the shipped one is used)'}")
+            return 0
+        if args.action == "list":
+            from .export import markdown_table
+
+            rows = [{"case": c.id, "status": c.status, "level": c.level or "",
+                     "verified": ",".join(map(str, c.verified_labels)),
+                     "flagged": bool(c.qc_flags.get("registration_flagged")),
+                     "source": c.source, "message": c.message}
+                    for c in project.cases(args.status)]
+            print(markdown_table(rows) if rows else "no cases")
+            return 0
+        if args.action == "segment":
+            from .project.batch import segment_project
+
+            statuses = ["new", "failed"] + (["predicted"] if args.redo else [])
+
+            def progress(done: int, total: int, what: str) -> None:
+                print(f"[{done}/{total}] {what}", file=sys.stderr)
+
+            result = segment_project(project, statuses, args.device, args.level, progress=progress)
+            for cid, why in result.failed.items():
+                print(f"failed: {cid}: {why}", file=sys.stderr)
+            print(f"{len(result.segmented)} segmented, {len(result.failed)} failed, "
+                  f"{len(result.skipped)} left as they were")
+            return 0
+        if args.action == "correct":
+            from .core.io import read_labels
+
+            case = project.case(args.case)
+            labels = read_labels(args.labels, case.geometry)
+            labelled = [int(v) for v in args.labelled.split(",")] if args.labelled else None
+            version = project.save_labels(case.id, labels, args.kind, labelled=labelled)
+            print(f"{case.id}: saved version {version.version} ({version.kind})")
+            return 0
+        if args.action == "check":
+            report = project.repair() if args.repair else project.check()
+            for problem in report.problems:
+                print(problem)
+            print("consistent" if report.ok else "problems found")
+            return 0 if report.ok else 1
+        if args.action == "models":
+            from .export import markdown_table
+
+            rows = [{"model": m.id, "active": m.active, "parent": m.parent or "",
+                     "created": m.created_at,
+                     "held_out_dice": m.card.get("metrics", {}).get("held_out_dice", "")}
+                    for m in project.models()]
+            print(markdown_table(rows) if rows else "no models registered")
+            return 0
+        if args.action == "activate":
+            project.activate(args.model)
+            print(f"active model: {args.model}")
+            return 0
+    raise AssertionError(args.action)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import write_csv, write_xlsx
+    from .fat import FatConfig
+    from .project.batch import project_sheets
+    from .project.store import Project
+
+    with Project.open(args.project) as project:
+        sheets = project_sheets(project, FatConfig(method=args.fat_method))
+    if not sheets["measurements"]:
+        raise InputError(args.project, "no case has labels yet (run `paraspinal project "
+                                       "segment` first)")
+    out = Path(args.out)
+    xlsx = out if out.suffix.lower() == ".xlsx" else out.with_name(out.name + ".xlsx")
+    write_xlsx(sheets, xlsx)
+    write_csv(sheets["measurements"], xlsx.with_suffix(".csv"))
+    print(f"{len(sheets['measurements'])} cases written to {xlsx} and "
+          f"{xlsx.with_suffix('.csv')}")
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .bench import format_table
     from .evaluate import evaluate_folder, summarise
-    from .export import write_csv
+    from .export import markdown_table, write_csv
     from .segment import load_model
 
     model = load_model(args.model, args.device)
     rows = evaluate_folder(args.data, model, args.level)
     table = summarise(rows)
     print(f"{model.card.name} on {args.data} (native grid, mm):")
-    print(format_table(table))
+    print(markdown_table(table))
     if args.out:
         write_csv(rows, Path(args.out) / "evaluation_cases.csv")
         write_csv(table, Path(args.out) / "evaluation_summary.csv")
@@ -386,27 +581,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--phantoms", type=int, default=240, help="training phantoms")
     p.add_argument("--val", type=int, default=40, help="validation phantoms")
-    p.add_argument("--width", type=int, default=8, help="U-Net base width")
-    p.add_argument("--norm", choices=["instance", "batch", "group", "none"], default="instance",
-                   help="U-Net normalisation (batch norm's running statistics mix MRI and "
-                        "gradient-magnitude samples)")
-    p.add_argument("--epochs", type=int, default=25, help="U-Net epochs (early stopping)")
-    p.add_argument("--joint-epochs", type=int, default=3, help="U-Net + CRF epochs")
-    p.add_argument("--batch-size", type=int, default=20)
-    p.add_argument("--patience", type=int, default=5)
-    p.add_argument("--no-crf", action="store_true")
-    p.add_argument("--no-multi-data", action="store_true",
-                   help="no gradient-magnitude samples")
+    _training_options(p)
     p.add_argument("--seed", type=int, default=100_000,
                    help="first phantom seed (validation phantoms start 10000 later)")
-    p.add_argument("--train-seed", type=int, default=1, help="torch/numpy seed of training")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--atlas", type=Path, default=None)
     p.add_argument("--cache", type=Path, default=None,
-                   help="also save the atlas-space samples here (train.npz, val.npz)")
+                   help="atlas-space samples: read train.npz and val.npz here if present, "
+                        "else make and save them")
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="checkpoint folder, rewritten every epoch (default: OUT.training)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run whose checkpoint is in the checkpoint folder")
     p.add_argument("--name", default=None)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("ablate", help="the paper's ablation: U-Net / +CRF / +CRF and "
+                                      "multi-data on one phantom split, paired t-tests")
+    p.add_argument("--out", required=True, type=Path, help="folder for the report and CSVs")
+    p.add_argument("--phantoms", type=int, default=240, help="training phantoms")
+    p.add_argument("--val", type=int, default=40, help="validation phantoms")
+    p.add_argument("--test", type=int, default=50, help="test phantoms")
+    _training_options(p)
+    p.add_argument("--seed", type=int, default=100_000,
+                   help="first phantom seed (validation +10000; test phantoms start at 880000)")
+    p.add_argument("--cache", type=Path, default=None,
+                   help="atlas-space samples: read train/val/test.npz here if present, else "
+                        "make and save them")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_ablate)
 
     p = sub.add_parser("evaluate", help="Dice, recall, PPV, boundary distance and HD95 (mm) "
                                         "of a model on a labelled folder")
@@ -417,11 +619,77 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="folder for the CSV tables")
     p.set_defaults(func=cmd_evaluate)
 
+    p = sub.add_parser("stats", help="cohort statistics: Spearman partial correlation of every "
+                                     "measure with age and sex, BH-corrected, and a plot")
+    p.add_argument("measurements", type=Path, help="measurements.xlsx or .csv")
+    p.add_argument("--covariates", type=Path, required=True,
+                   help="table with case, age and sex columns (CSV or XLSX)")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("agree", help="agreement of two measurement tables of the same cases: "
+                                     "Bland-Altman and ICC, table and plot")
+    p.add_argument("a", type=Path, help="first table (e.g. automatic)")
+    p.add_argument("b", type=Path, help="second table (e.g. corrected); differences are b - a")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_agree)
+
+    p = sub.add_parser("project", help="a project: cases, label versions, models (SQLite)")
+    psub = p.add_subparsers(dest="action", required=True)
+    q = psub.add_parser("init", help="create a project folder")
+    q.add_argument("project", type=Path)
+    q = psub.add_parser("add", help="add files or folders (DICOM series included) as cases")
+    q.add_argument("project", type=Path)
+    q.add_argument("inputs", nargs="+")
+    q.add_argument("--slice", type=int, default=None, help="slice of a 3-D input")
+    q.add_argument("--spacing", type=_spacing, default=None)
+    q.add_argument("--level", choices=["L4-L5", "L5-S1"], default=None)
+    q = psub.add_parser("status", help="how many cases are new, predicted, corrected, ...")
+    q.add_argument("project", type=Path)
+    q = psub.add_parser("list", help="the cases (the annotators' worklist)")
+    q.add_argument("project", type=Path)
+    q.add_argument("--status", default=None,
+                   choices=["new", "predicted", "corrected", "verified", "failed"])
+    q = psub.add_parser("segment", help="segment new (and failed) cases with the active model")
+    q.add_argument("project", type=Path)
+    q.add_argument("--redo", action="store_true",
+                   help="also re-segment predicted cases (never corrected or verified ones)")
+    q.add_argument("--level", choices=["L4-L5", "L5-S1"], default=None)
+    q.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    q = psub.add_parser("correct", help="save a corrected (or verified) label map of a case as "
+                                        "its new version")
+    q.add_argument("project", type=Path)
+    q.add_argument("case")
+    q.add_argument("labels", type=Path, help="label map on the case's grid (NIfTI, ...)")
+    q.add_argument("--kind", choices=["corrected", "verified"], default="corrected")
+    q.add_argument("--labelled", default=None,
+                   help="label values the correction vouches for, e.g. 5,6,7,8 (default: all)")
+    q = psub.add_parser("check", help="verify the database and every label file")
+    q.add_argument("project", type=Path)
+    q.add_argument("--repair", action="store_true",
+                   help="move orphan files aside and recompute statuses")
+    q = psub.add_parser("models", help="the model versions of the project")
+    q.add_argument("project", type=Path)
+    q = psub.add_parser("activate", help="make a registered model version the active one")
+    q.add_argument("project", type=Path)
+    q.add_argument("model")
+    p.set_defaults(func=cmd_project)
+
+    p = sub.add_parser("export", help="a project's measurements (latest label version of every "
+                                      "case) as XLSX and CSV with provenance")
+    p.add_argument("project", type=Path)
+    p.add_argument("--out", type=Path, required=True, help="XLSX file (CSV written beside it)")
+    p.add_argument("--fat-method", choices=["kmeans", "gmm", "otsu"], default="kmeans")
+    p.set_defaults(func=cmd_export)
+
     p = sub.add_parser("bench", help="measure accuracy and speed (benchmarks, not tests)")
-    p.add_argument("target", choices=["fat", "preprocess", "register", "segment"])
+    p.add_argument("target", choices=["fat", "preprocess", "register", "segment", "network"])
     p.add_argument("--n", type=int, default=None,
                    help="number of phantoms (fat: 100, register: 40) or repeats per size "
-                        "(preprocess: 5)")
+                        "(preprocess: 5), batch size (network: 1, 8 and 32)")
+    p.add_argument("--model", default=None, help="model bundle (network; default: shipped)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="where the network runs (network)")
     p.add_argument("--no-bias", action="store_true", help="phantoms without a bias field")
     p.add_argument("--no-n4", action="store_true", help="skip N4 bias correction")
     p.set_defaults(func=cmd_bench)
@@ -432,6 +700,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spacing", type=_spacing, default=None)
     p.set_defaults(func=cmd_info)
     return parser
+
+
+def _training_options(p: argparse.ArgumentParser) -> None:
+    """Network and optimisation options shared by ``train`` and ``ablate``."""
+    p.add_argument("--width", type=int, default=8, help="U-Net base width")
+    p.add_argument("--norm", choices=["instance", "batch", "group", "none"], default="instance",
+                   help="U-Net normalisation (batch norm's running statistics mix MRI and "
+                        "gradient-magnitude samples)")
+    p.add_argument("--epochs", type=int, default=25, help="U-Net epochs (early stopping)")
+    p.add_argument("--joint-epochs", type=int, default=3, help="U-Net + CRF epochs")
+    p.add_argument("--batch-size", type=int, default=20)
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    p.add_argument("--patience", type=int, default=5)
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="end the U-Net phase after the epoch that passes this many minutes")
+    p.add_argument("--no-crf", action="store_true")
+    p.add_argument("--no-multi-data", action="store_true",
+                   help="no gradient-magnitude samples")
+    p.add_argument("--train-seed", type=int, default=1, help="torch/numpy seed of training")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--atlas", type=Path, default=None)
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes preparing phantom samples (registration is one thread each)")
+
+
+def _training_configs(args: argparse.Namespace):
+    """(SegmenterConfig, TrainConfig) from :func:`_training_options`."""
+    from .nets.segmenter import SegmenterConfig
+    from .nets.train import TrainConfig
+
+    config = TrainConfig(epochs_pretrain=args.epochs, epochs_joint=args.joint_epochs,
+                         batch_size=args.batch_size, lr=args.lr, patience=args.patience,
+                         seed=args.train_seed, multi_data=not args.no_multi_data,
+                         device=args.device, max_minutes_pretrain=args.max_minutes)
+    segmenter = SegmenterConfig(unet={"base_width": args.width, "norm": args.norm},
+                                use_crf=not args.no_crf)
+    return segmenter, config
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,13 +25,12 @@ from .core.io import (
     read_slice,
     validate_slice,
 )
-from .core.orientation import axis_codes
 from .core.writers import write_labels
 from .export import write_csv, write_xlsx
-from .fat import FatConfig, separate_fat
-from .measure import csa_columns
+from .fat import FatConfig
+from .measure import geometry_columns, measure_slice
 from .overlay import save_overlay_png
-from .preprocess.n4 import N4Config, n4_correct
+from .preprocess.n4 import N4Config
 from .segment import Model, default_model_path, load_model, segment_slice
 
 ProgressFn = Callable[[int, int, str], None]
@@ -47,6 +46,7 @@ class CaseResult:
     message: str = ""
     row: dict = field(default_factory=dict)
     outputs: dict[str, Path] = field(default_factory=dict)
+    label_status: str = "none"  # "given" (--labels), "automatic" (the model) or "none"
 
 
 @dataclass
@@ -81,45 +81,31 @@ def process_case(ref: InputRef, cid: str, config: RunConfig,
     image = read_slice(ref, index=config.slice_index, spacing=config.spacing)
     validate_slice(image)
     g = image.geometry
-    row = {
-        "case": cid,
-        "status": "read",
-        "rows": g.shape[0],
-        "cols": g.shape[1],
-        "spacing_col_mm": round(g.spacing[0], 6),
-        "spacing_row_mm": round(g.spacing[1], 6),
-        "slice_thickness_mm": round(g.spacing[2], 6),
-        "pixel_area_mm2": round(g.pixel_area_mm2, 6),
-        "orientation": axis_codes(g),
-        "notes": "; ".join(image.notes),
-    }
+    row = {"case": cid, "status": "read", **geometry_columns(g), "notes": "; ".join(image.notes)}
     result = CaseResult(case=cid, source=str(ref), status="ok", row=row)
     labels = fat_mask = None
     if config.labels_dir is not None:
         labels = read_labels(config.labels_dir / ref.path.name, g)
         row["label_source"] = "given"
-        row.update(csa_columns(labels, g))
-        corrected = n4_correct(image, config=config.n4).corrected if config.n4 else image
-        fat = separate_fat(corrected.data, labels, g, config.fat)
-        row.update(fat.columns())
-        fat_mask = fat.fat_mask
+        result.label_status = "given"
+        measured = measure_slice(image, labels, config.fat, n4=config.n4)
+        row.update(measured.row)
+        fat_mask = measured.fat_mask
     elif model is not None:
         seg = segment_slice(image, model, config.level)
         labels = seg.labels
         reg = seg.preprocessed.registration
         row["status"] = "segmented"
+        result.label_status = "automatic"
         row["label_source"] = f"model {model.card.name} v{model.card.version}"
         row.update(level=reg.level, registration_flagged=reg.flagged,
                    registration_check="; ".join(reg.reasons),
                    registration_correlation=round(reg.correlation, 4),
                    seconds=round(seg.seconds["total"], 3))
-        row.update(csa_columns(labels, g))
-        corrected = seg.preprocessed.native
-        if config.n4 is not None and seg.preprocessed.bias is not None:
-            corrected = image.with_data(image.data / seg.preprocessed.bias)
-        fat = separate_fat(corrected.data, labels, g, config.fat)
-        row.update(fat.columns())
-        fat_mask = fat.fat_mask
+        bias = seg.preprocessed.bias if config.n4 is not None else None
+        measured = measure_slice(image, labels, config.fat, bias=bias)
+        row.update(measured.row)
+        fat_mask = measured.fat_mask
     if labels is not None:
         result.outputs["labels"] = write_labels(labels, g, config.out_dir / "labels"
                                                 / f"{cid}.nii.gz")
@@ -162,12 +148,18 @@ def run(
                                                              "notes": err.problem}))
     if progress:
         progress(len(results), len(refs), "writing tables")
-    write_tables(results, config)
+    write_tables(results, config, model)
     return results
 
 
-def write_tables(results: Sequence[CaseResult], config: RunConfig) -> None:
-    """The measurements table (one row per case) and its provenance sheet."""
+def write_tables(results: Sequence[CaseResult], config: RunConfig,
+                 model: Model | None = None) -> None:
+    """The measurements table (one row per case) and its provenance sheet.
+
+    Provenance names the software, the labels' origin and status (``automatic`` from the
+    model, ``given`` from ``--labels``), the model with its weights' hash and preprocessing,
+    the registration QC, bias correction and fat method, so every number can be traced.
+    """
     rows = [r.row for r in results]
     provenance = [
         {
@@ -177,6 +169,11 @@ def write_tables(results: Sequence[CaseResult], config: RunConfig) -> None:
             "message": r.message,
             "software": f"napari-paraspinal {__version__}",
             "labels": r.row.get("label_source", "none"),
+            "label_status": r.label_status,
+            **_model_provenance(model if r.label_status == "automatic" else None),
+            "qc_flags": json.dumps({k: r.row[k] for k in ("registration_flagged",
+                                                          "registration_check")
+                                    if k in r.row}),
             "bias_correction": json.dumps(config.n4.to_dict()) if config.n4 else "none",
             "fat_method": json.dumps(config.fat.to_dict()),
             "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -186,3 +183,11 @@ def write_tables(results: Sequence[CaseResult], config: RunConfig) -> None:
     write_xlsx({"measurements": rows, "provenance": provenance},
                config.out_dir / "measurements.xlsx")
     write_csv(rows, config.out_dir / "measurements.csv")
+
+
+def _model_provenance(model: Model | None) -> dict[str, str]:
+    if model is None:
+        return {"model": "", "model_weights_sha256": "", "preprocessing": ""}
+    card = model.card
+    return {"model": f"{card.name} v{card.version}", "model_weights_sha256": card.weights_sha256,
+            "preprocessing": json.dumps(card.preprocessing)}

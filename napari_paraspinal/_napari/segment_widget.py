@@ -1,0 +1,282 @@
+"""Segment widget: run the model on the current slice or every slice of an image layer.
+
+The work is :func:`.tasks.segment_planes` in a napari generator worker; each finished plane
+comes back to the GUI thread and is written into the ``"<image> labels"`` layer at once, so
+Cancel (which stops before the next plane) keeps what was done.
+
+Edits are never overwritten: the widget records a fingerprint of what it last wrote into the
+labels layer. If the layer's data differs (a user painted, or it is a layer the widget did
+not write, such as ground truth), that layer is renamed ``"<image> labels (kept HH:MM:SS)"``,
+hidden and left untouched, and a new ``"<image> labels"`` layer starts from a copy of it,
+so edits on planes not being segmented carry over too.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from threading import Event
+from typing import Any
+
+import numpy as np
+from napari.layers import Image, Labels
+from napari.qt.threading import GeneratorWorker
+from napari.utils.notifications import show_warning
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..segment import default_model_path
+from .layers import labels_layer
+from .qt_common import LayerCombo
+from .slices import (
+    LEVEL_KEY,
+    MODEL_KEY,
+    ROLE_KEY,
+    WRITTEN_KEY,
+    current_plane,
+    fingerprint,
+    layer_to_slices,
+    reorientation,
+    to_display,
+    was_edited,
+)
+from .tasks import SegmentStep, segment_planes
+
+LEVELS = ("auto", "L4-L5", "L5-S1")
+DEVICES = ("auto", "cpu", "cuda")
+CURRENT, ALL = "current slice", "all slices"
+_CHOOSE = "choose a model folder…"
+
+
+class SegmentError(Exception):
+    """A failure inside the worker (re-raised so the thread runner reports it)."""
+
+
+def _segment_job(*args: Any, **kwargs: Any) -> Iterator[SegmentStep]:
+    """:func:`segment_planes` for the worker; superqt drops a RuntimeError as a dead worker."""
+    try:
+        yield from segment_planes(*args, **kwargs)
+    except RuntimeError as err:
+        raise SegmentError(str(err)) from err
+
+
+class SegmentWidget(QWidget):
+    """Choose image, model, level, device and slices; Run, watch progress, Cancel."""
+
+    def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.worker: GeneratorWorker | None = None
+        self.model_path: Path | None = None
+        self._cancel = Event()
+        self._image: Any = None
+        self._done = 0
+        self._failed = False
+
+        self.image_combo = LayerCombo(napari_viewer, Image, parent=self)
+        self.model_combo = QComboBox()
+        self.model_combo.addItem(f"shipped: {default_model_path().name}", None)
+        self.model_combo.addItem(_CHOOSE, _CHOOSE)
+        self.model_combo.activated.connect(self._on_model_chosen)
+        self.level_combo = QComboBox()
+        self.level_combo.addItems(LEVELS)
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(DEVICES)
+        self.planes_combo = QComboBox()
+        self.planes_combo.addItems([CURRENT, ALL])
+        self.bias_check = QCheckBox("add the N4 bias field as a layer")
+        self.run_button = QPushButton("Run")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.progress = QProgressBar()
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+
+        form = QFormLayout()
+        form.addRow("image", self.image_combo)
+        form.addRow("model", self.model_combo)
+        form.addRow("level", self.level_combo)
+        form.addRow("device", self.device_combo)
+        form.addRow("slices", self.planes_combo)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.bias_check)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addStretch()
+
+        self.run_button.clicked.connect(lambda: self.start())
+        self.cancel_button.clicked.connect(lambda: self.cancel())
+
+    def set_model_path(self, path: str | Path | None) -> None:
+        """Use the bundle in ``path`` (None: the shipped model)."""
+        if path is None:
+            self.model_combo.setCurrentIndex(0)
+            self.model_path = None
+            return
+        path = Path(path)
+        self.model_combo.insertItem(self.model_combo.count() - 1, f"folder: {path.name}",
+                                    str(path))
+        self.model_combo.setCurrentIndex(self.model_combo.count() - 2)
+        self.model_path = path
+
+    def start(self) -> GeneratorWorker | None:
+        """Start segmenting the chosen image; returns the worker (None when nothing to do)."""
+        if self.worker is not None:
+            return self.worker
+        image = self.image_combo.layer()
+        if image is None:
+            self.status.setText("open an image with the napari-paraspinal reader first")
+            return None
+        slices = layer_to_slices(image)
+        if self.planes_combo.currentText() == ALL:
+            planes = list(range(len(slices)))
+        else:
+            planes = [current_plane(image, self.viewer.dims.point)]
+        self._image, self._done, self._failed = image, 0, False
+        self._cancel.clear()
+        # the worker class itself, not create_worker: that one re-raises errors we handle,
+        # and napari 0.9's status-bar hook it adds fails on the errored signal
+        worker = GeneratorWorker(
+            _segment_job, slices, planes, self.model_path, self.device_combo.currentText(),
+            self.level_combo.currentText(), self._cancel,
+        )
+        worker.yielded.connect(self._on_step)
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self.progress.setRange(0, len(planes))
+        self.progress.setValue(0)
+        self.status.setText("loading the model…")
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        worker.start()
+        return worker
+
+    def cancel(self) -> None:
+        """Stop before the next slice; planes already done stay in the labels layer."""
+        if self.worker is None:
+            return
+        self._cancel.set()
+        self.worker.quit()
+        self.status.setText("cancelling after the current slice…")
+
+    def _on_model_chosen(self, index: int) -> None:
+        if self.model_combo.itemData(index) != _CHOOSE:
+            data = self.model_combo.itemData(index)
+            self.model_path = Path(data) if data else None
+            return
+        folder = QFileDialog.getExistingDirectory(self, "Model bundle folder")
+        if folder:
+            self.set_model_path(folder)
+        else:
+            self.model_combo.setCurrentIndex(0)
+            self.model_path = None
+
+    def _on_step(self, step: SegmentStep) -> None:
+        self.progress.setValue(step.done)
+        self.status.setText(step.message)
+        if step.error:
+            show_warning(step.error)
+        if step.segmentation is None or step.plane is None:
+            return
+        self._done += 1
+        seg = step.segmentation
+        layer = self._labels_layer(self._image)
+        data = np.array(layer.data, dtype=np.uint8)
+        _put(data, step.plane, to_display(self._image, seg.labels))
+        levels = list(layer.metadata.get(LEVEL_KEY) or [None] * _planes(data))
+        levels[step.plane] = seg.preprocessed.level
+        layer.metadata = {**layer.metadata, MODEL_KEY: step.model, LEVEL_KEY: levels,
+                          WRITTEN_KEY: fingerprint(data)}
+        layer.data = data
+        if self.bias_check.isChecked() and seg.preprocessed.bias is not None:
+            self._store_bias(step.plane, seg.preprocessed.bias)
+
+    def _on_error(self, err: Exception) -> None:
+        self._failed = True
+        self.status.setText(f"failed: {err}")  # napari's worker also shows a notification
+
+    def _on_finished(self) -> None:
+        total = self.progress.maximum()
+        if self._cancel.is_set():
+            self.status.setText(f"cancelled: {self._done} of {total} slices segmented")
+        elif not self._failed:
+            self.status.setText(f"done: {self._done} of {total} slices segmented")
+        self.worker = None
+        self.run_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+
+    def _labels_layer(self, image: Any) -> Labels:
+        """The layer to write into: the widget's own unedited layer, else a fresh one."""
+        name = f"{image.name} labels"
+        shape = np.shape(image.data)
+        existing = next((ly for ly in self.viewer.layers
+                         if isinstance(ly, Labels) and ly.name == name), None)
+        if existing is not None and existing.data.shape == shape and not was_edited(
+                existing.data, existing.metadata):
+            return existing
+        start = np.zeros(shape, np.uint8)
+        if existing is not None:
+            if existing.data.shape == shape:
+                start = np.array(existing.data, np.uint8)
+            existing.name = f"{name} (kept {time.strftime('%H:%M:%S')})"
+            existing.visible = False
+        data, kwargs, _ = labels_layer(reorientation(image).undo(start), _view_of(image), name)
+        kwargs["metadata"][WRITTEN_KEY] = fingerprint(data)
+        if existing is not None and existing.data.shape == shape:  # planes carried over
+            kwargs["metadata"].update({k: existing.metadata[k] for k in (MODEL_KEY, LEVEL_KEY)
+                                       if k in existing.metadata})
+        return self.viewer.add_labels(data, **kwargs)
+
+    def _store_bias(self, plane: int, bias: np.ndarray) -> None:
+        image = self._image
+        name = f"{image.name} N4 bias"
+        layer = next((ly for ly in self.viewer.layers if isinstance(ly, Image)
+                      and ly.name == name and ly.metadata.get(ROLE_KEY) == "bias"), None)
+        if layer is None or layer.data.shape != np.shape(image.data):
+            meta = {**image.metadata, ROLE_KEY: "bias"}
+            active = self.viewer.layers.selection.active
+            layer = self.viewer.add_image(
+                np.ones(np.shape(image.data), np.float32), name=name, scale=image.scale,
+                translate=image.translate, metadata=meta, colormap="magma", opacity=0.5,
+                contrast_limits=(0.5, 1.5))
+            self.viewer.layers.move(self.viewer.layers.index(layer),
+                                    self.viewer.layers.index(image) + 1)
+            self.viewer.layers.selection.active = active
+        data = np.array(layer.data)
+        _put(data, plane, to_display(image, bias.astype(np.float32)))
+        layer.data = data
+
+
+def _view_of(image: Any) -> dict:
+    """The part of an image layer's kwargs that :func:`labels_layer` copies."""
+    return {"scale": list(image.scale), "translate": list(image.translate),
+            "metadata": dict(image.metadata)}
+
+
+def _planes(data: np.ndarray) -> int:
+    return 1 if data.ndim == 2 else data.shape[0]
+
+
+def _put(data: np.ndarray, plane: int, values: np.ndarray) -> None:
+    """Write a display-oriented plane into a 2-D layer array or a stack, in place."""
+    if data.ndim == 2:
+        data[...] = values
+    else:
+        data[plane] = values

@@ -1,0 +1,1076 @@
+"""The project store: a folder with an SQLite database and the files it points to.
+
+A project keeps everything the correct-and-fine-tune loop needs: its cases (source file,
+slice, level, geometry), every version of their label maps (automatic, each saved
+correction, verified) with the labels each author vouched for, status, QC flags,
+measurements, and a registry of models with one active model::
+
+    project/
+      project.sqlite             the database (WAL journal)
+      labels/<case>/v001_automatic.nii.gz, v002_corrected.nii.gz, ...
+      models/<model id>/         bundles: weights.safetensors, card.json, ...
+      orphans/                   files ``repair()`` set aside (never deleted)
+
+Why it is built this way:
+
+- Every multi-statement write is one ``BEGIN IMMEDIATE`` transaction, so a run killed at
+  any moment leaves the database as it was before or after a whole step.
+- A label map is written to a fresh staging file first, then, inside the transaction,
+  hard-linked to its final name (which fails if the name exists) and recorded. Label
+  versions are never overwritten: their files are only ever created, and triggers refuse
+  to update or delete their rows. A run killed between placing the file and committing
+  leaves an orphan file, which is harmless; :meth:`Project.check` reports orphans and any
+  row whose file is missing or differs from its SHA-256, and :meth:`Project.repair` sets
+  orphans aside. Version numbers skip past orphans, so no file is ever reused.
+- Model bundles are copied to a staging folder and renamed into place; their cards are
+  read as JSON only, nothing is ever unpickled.
+- Case ids come from file names (never from DICOM headers) and are safe as folder names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import re
+import shutil
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core.errors import InputError
+from ..core.geometry import Geometry, SliceImage
+from ..core.io import InputRef, expand_inputs, image_stem, read_labels, read_slice, validate_slice
+from ..core.labels import BY_VALUE
+from ..core.writers import write_labels
+
+DB_NAME = "project.sqlite"
+LABELS_DIR = "labels"
+MODELS_DIR = "models"
+ORPHANS_DIR = "orphans"
+APPLICATION = "napari-paraspinal project"
+SCHEMA_VERSION = 1
+
+STATUSES = ("new", "predicted", "corrected", "verified", "failed")
+KINDS = ("automatic", "corrected", "verified")
+#: Case status after saving a label version of each kind.
+STATUS_OF_KIND = {"automatic": "predicted", "corrected": "corrected", "verified": "verified"}
+#: Label values a version may vouch for (background excluded).
+LABEL_VALUES = tuple(sorted(BY_VALUE))
+HUMAN_KINDS = ("corrected", "verified")
+
+WEIGHTS = "weights.safetensors"
+CARD = "card.json"
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
+_VERSION_FILE = re.compile(r"^v(\d+)_[a-z]+\.nii\.gz$")
+_STAGE = ".stage-"
+
+_SCHEMA = f"""
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE cases (
+    id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    series_uid TEXT NOT NULL DEFAULT '',
+    slice_index INTEGER NOT NULL CHECK (slice_index >= 0),
+    slice_count INTEGER NOT NULL CHECK (slice_count >= 1),
+    spacing_json TEXT,
+    level TEXT,
+    geometry_json TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'new' CHECK (status IN {STATUSES!r}),
+    message TEXT NOT NULL DEFAULT '',
+    qc_flags_json TEXT NOT NULL DEFAULT '{{}}',
+    verified_labels_json TEXT NOT NULL DEFAULT '[]',
+    added_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    UNIQUE (source, series_uid, slice_index)
+);
+CREATE TABLE models (
+    id TEXT PRIMARY KEY,
+    path TEXT NOT NULL UNIQUE,
+    card_json TEXT NOT NULL,
+    parent TEXT,
+    weights_sha256 TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    active INTEGER NOT NULL DEFAULT 0 CHECK (active IN (0, 1))
+);
+CREATE UNIQUE INDEX models_one_active ON models (active) WHERE active = 1;
+CREATE TABLE label_versions (
+    id INTEGER PRIMARY KEY,
+    case_id TEXT NOT NULL REFERENCES cases (id),
+    version INTEGER NOT NULL CHECK (version >= 1),
+    kind TEXT NOT NULL CHECK (kind IN {KINDS!r}),
+    path TEXT NOT NULL UNIQUE,
+    sha256 TEXT NOT NULL,
+    labelled_json TEXT NOT NULL,
+    model_id TEXT REFERENCES models (id),
+    created_at TEXT NOT NULL,
+    UNIQUE (case_id, version)
+);
+CREATE TRIGGER label_versions_never_updated BEFORE UPDATE ON label_versions
+BEGIN SELECT RAISE(ABORT, 'label versions are never changed'); END;
+CREATE TRIGGER label_versions_never_deleted BEFORE DELETE ON label_versions
+BEGIN SELECT RAISE(ABORT, 'label versions are never deleted'); END;
+CREATE TABLE measurements (
+    id INTEGER PRIMARY KEY,
+    case_id TEXT NOT NULL REFERENCES cases (id),
+    label_version_id INTEGER NOT NULL REFERENCES label_versions (id),
+    row_json TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX measurements_case ON measurements (case_id);
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    case_id TEXT,
+    action TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX events_case ON events (case_id);
+"""
+
+
+class ProjectError(InputError):
+    """A project cannot be opened or created, or a request does not fit its state."""
+
+
+# --------------------------------------------------------------------------- rows
+
+
+@dataclass(frozen=True)
+class CaseRow:
+    """One case: which slice of which source, on which grid, and where it stands."""
+
+    id: str
+    source: str
+    series_uid: str | None
+    slice_index: int
+    slice_count: int
+    spacing: tuple[float, float] | None  # pixel spacing given when added (PNG, ...)
+    level: str | None
+    geometry: Geometry
+    status: str
+    message: str
+    qc_flags: dict
+    verified_labels: list[int]  # labels a person vouched for in the latest versions
+    added_at: str
+    updated_at: str
+
+    @property
+    def ref(self) -> InputRef:
+        """The input to read the slice from again."""
+        return InputRef(Path(self.source), self.series_uid)
+
+
+@dataclass(frozen=True)
+class LabelVersion:
+    """One saved label map of a case; its file never changes."""
+
+    id: int
+    case_id: str
+    version: int
+    kind: str
+    relpath: str  # relative to the project folder, with forward slashes
+    path: Path
+    sha256: str
+    labelled: list[int]  # label values this version's author annotated or vouched for
+    model_id: str | None
+    created_at: str
+
+
+@dataclass(frozen=True)
+class MeasurementRow:
+    """Measurements of a case made on one label version."""
+
+    id: int
+    case_id: str
+    label_version_id: int
+    row: dict
+    created_at: str
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    """A registered model version and its card."""
+
+    id: str
+    relpath: str
+    path: Path
+    card: dict
+    parent: str | None
+    weights_sha256: str
+    created_at: str
+    active: bool
+
+
+@dataclass(frozen=True)
+class TrainingCase:
+    """A case usable for fine-tuning: its latest, human-made label version."""
+
+    case: CaseRow
+    version: LabelVersion
+    labels: list[int]  # the label values that may be trusted (partial labels are normal)
+
+
+@dataclass
+class AddResult:
+    """Outcome of :meth:`Project.add`: new ids, ids already there, and bad inputs."""
+
+    added: list[str] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
+    failed: list[InputError] = field(default_factory=list)
+    notes: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def ids(self) -> list[str]:
+        """Every case id the inputs map to, new or not."""
+        return [*self.added, *self.existing]
+
+
+@dataclass
+class CheckReport:
+    """What :meth:`Project.check` found (and :meth:`Project.repair` did)."""
+
+    integrity: list[str] = field(default_factory=list)  # SQLite integrity_check messages
+    foreign_keys: list[str] = field(default_factory=list)
+    missing_files: list[str] = field(default_factory=list)  # rows whose file is gone
+    hash_mismatches: list[str] = field(default_factory=list)  # rows whose file changed
+    inconsistent: list[str] = field(default_factory=list)  # e.g. status vs latest version
+    orphan_files: list[str] = field(default_factory=list)  # files no row points to
+    temp_files: list[str] = field(default_factory=list)  # staging left by interrupted runs
+    repaired: list[str] = field(default_factory=list)
+
+    @property
+    def problems(self) -> list[str]:
+        """Real problems; orphans and temporary files are harmless leftovers."""
+        return [*self.integrity, *self.foreign_keys, *self.missing_files,
+                *self.hash_mismatches, *self.inconsistent]
+
+    @property
+    def ok(self) -> bool:
+        """True when the database and the files it points to agree."""
+        return not self.problems
+
+    @property
+    def clean(self) -> bool:
+        """True when there is not even a leftover file."""
+        return self.ok and not self.orphan_files and not self.temp_files
+
+
+# --------------------------------------------------------------------------- project
+
+
+class Project:
+    """A project folder opened for reading and writing (use :meth:`init` or :meth:`open`)."""
+
+    def __init__(self, root: Path, db: sqlite3.Connection) -> None:
+        self.root = root
+        self.db = db
+        self._lock = threading.RLock()
+
+    # ----------------------------------------------------------------- open, create, close
+
+    @classmethod
+    def init(cls, folder: str | os.PathLike[str]) -> Project:
+        """Create a project in ``folder`` (made if needed); an existing project is refused.
+
+        The database is built under a temporary name and linked into place last, so an
+        interrupted ``init`` never leaves a half-made project.
+        """
+        root = Path(folder).absolute()
+        if (root / DB_NAME).exists():
+            raise ProjectError(root, "a project already exists here")
+        if root.exists() and not root.is_dir():
+            raise ProjectError(root, "exists and is not a folder")
+        root.mkdir(parents=True, exist_ok=True)
+        (root / LABELS_DIR).mkdir(exist_ok=True)
+        (root / MODELS_DIR).mkdir(exist_ok=True)
+        tmp = root / f"{_STAGE}{uuid.uuid4().hex}.sqlite"
+        try:
+            db = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.executescript("BEGIN;" + _SCHEMA)
+                now = _now()
+                db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", [
+                    ("application", APPLICATION), ("schema_version", str(SCHEMA_VERSION)),
+                    ("created_at", now)])
+                db.execute("INSERT INTO events (at, action, detail) VALUES (?, 'init', ?)",
+                           (now, str(root)))
+                db.execute("COMMIT")
+            finally:
+                db.close()
+            try:
+                _place_new(tmp, root / DB_NAME)
+            except FileExistsError:
+                raise ProjectError(root, "a project already exists here") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+        return cls.open(root)
+
+    @classmethod
+    def open(cls, folder: str | os.PathLike[str]) -> Project:
+        """Open an existing project; anything else is a clear error."""
+        root = Path(folder).absolute()
+        path = root / DB_NAME
+        if not path.is_file():
+            raise ProjectError(root, f"not a napari-paraspinal project (no {DB_NAME}); "
+                                     "create one with `paraspinal project init`")
+        try:
+            db = sqlite3.connect(f"{path.as_uri()}?mode=rw", uri=True, isolation_level=None,
+                                 timeout=30.0, check_same_thread=False)
+        except sqlite3.Error as err:
+            raise ProjectError(path, f"cannot open the project database ({err})") from None
+        try:
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA foreign_keys=ON")
+            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            db.execute("PRAGMA synchronous=FULL")
+            meta = {r[0]: r[1] for r in db.execute("SELECT key, value FROM meta")}
+        except sqlite3.Error as err:
+            db.close()
+            raise ProjectError(path, f"not a project database ({err})") from None
+        if meta.get("application") != APPLICATION:
+            db.close()
+            raise ProjectError(path, "not a napari-paraspinal project database")
+        version = int(meta.get("schema_version", "0"))
+        if version > SCHEMA_VERSION:
+            db.close()
+            raise ProjectError(path, f"made by a newer napari-paraspinal (schema {version}, "
+                                     f"this one reads {SCHEMA_VERSION}); please update")
+        if str(mode).lower() != "wal":
+            db.close()
+            raise ProjectError(path, f"cannot use the WAL journal here (got {mode!r})")
+        return cls(root, db)
+
+    @staticmethod
+    def is_project(folder: str | os.PathLike[str]) -> bool:
+        """True when ``folder`` holds a project database."""
+        return (Path(folder) / DB_NAME).is_file()
+
+    def close(self) -> None:
+        """Close the database (a checkpoint folds the WAL back into it)."""
+        self.db.close()
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Project({str(self.root)!r})"
+
+    # ----------------------------------------------------------------- cases
+
+    def add(
+        self,
+        inputs: Sequence[str | os.PathLike[str]],
+        *,
+        slice_index: int | None = None,
+        spacing: tuple[float, float] | None = None,
+        level: str | None = None,
+    ) -> AddResult:
+        """Add files and folders (each DICOM series in a folder is one case).
+
+        Each slice is read and checked before it is added, one transaction per case.
+        Adding the same source and slice again is a no-op reporting the existing id. A bad
+        input is collected as an :class:`InputError` naming it and leaves the project
+        unchanged; the other inputs are still added.
+        """
+        result = AddResult()
+        for raw in inputs:
+            try:
+                refs = expand_inputs([raw])
+            except InputError as err:
+                result.failed.append(err)
+                continue
+            for ref in refs:
+                try:
+                    cid, new, notes = self._add_one(ref, slice_index, spacing, level)
+                except InputError as err:
+                    result.failed.append(err)
+                    continue
+                (result.added if new else result.existing).append(cid)
+                if notes:
+                    result.notes[cid] = notes
+        return result
+
+    def _add_one(self, ref: InputRef, index: int | None, spacing: tuple[float, float] | None,
+                 level: str | None) -> tuple[str, bool, list[str]]:
+        source = str(ref.path.resolve())
+        uid = ref.series_uid or ""
+        if index is not None:
+            found = self._find_case(source, uid, index)
+            if found is not None:
+                return found, False, []
+        image = read_slice(ref, index=index, spacing=spacing)
+        validate_slice(image)
+        k = int(image.meta.get("slice_index", 0))
+        count = int(image.meta.get("slice_count", 1))
+        now = _now()
+        with self._transaction() as db:
+            found = self._find_case(source, uid, k)
+            if found is not None:
+                return found, False, []
+            cid = self._new_case_id(ref)
+            db.execute(
+                "INSERT INTO cases (id, source, series_uid, slice_index, slice_count, "
+                "spacing_json, level, geometry_json, added_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (cid, source, uid, k, count, None if spacing is None else _dumps(spacing),
+                 level, _dumps(image.geometry.to_dict()), now, now))
+            self._log(db, cid, "add", f"{ref} slice {k} of {count}")
+        return cid, True, list(image.notes)
+
+    def _find_case(self, source: str, uid: str, index: int) -> str | None:
+        row = self.db.execute("SELECT id FROM cases WHERE source = ? AND series_uid = ? AND "
+                              "slice_index = ?", (source, uid, index)).fetchone()
+        return None if row is None else row[0]
+
+    def _new_case_id(self, ref: InputRef) -> str:
+        """Like the batch runner's ids (the file name, made safe), unique ignoring case."""
+        taken = {r[0].casefold() for r in self.db.execute("SELECT id FROM cases")}
+        base = re.sub(r"[^A-Za-z0-9_.-]+", "_", image_stem(ref.path)).strip("_.")[:80]
+        if not _SAFE_ID.match(base):
+            base = "case"
+        cid, n = base, 2
+        while cid.casefold() in taken:
+            cid, n = f"{base}_{n}", n + 1
+        return cid
+
+    def case(self, case_id: str) -> CaseRow:
+        """One case by id."""
+        row = self.db.execute("SELECT * FROM cases WHERE id = ?", (case_id,)).fetchone()
+        if row is None:
+            raise ProjectError(self.root, f"no case {case_id!r} in this project")
+        return self._case_row(row)
+
+    def cases(self, status: str | None = None) -> list[CaseRow]:
+        """All cases in the order they were added, or those with one status."""
+        if status is not None:
+            _check_choice("status", status, STATUSES)
+            rows = self.db.execute("SELECT * FROM cases WHERE status = ? ORDER BY rowid",
+                                   (status,))
+        else:
+            rows = self.db.execute("SELECT * FROM cases ORDER BY rowid")
+        return [self._case_row(r) for r in rows.fetchall()]
+
+    def status_counts(self) -> dict[str, int]:
+        """Number of cases in each status (every status listed, zeros included)."""
+        counts = dict.fromkeys(STATUSES, 0)
+        for r in self.db.execute("SELECT status, count(*) FROM cases GROUP BY status"):
+            counts[r[0]] = int(r[1])
+        return counts
+
+    def read_image(self, case_id: str) -> SliceImage:
+        """The case's slice, read again from its source; it must still lie on its grid."""
+        case = self.case(case_id)
+        image = read_slice(case.ref, index=case.slice_index, spacing=case.spacing)
+        if not image.geometry.same_grid(case.geometry):
+            raise InputError(str(case.ref), "the source has changed since it was added: the "
+                                            "slice no longer lies on the case's grid")
+        return image
+
+    def set_status(self, case_id: str, status: str, message: str = "") -> None:
+        """Set a case's status, e.g. ``failed`` with the reason.
+
+        Other than ``failed``, a status must agree with the case's labels: ``new`` without
+        any version, otherwise the status of the latest version's kind.
+        """
+        _check_choice("status", status, STATUSES)
+        with self._transaction() as db:
+            self.case(case_id)
+            expected = self._derived_status(db, case_id)
+            if status not in ("failed", expected):
+                raise ProjectError(self.root, f"case {case_id!r} cannot be {status!r}: its "
+                                              f"labels make it {expected!r}")
+            db.execute("UPDATE cases SET status = ?, message = ?, updated_at = ? WHERE id = ?",
+                       (status, message, _now(), case_id))
+            self._log(db, case_id, "status", f"{status}: {message}" if message else status)
+
+    def set_qc(self, case_id: str, flags: Mapping[str, Any]) -> None:
+        """Replace a case's QC flags (any JSON-friendly mapping)."""
+        text = _dumps(dict(flags))
+        with self._transaction() as db:
+            self.case(case_id)
+            db.execute("UPDATE cases SET qc_flags_json = ?, updated_at = ? WHERE id = ?",
+                       (text, _now(), case_id))
+            self._log(db, case_id, "qc", text)
+
+    def set_level(self, case_id: str, level: str | None) -> None:
+        """Record the case's spinal level (e.g. detected at prediction)."""
+        with self._transaction() as db:
+            self.case(case_id)
+            db.execute("UPDATE cases SET level = ?, updated_at = ? WHERE id = ?",
+                       (level, _now(), case_id))
+            self._log(db, case_id, "level", str(level))
+
+    # ----------------------------------------------------------------- labels
+
+    def save_labels(
+        self,
+        case_id: str,
+        labels: np.ndarray,
+        kind: str,
+        labelled: Iterable[int] | None = None,
+        model_id: str | None = None,
+    ) -> LabelVersion:
+        """Save a new label version of a case and set its status from ``kind``.
+
+        ``labelled`` lists the label values this version's author annotated or vouched for
+        (all labels when None; e.g. only multifidus and erector spinae for a partial
+        correction); ``model_id`` names the registered model that predicted it. The file is
+        written first, under a new name that never existed, then recorded in one
+        transaction that assigns the next version number.
+        """
+        _check_choice("kind", kind, KINDS)
+        marks = _labelled(labelled, kind)
+        data = _label_array(labels)
+        case = self.case(case_id)
+        if model_id is not None and self._model_record(model_id) is None:
+            raise ProjectError(self.root, f"model {model_id!r} is not registered in this "
+                                          "project (register_model it first)")
+        folder = self.root / LABELS_DIR / case.id
+        folder.mkdir(parents=True, exist_ok=True)
+        stage = folder / f"{_STAGE}{uuid.uuid4().hex}.nii.gz"
+        placed: Path | None = None
+        try:
+            write_labels(data, case.geometry, stage)
+            digest = _sha256(stage)
+            with self._transaction() as db:
+                version = self._next_version(db, case.id, folder)
+                rel = f"{LABELS_DIR}/{case.id}/v{version:03d}_{kind}.nii.gz"
+                _place_new(stage, self.root / rel)
+                placed = self.root / rel
+                cur = db.execute(
+                    "INSERT INTO label_versions (case_id, version, kind, path, sha256, "
+                    "labelled_json, model_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (case.id, version, kind, rel, digest, _dumps(marks), model_id, _now()))
+                row_id = int(cur.lastrowid)
+                db.execute(
+                    "UPDATE cases SET status = ?, message = '', verified_labels_json = ?, "
+                    "updated_at = ? WHERE id = ?",
+                    (STATUS_OF_KIND[kind], _dumps(self._derived_verified(db, case.id)),
+                     _now(), case.id))
+                self._log(db, case.id, "save", f"v{version} {kind} labels {marks}")
+        except BaseException:
+            if placed is not None and not self._recorded(placed):
+                with contextlib.suppress(OSError):
+                    placed.unlink()
+            raise
+        finally:
+            stage.unlink(missing_ok=True)
+        return self._version_by_id(row_id)
+
+    def _next_version(self, db: sqlite3.Connection, case_id: str, folder: Path) -> int:
+        """One past the highest version in the database or on disk (orphans included)."""
+        highest = db.execute("SELECT coalesce(max(version), 0) FROM label_versions "
+                             "WHERE case_id = ?", (case_id,)).fetchone()[0]
+        for p in folder.iterdir():
+            m = _VERSION_FILE.match(p.name)
+            if m:
+                highest = max(highest, int(m.group(1)))
+        return int(highest) + 1
+
+    def _recorded(self, path: Path) -> bool:
+        """Whether a row points to ``path`` (True when the database cannot say)."""
+        rel = path.relative_to(self.root).as_posix()
+        try:
+            return self.db.execute("SELECT 1 FROM label_versions WHERE path = ?",
+                                   (rel,)).fetchone() is not None
+        except sqlite3.Error:
+            return True
+
+    def label_versions(self, case_id: str) -> list[LabelVersion]:
+        """Every label version of a case, oldest first."""
+        self.case(case_id)
+        rows = self.db.execute("SELECT * FROM label_versions WHERE case_id = ? ORDER BY "
+                               "version", (case_id,)).fetchall()
+        return [self._version_row(r) for r in rows]
+
+    def latest_version(self, case_id: str, kinds: Sequence[str] | None = None
+                       ) -> LabelVersion | None:
+        """The newest label version of a case (of the given kinds), or None."""
+        versions = self.label_versions(case_id)
+        if isinstance(kinds, str):
+            kinds = (kinds,)
+        if kinds is not None:
+            for kind in kinds:
+                _check_choice("kind", kind, KINDS)
+            versions = [v for v in versions if v.kind in kinds]
+        return versions[-1] if versions else None
+
+    def latest_labels(self, case_id: str, kinds: Sequence[str] | None = None
+                      ) -> tuple[np.ndarray, LabelVersion]:
+        """The newest label map of a case (of the given kinds) on the case's grid.
+
+        Its file must still match the SHA-256 recorded when it was saved.
+        """
+        version = self.latest_version(case_id, kinds)
+        if version is None:
+            which = f" of kind {kinds if isinstance(kinds, str) else ', '.join(kinds)}" \
+                if kinds else ""
+            raise ProjectError(self.root, f"case {case_id!r} has no labels{which}")
+        return self.read_version(version), version
+
+    def read_version(self, version: LabelVersion) -> np.ndarray:
+        """The label map of one version, checked against its SHA-256 and the case's grid."""
+        if not version.path.is_file():
+            raise ProjectError(version.path, "label file is missing from the project")
+        if _sha256(version.path) != version.sha256:
+            raise ProjectError(version.path, "label file has changed since it was saved "
+                                             "(SHA-256 differs)")
+        return read_labels(version.path, self.case(version.case_id).geometry)
+
+    def training_cases(self) -> list[TrainingCase]:
+        """Cases whose latest label version was made by a person, with trusted labels."""
+        out = []
+        for case in self.cases():
+            if case.status == "failed":
+                continue
+            version = self.latest_version(case.id)
+            if version is not None and version.kind in HUMAN_KINDS:
+                out.append(TrainingCase(case, version, list(case.verified_labels)))
+        return out
+
+    # ----------------------------------------------------------------- measurements
+
+    def save_measurements(self, case_id: str, label_version_id: int,
+                          row: Mapping[str, Any]) -> int:
+        """Store a measurement row made on one label version of the case; returns its id."""
+        text = _dumps(dict(row))
+        with self._transaction() as db:
+            found = db.execute("SELECT case_id FROM label_versions WHERE id = ?",
+                               (label_version_id,)).fetchone()
+            if found is None or found[0] != case_id:
+                raise ProjectError(self.root, f"label version {label_version_id} is not a "
+                                              f"version of case {case_id!r}")
+            cur = db.execute("INSERT INTO measurements (case_id, label_version_id, row_json, "
+                             "created_at) VALUES (?, ?, ?, ?)",
+                             (case_id, label_version_id, text, _now()))
+            self._log(db, case_id, "measure", f"label version id {label_version_id}")
+        return int(cur.lastrowid)
+
+    def measurements(self, case_id: str | None = None) -> list[MeasurementRow]:
+        """Stored measurement rows (of one case), oldest first."""
+        sql = "SELECT id, case_id, label_version_id, row_json, created_at FROM measurements"
+        rows = (self.db.execute(sql + " ORDER BY id") if case_id is None else
+                self.db.execute(sql + " WHERE case_id = ? ORDER BY id", (case_id,)))
+        return [MeasurementRow(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
+
+    def history(self, case_id: str | None = None) -> list[tuple[str, str | None, str, str]]:
+        """The event log (time, case, action, detail), oldest first."""
+        sql = "SELECT at, case_id, action, detail FROM events"
+        rows = (self.db.execute(sql + " ORDER BY id") if case_id is None else
+                self.db.execute(sql + " WHERE case_id = ? ORDER BY id", (case_id,)))
+        return [tuple(r) for r in rows]
+
+    # ----------------------------------------------------------------- models
+
+    def register_model(
+        self,
+        bundle_dir: str | os.PathLike[str],
+        model_id: str | None = None,
+        parent: str | None = None,
+        active: bool = False,
+    ) -> str:
+        """Copy a model bundle into the project and register it; returns its id.
+
+        The bundle needs ``weights.safetensors`` and ``card.json`` (read as JSON only; its
+        ``weights_sha256``, when given, must match). Without ``model_id`` the id is made
+        from the card's name and version; an existing id is never overwritten. ``parent``
+        defaults to the card's parent.
+        """
+        src = Path(bundle_dir)
+        if not src.is_dir():
+            raise InputError(src, "not a model bundle folder")
+        card = _read_card(src)
+        if model_id is not None and not _SAFE_ID.match(model_id):
+            raise ProjectError(self.root, f"model id {model_id!r} must be letters, digits, "
+                                          "'_', '.' or '-' (at most 100)")
+        models = self.root / MODELS_DIR
+        models.mkdir(exist_ok=True)
+        stage = models / f"{_STAGE}{uuid.uuid4().hex}"
+        try:
+            shutil.copytree(src, stage)
+            digest = _sha256(stage / WEIGHTS)
+            claimed = card.get("weights_sha256")
+            if claimed and claimed != digest:
+                raise InputError(src / WEIGHTS, "the weights do not match the SHA-256 in "
+                                                "card.json")
+            _fsync_tree(stage)
+            with self._transaction() as db:
+                mid = model_id or self._new_model_id(card, src)
+                target = models / mid
+                if self._model_record(mid) is not None or target.exists():
+                    raise ProjectError(target, "a model with this id already exists")
+                os.rename(stage, target)
+                _fsync_dir(models)
+                if active:
+                    db.execute("UPDATE models SET active = 0 WHERE active = 1")
+                db.execute(
+                    "INSERT INTO models (id, path, card_json, parent, weights_sha256, "
+                    "created_at, active) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (mid, f"{MODELS_DIR}/{mid}", _dumps(card), parent or card.get("parent"),
+                     digest, _now(), int(active)))
+                self._log(db, None, "register_model", f"{mid}{' (active)' if active else ''}")
+        finally:
+            if stage.exists():
+                shutil.rmtree(stage, ignore_errors=True)
+        return mid
+
+    def _new_model_id(self, card: dict, src: Path) -> str:
+        name = str(card.get("name") or src.name)
+        version = card.get("version")
+        base = f"{name}-v{version}" if version not in (None, "") else name
+        base = re.sub(r"[^A-Za-z0-9_.-]+", "_", base).strip("_.")[:80] or "model"
+        if not _SAFE_ID.match(base):
+            base = "model"
+        taken = {r[0].casefold() for r in self.db.execute("SELECT id FROM models")}
+        taken |= {p.name.casefold() for p in (self.root / MODELS_DIR).iterdir()}
+        mid, n = base, 2
+        while mid.casefold() in taken:
+            mid, n = f"{base}_{n}", n + 1
+        return mid
+
+    def models(self) -> list[ModelRow]:
+        """Registered models, oldest first."""
+        rows = self.db.execute("SELECT * FROM models ORDER BY rowid").fetchall()
+        return [self._model_row(r) for r in rows]
+
+    def model(self, model_id: str) -> ModelRow:
+        """One registered model by id."""
+        row = self._model_record(model_id)
+        if row is None:
+            raise ProjectError(self.root, f"no model {model_id!r} in this project")
+        return self._model_row(row)
+
+    def active_model(self) -> ModelRow | None:
+        """The model used for new predictions, or None."""
+        row = self.db.execute("SELECT * FROM models WHERE active = 1").fetchone()
+        return None if row is None else self._model_row(row)
+
+    def activate(self, model_id: str) -> None:
+        """Make a registered model (any earlier version too) the one active model."""
+        with self._transaction() as db:
+            self.model(model_id)
+            db.execute("UPDATE models SET active = 0 WHERE active = 1")
+            db.execute("UPDATE models SET active = 1 WHERE id = ?", (model_id,))
+            self._log(db, None, "activate", model_id)
+
+    def _model_record(self, model_id: str) -> sqlite3.Row | None:
+        return self.db.execute("SELECT * FROM models WHERE id = ?", (model_id,)).fetchone()
+
+    # ----------------------------------------------------------------- check and repair
+
+    def check(self, verify_hashes: bool = True) -> CheckReport:
+        """Compare the database with the files: integrity, missing or changed files,
+        statuses that disagree with the labels, orphan and temporary files."""
+        report = CheckReport()
+        with self._lock:
+            report.integrity = [r[0] for r in self.db.execute("PRAGMA integrity_check")
+                                if r[0] != "ok"]
+            report.foreign_keys = [f"{r[0]} row {r[1]} refers to a missing {r[2]} row"
+                                   for r in self.db.execute("PRAGMA foreign_key_check")]
+            versions = [self._version_row(r) for r in self.db.execute(
+                "SELECT * FROM label_versions ORDER BY case_id, version").fetchall()]
+            models = self.models()
+            cases = self.cases()
+        known = {v.relpath for v in versions}
+        for v in versions:
+            what = f"{v.case_id} v{v.version} {v.kind} ({v.relpath})"
+            if not v.path.is_file():
+                report.missing_files.append(f"{what}: file is missing")
+            elif verify_hashes and _sha256(v.path) != v.sha256:
+                report.hash_mismatches.append(f"{what}: file differs from its SHA-256")
+        for m in models:
+            weights = m.path / WEIGHTS
+            if not weights.is_file():
+                report.missing_files.append(f"model {m.id} ({m.relpath}): {WEIGHTS} missing")
+            elif verify_hashes and _sha256(weights) != m.weights_sha256:
+                report.hash_mismatches.append(f"model {m.id}: {WEIGHTS} differs from its "
+                                              "SHA-256")
+        by_case: dict[str, list[LabelVersion]] = {}
+        for v in versions:
+            by_case.setdefault(v.case_id, []).append(v)
+        for case in cases:
+            mine = by_case.get(case.id, [])
+            expected = STATUS_OF_KIND[mine[-1].kind] if mine else "new"
+            if case.status not in ("failed", expected):
+                report.inconsistent.append(f"case {case.id}: status {case.status!r} but its "
+                                           f"labels make it {expected!r}")
+            if case.verified_labels != _verified_of(mine):
+                report.inconsistent.append(f"case {case.id}: verified labels "
+                                           f"{case.verified_labels} but its versions give "
+                                           f"{_verified_of(mine)}")
+        self._scan_leftovers(report, known, {m.relpath for m in models})
+        return report
+
+    def _scan_leftovers(self, report: CheckReport, labels: set[str], models: set[str]) -> None:
+        for p in self.root.iterdir():
+            if p.name.startswith(_STAGE):
+                report.temp_files.append(p.name)
+        label_root = self.root / LABELS_DIR
+        for p in sorted(label_root.rglob("*")) if label_root.is_dir() else []:
+            rel = p.relative_to(self.root).as_posix()
+            if p.is_dir():
+                continue
+            if p.name.startswith("."):
+                report.temp_files.append(rel)
+            elif rel not in labels:
+                report.orphan_files.append(rel)
+        model_root = self.root / MODELS_DIR
+        for p in sorted(model_root.iterdir()) if model_root.is_dir() else []:
+            rel = p.relative_to(self.root).as_posix()
+            if p.name.startswith("."):
+                report.temp_files.append(rel)
+            elif rel not in models:
+                report.orphan_files.append(rel)
+
+    def repair(self) -> CheckReport:
+        """Set orphans aside under ``orphans/``, remove temporary files, and recompute
+        statuses and verified labels from the label versions. Missing or changed label
+        files cannot be repaired and stay in the report. Run it while no other process
+        writes to the project."""
+        report = self.check(verify_hashes=False)
+        done: list[str] = []
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        for rel in report.orphan_files:
+            dest = self.root / ORPHANS_DIR / stamp / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(self.root / rel, dest)
+            done.append(f"moved orphan {rel} to {dest.relative_to(self.root).as_posix()}")
+        for rel in report.temp_files:
+            p = self.root / rel
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+            done.append(f"removed temporary {rel}")
+        if report.inconsistent:
+            with self._transaction() as db:
+                for case in self.cases():
+                    expected = self._derived_status(db, case.id)
+                    status = case.status if case.status == "failed" else expected
+                    verified = self._derived_verified(db, case.id)
+                    if status != case.status or verified != case.verified_labels:
+                        db.execute("UPDATE cases SET status = ?, verified_labels_json = ?, "
+                                   "updated_at = ? WHERE id = ?",
+                                   (status, _dumps(verified), _now(), case.id))
+                        done.append(f"case {case.id}: status {status}, verified {verified}")
+                self._log(db, None, "repair", "; ".join(done))
+        after = self.check()
+        after.repaired = done
+        return after
+
+    # ----------------------------------------------------------------- internals
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taking the write lock at once (``BEGIN IMMEDIATE``)."""
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
+    def _log(self, db: sqlite3.Connection, case_id: str | None, action: str,
+             detail: str = "") -> None:
+        db.execute("INSERT INTO events (at, case_id, action, detail) VALUES (?, ?, ?, ?)",
+                   (_now(), case_id, action, detail))
+
+    def _kinds(self, db: sqlite3.Connection, case_id: str) -> list[tuple[str, list[int]]]:
+        rows = db.execute("SELECT kind, labelled_json FROM label_versions WHERE case_id = ? "
+                          "ORDER BY version", (case_id,)).fetchall()
+        return [(r[0], json.loads(r[1])) for r in rows]
+
+    def _derived_status(self, db: sqlite3.Connection, case_id: str) -> str:
+        kinds = self._kinds(db, case_id)
+        return STATUS_OF_KIND[kinds[-1][0]] if kinds else "new"
+
+    def _derived_verified(self, db: sqlite3.Connection, case_id: str) -> list[int]:
+        return _verified_of(self._kinds(db, case_id))
+
+    def _case_row(self, d: sqlite3.Row) -> CaseRow:
+        spacing = json.loads(d["spacing_json"]) if d["spacing_json"] else None
+        return CaseRow(
+            id=d["id"], source=d["source"], series_uid=d["series_uid"] or None,
+            slice_index=d["slice_index"], slice_count=d["slice_count"],
+            spacing=None if spacing is None else (float(spacing[0]), float(spacing[1])),
+            level=d["level"], geometry=Geometry.from_dict(json.loads(d["geometry_json"])),
+            status=d["status"], message=d["message"], qc_flags=json.loads(d["qc_flags_json"]),
+            verified_labels=json.loads(d["verified_labels_json"]), added_at=d["added_at"],
+            updated_at=d["updated_at"])
+
+    def _version_row(self, d: sqlite3.Row) -> LabelVersion:
+        return LabelVersion(
+            id=d["id"], case_id=d["case_id"], version=d["version"], kind=d["kind"],
+            relpath=d["path"], path=self.root / d["path"], sha256=d["sha256"],
+            labelled=json.loads(d["labelled_json"]), model_id=d["model_id"],
+            created_at=d["created_at"])
+
+    def _version_by_id(self, row_id: int) -> LabelVersion:
+        row = self.db.execute("SELECT * FROM label_versions WHERE id = ?", (row_id,)).fetchone()
+        return self._version_row(row)
+
+    def _model_row(self, d: sqlite3.Row) -> ModelRow:
+        return ModelRow(
+            id=d["id"], relpath=d["path"], path=self.root / d["path"],
+            card=json.loads(d["card_json"]), parent=d["parent"],
+            weights_sha256=d["weights_sha256"], created_at=d["created_at"],
+            active=bool(d["active"]))
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _json_default(value: Any) -> Any:
+    """numpy scalars and arrays and paths, as the pipeline's rows hold them."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _dumps(value: Any) -> str:
+    try:
+        return json.dumps(value, default=_json_default, sort_keys=True, allow_nan=True)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"cannot store this value as JSON: {err}") from None
+
+
+def _check_choice(what: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ValueError(f"{what} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _labelled(labelled: Iterable[int] | None, kind: str) -> list[int]:
+    """The label values a version vouches for: sorted, unique, each a real label."""
+    if labelled is None:
+        return list(LABEL_VALUES)
+    values = sorted({int(v) for v in labelled})
+    bad = [v for v in values if v not in LABEL_VALUES]
+    if bad:
+        raise ValueError(f"labelled values must be among {list(LABEL_VALUES)}; got {bad}")
+    if not values and kind in HUMAN_KINDS:
+        raise ValueError(f"a {kind} version must vouch for at least one label")
+    return values
+
+
+def _label_array(labels: np.ndarray) -> np.ndarray:
+    """A 2-D map of whole label values (fractions are refused, not truncated)."""
+    data = np.asarray(labels)
+    if data.ndim != 2:
+        raise ValueError(f"labels must be a 2-D array, got shape {data.shape}")
+    if data.dtype == bool or not np.issubdtype(data.dtype, np.number):
+        raise ValueError(f"labels must hold numbers 0–8, got dtype {data.dtype}")
+    if not np.issubdtype(data.dtype, np.integer) and not (
+            np.all(np.isfinite(data)) and np.array_equal(data, np.round(data))):
+        raise ValueError("labels must be whole numbers (found fractions or NaN)")
+    return data
+
+
+def _verified_of(versions: Sequence[Any]) -> list[int]:
+    """Labels vouched for by the run of human versions that ends with the latest one.
+
+    Accepts (kind, labelled) pairs or :class:`LabelVersion` rows, oldest first. A new
+    automatic version starts over: nothing of it has been checked by a person.
+    """
+    out: set[int] = set()
+    for v in reversed(versions):
+        kind, marks = (v.kind, v.labelled) if isinstance(v, LabelVersion) else v
+        if kind not in HUMAN_KINDS:
+            break
+        out.update(marks)
+    return sorted(out)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read_card(bundle: Path) -> dict:
+    """A bundle's card as plain JSON (never unpickled); weights must be there too."""
+    card_path = bundle / CARD
+    if not (bundle / WEIGHTS).is_file():
+        raise InputError(bundle, f"not a model bundle: {WEIGHTS} is missing")
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(bundle, f"not a model bundle: {CARD} is missing") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(card_path, f"model card is not valid JSON ({err})") from None
+    if not isinstance(card, dict):
+        raise InputError(card_path, "model card must be a JSON object")
+    return card
+
+
+def _place_new(src: Path, dst: Path) -> None:
+    """Give the complete file ``src`` the name ``dst``, which must not exist yet.
+
+    A hard link fails rather than replace an existing file. Where the file system has no
+    hard links, the caller's write lock keeps the check-then-rename free of races.
+    """
+    try:
+        os.link(src, dst)
+    except FileExistsError:
+        raise FileExistsError(errno.EEXIST, "label version file already exists",
+                              str(dst)) from None
+    except OSError:
+        if dst.exists():
+            raise FileExistsError(errno.EEXIST, "file already exists", str(dst)) from None
+        os.replace(src, dst)
+    _fsync_dir(dst.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename or link in ``folder`` durable (not possible on every platform)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Flush every file of a freshly copied folder before it is renamed into place."""
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            with open(p, "rb") as fh:
+                os.fsync(fh.fileno())
+        elif p.is_dir():
+            _fsync_dir(p)
+    _fsync_dir(folder)
