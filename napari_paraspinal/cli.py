@@ -33,7 +33,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                        fat=FatConfig(method=args.fat_method),
                        n4=None if args.no_n4 else N4Config(),
                        model=Path(args.model) if args.model else None, level=args.level,
-                       device=args.device)
+                       device=args.device, identifiers=args.identifiers)
 
     def progress(done: int, total: int, what: str) -> None:
         print(f"[{done + 1 if done < total else total}/{total}] {what}", file=sys.stderr)
@@ -519,6 +519,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="spinal level of the slices (default: detected per slice)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
+    p.add_argument("--identifiers", action="store_true",
+                   help="also write DICOM patient id, name and study date on the provenance "
+                        "sheet (default: none; case ids come from file names)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_run)
 

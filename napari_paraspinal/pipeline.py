@@ -47,6 +47,7 @@ class CaseResult:
     row: dict = field(default_factory=dict)
     outputs: dict[str, Path] = field(default_factory=dict)
     label_status: str = "none"  # "given" (--labels), "automatic" (the model) or "none"
+    identifiers: dict[str, str] = field(default_factory=dict)  # only when asked for
 
 
 @dataclass
@@ -63,6 +64,7 @@ class RunConfig:
     model: Path | None = None  # model bundle (None: the shipped one, when installed)
     level: str = "auto"  # spinal level for the atlas, or detected
     device: str = "auto"
+    identifiers: bool = False  # DICOM patient id, name and study date on the provenance sheet
 
 
 def case_id(ref: InputRef, taken: set[str]) -> str:
@@ -83,6 +85,9 @@ def process_case(ref: InputRef, cid: str, config: RunConfig,
     g = image.geometry
     row = {"case": cid, "status": "read", **geometry_columns(g), "notes": "; ".join(image.notes)}
     result = CaseResult(case=cid, source=str(ref), status="ok", row=row)
+    if config.identifiers:
+        result.identifiers = {k: str(image.meta.get(k, ""))
+                              for k in ("patient_id", "patient_name", "study_date")}
     labels = fat_mask = None
     if config.labels_dir is not None:
         labels = read_labels(config.labels_dir / ref.path.name, g)
@@ -158,7 +163,9 @@ def write_tables(results: Sequence[CaseResult], config: RunConfig,
 
     Provenance names the software, the labels' origin and status (``automatic`` from the
     model, ``given`` from ``--labels``), the model with its weights' hash and preprocessing,
-    the registration QC, bias correction and fat method, so every number can be traced.
+    the registration QC, bias correction and fat method, so every number can be traced. No
+    patient identifier is written unless ``config.identifiers`` asks for them; case ids come
+    from file names.
     """
     rows = [r.row for r in results]
     provenance = [
@@ -177,6 +184,7 @@ def write_tables(results: Sequence[CaseResult], config: RunConfig,
             "bias_correction": json.dumps(config.n4.to_dict()) if config.n4 else "none",
             "fat_method": json.dumps(config.fat.to_dict()),
             "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            **r.identifiers,
         }
         for r in results
     ]

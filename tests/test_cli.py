@@ -115,3 +115,28 @@ def test_bench_preprocess_prints_both_sizes() -> None:
             for line in result.stdout.splitlines() if line.startswith("| ") and "²" in line]
     assert rows == [("256²", "given"), ("512²", "given"), ("256²", "auto"), ("512²", "auto")]
     assert "register_ms" in result.stdout and "peak RSS" in result.stdout
+
+
+def test_patient_identifiers_only_when_asked(tmp_path: Path) -> None:
+    from pydicom import dcmread
+    from pydicom.data import get_testdata_file
+
+    dicom = Path(get_testdata_file("MR_small.dcm"))
+    name = str(dcmread(dicom).PatientName)
+    assert name  # the bundled file carries a patient name to hide
+    for flag, out in (([], tmp_path / "plain"), (["--identifiers"], tmp_path / "ids")):
+        assert main(["run", str(dicom), "--out", str(out), "--no-overlays", "--quiet",
+                     *flag]) == 0
+    plain = b"".join(p.read_bytes() for p in (tmp_path / "plain").rglob("*") if p.is_file())
+    assert name.encode() not in plain
+    wb = load_workbook(tmp_path / "plain" / "measurements.xlsx")
+    cells = [str(c) for row in wb["provenance"].iter_rows(values_only=True) for c in row]
+    assert name not in cells and "patient_name" not in cells
+    wb = load_workbook(tmp_path / "ids" / "measurements.xlsx")
+    prov = list(wb["provenance"].iter_rows(values_only=True))
+    assert dict(zip(prov[0], prov[1], strict=True))["patient_name"] == name
+    # a 20 mm head slice does not overlap the lumbar atlas: flagged with ITK's reason, no crash
+    row = next(csv.DictReader((tmp_path / "ids" / "measurements.csv").open()))
+    assert row["registration_flagged"] == "True"
+    assert "registration failed" in row["registration_check"] or (
+        "refinement failed" in row["registration_check"])

@@ -234,22 +234,32 @@ def _register(image: SliceImage, mask: np.ndarray, atlas: Atlas,
     scores = [_coarse_metric(fixed, moving, t, config) for t in starts]
     transform: sitk.Transform = starts[int(np.argmin(scores))]
 
+    reasons = []
     for stage in config.stages:
         current = _similarity_from(transform) if stage == "similarity" else _as_affine(transform)
         reg = _method(config)
         reg.SetInitialTransform(current, inPlace=True)
-        reg.Execute(fixed, moving)
+        failure = _execute(reg, fixed, moving)
+        if failure:
+            reasons.append(f"{stage} registration failed ({failure})")
+            break
         transform = current
     affine = _as_affine(transform)
-    if config.refine:
-        affine = _refine(atlas, moving, affine, config)
+    if config.refine and not reasons:
+        refined = _refine(atlas, moving, affine, config)
+        if isinstance(refined, str):
+            reasons.append(f"affine refinement failed ({refined})")
+        else:
+            affine = refined
     mapping = AtlasMapping(image.geometry, r, affine)
 
     final = _method(config, levels=False)
     final.SetInitialTransform(affine, inPlace=False)
-    metric = float(final.MetricEvaluate(fixed, moving))
+    try:
+        metric = float(final.MetricEvaluate(fixed, moving))
+    except RuntimeError:
+        metric = float("nan")
     body_dice, correlation = _quality(fixed, fixed_mask, moving, moving_mask, affine)
-    reasons = []
     if not np.isfinite(metric):
         reasons.append("registration diverged")
     if body_dice < config.min_body_dice:
@@ -263,9 +273,23 @@ def _register(image: SliceImage, mask: np.ndarray, atlas: Atlas,
                               seconds=time.perf_counter() - start)
 
 
+def _execute(reg: sitk.ImageRegistrationMethod, fixed: sitk.Image, moving: sitk.Image
+             ) -> str:
+    """Run a registration; "" on success, else ITK's reason in a few words (e.g. a slice
+    that does not overlap the atlas at all), so a bad case is flagged instead of crashing."""
+    try:
+        reg.Execute(fixed, moving)
+    except RuntimeError as err:
+        text = str(err)
+        detail = text.split("ITK ERROR:")[-1].split(":", 1)[-1].strip().split(".")[0]
+        return detail or "ITK error"
+    return ""
+
+
 def _refine(atlas: Atlas, moving: sitk.Image, affine: sitk.AffineTransform,
-            config: RegistrationConfig) -> sitk.AffineTransform:
-    """Affine refinement on the 1 mm atlas, inside the region of the labelled structures."""
+            config: RegistrationConfig) -> sitk.AffineTransform | str:
+    """Affine refinement on the 1 mm atlas, inside the region of the labelled structures
+    (ITK's reason as text when it fails)."""
     fixed = sitk.GetImageFromArray(np.asarray(atlas.image, np.float32))
     fixed.CopyInformation(atlas_reference())
     region = ndi.binary_dilation(atlas.probabilities[1:].sum(0) > 0.2,
@@ -279,8 +303,7 @@ def _refine(atlas: Atlas, moving: sitk.Image, affine: sitk.AffineTransform,
     reg.SetMetricFixedMask(mask)
     refined = sitk.AffineTransform(affine)
     reg.SetInitialTransform(refined, inPlace=True)
-    reg.Execute(fixed, moving)
-    return refined
+    return _execute(reg, fixed, moving) or refined
 
 
 def _quality(fixed: sitk.Image, fixed_mask: np.ndarray, moving: sitk.Image,
