@@ -121,14 +121,14 @@ def test_segment_measure_edit_export(make_napari_viewer, qtbot, tmp_path) -> Non
     # the live table: measured once the labels appear, again after an edit
     assert measure.labels_combo.layer() is labels
     qtbot.waitUntil(lambda: measure.last is not None, timeout=WAIT_MS)
-    before = float(measure.table.item(MF_L - 1, 2).text())
+    before = float(measure.table.item(MF_L - 1, 1).text())
     assert before == pytest.approx(measure.last.row["MF_L_csa_mm2"], abs=0.1)
     rows, cols = np.nonzero(labels.data == MF_L)
     block = (rows, cols) if rows.size < 20 else (rows[rows < np.median(rows)],
                                                  cols[rows < np.median(rows)])
     with qtbot.waitSignal(measure.measured, timeout=WAIT_MS):
         labels.data_setitem(block, 0)
-    after = float(measure.table.item(MF_L - 1, 2).text())
+    after = float(measure.table.item(MF_L - 1, 1).text())
     assert after < before - 1.0
     edited = np.array(labels.data)
 

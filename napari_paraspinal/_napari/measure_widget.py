@@ -36,7 +36,7 @@ from .slices import ROLE_KEY, current_plane, fingerprint, layer_slice, native_pl
 from .tasks import label_table, measure_plane
 
 DEBOUNCE_MS = 300
-HEADERS = ("label", "name", "CSA mm²", "lean CSA mm²", "fat %", "flag")
+HEADERS = ("label", "CSA mm²", "lean CSA mm²", "fat %", "flag")
 LABEL_EVENTS = ("paint", "data", "set_data", "labels_update")
 FAT_COLOR = {0: (0.0, 0.0, 0.0, 0.0), None: (0.0, 0.0, 0.0, 0.0), 1: (1.0, 0.9, 0.0, 1.0)}
 
@@ -70,6 +70,8 @@ class MeasureWidget(QWidget):
         self.table.setHorizontalHeaderLabels(HEADERS)
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        rows_height = self.table.verticalHeader().defaultSectionSize() * (len(LABELS) + 1)
+        self.table.setMinimumHeight(rows_height + 8)  # all eight labels without scrolling
         self.status = QLabel("")
         self.status.setWordWrap(True)
 
@@ -152,8 +154,11 @@ class MeasureWidget(QWidget):
         if generation != self._generation:
             return
         self._last_key, self._last_plane, self.last = key, plane, measured
-        for r, cells in enumerate(label_table(measured.row)):
-            for c, text in enumerate(cells):
+        for r, (short, name, *cells) in enumerate(label_table(measured.row)):
+            item = QTableWidgetItem(short)
+            item.setToolTip(name)
+            self.table.setItem(r, 0, item)
+            for c, text in enumerate(cells, start=1):
                 self.table.setItem(r, c, QTableWidgetItem(text))
         self.table.resizeColumnsToContents()
         self.status.setText(note)
