@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .core.labels import BY_VALUE
+from .core.labels import BY_VALUE, NUM_CLASSES
 from .fat import METHODS, FatConfig, separate_fat
 from .phantom import LEVELS, PhantomConfig, generate_phantom
 from .preprocess.n4 import n4_correct
@@ -174,3 +174,71 @@ def bench_segment(repeats: int = 5, seed: int = 310_000, model_path: str | None 
             row.update({f"{k}_ms": float(np.median(v)) for k, v in times.items()})
             rows.append(row)
     return rows
+
+
+def bench_crf(repeats: int = 5, seed: int = 320_000, model_path: str | None = None
+              ) -> list[dict]:
+    """The CRF alone: ours (torch, bilateral grid) against pydensecrf2 (permutohedral lattice).
+
+    Same atlas-space slices (256²), same U-Net unary, 9 labels, same iterations and kernel
+    widths (spatial θγ, bilateral θα and θβ) and Potts weights from the shipped model's CRF
+    configuration (its initial values; the trained CRF has learned per-class weights). The
+    two are not identical models (ours normalises messages and learned its compatibility),
+    so besides time the table gives how often their labels agree. pydensecrf2
+    is a bench-only extra (``pip install pydensecrf2``); without it only ours is timed.
+    """
+    import torch
+
+    from .segment import load_model, segment_slice
+
+    model = load_model(model_path, device="cpu")
+    net = model.segmenter
+    crf = net.crf
+    if crf is None:
+        raise ValueError("this model has no CRF")
+    cfg = crf.config
+    try:
+        import pydensecrf.densecrf as dcrf
+        from pydensecrf.utils import create_pairwise_bilateral, create_pairwise_gaussian
+    except ImportError:
+        dcrf = None
+    times: dict[str, list[float]] = {}
+    agree = []
+    for k in range(repeats + 1):
+        level = LEVELS[k % 2]
+        case = generate_phantom(seed + k, PhantomConfig(level=level))
+        atlas_image = segment_slice(case.image, model, level).preprocessed.atlas_image
+        x = torch.from_numpy(atlas_image[None, None])
+        with torch.inference_mode():
+            unary = net.unet(x)
+            t = time.perf_counter()
+            ours = crf(unary, x).argmax(1)[0].numpy()
+            t_ours = time.perf_counter() - t
+        if k == 0:
+            continue  # warm-up
+        times.setdefault("ours", []).append(1000 * t_ours)
+        if dcrf is None:
+            continue
+        probs = torch.softmax(unary, 1)[0].numpy().astype(np.float32)
+        c, h, w = probs.shape
+        t = time.perf_counter()
+        d = dcrf.DenseCRF(h * w, c)
+        d.setUnaryEnergy(np.ascontiguousarray(-np.log(np.clip(probs, 1e-8, 1)).reshape(c, -1)))
+        d.addPairwiseEnergy(create_pairwise_gaussian((cfg.theta_gamma,) * 2, (h, w)),
+                            compat=cfg.spatial_weight)
+        d.addPairwiseEnergy(create_pairwise_bilateral((cfg.theta_alpha,) * 2,
+                                                      (cfg.theta_beta,),
+                                                      atlas_image[..., None], chdim=2),
+                            compat=cfg.bilateral_weight)
+        theirs = np.argmax(np.asarray(d.inference(cfg.iterations)).reshape(c, h, w), 0)
+        times.setdefault("pydensecrf2", []).append(1000 * (time.perf_counter() - t))
+        agree.append(float((theirs == ours).mean()))
+    rows = [{"crf": name, "iterations": cfg.iterations, "labels": NUM_CLASSES,
+             "ms_median": float(np.median(v)), "ms_min": float(np.min(v))}
+            for name, v in times.items()]
+    if agree:
+        rows[1]["label_agreement_pct"] = round(100 * float(np.mean(agree)), 2)
+    if len(rows) == 2:
+        rows[0]["speedup_vs_pydensecrf2"] = round(rows[1]["ms_median"] / rows[0]["ms_median"], 2)
+    return rows
+

@@ -123,6 +123,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(format_table(network_throughput(net, args.device, batches)))
         return 0
     from .bench import (
+        bench_crf,
         bench_fat,
         bench_preprocess,
         bench_registration,
@@ -147,6 +148,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print("median time per slice and stage (ms), file on disk to native labels, warm "
               f"process, {torch_threads()} torch threads:")
         print(format_table(bench_segment(repeats=args.n or 5)))
+    elif args.target == "crf":
+        print("CRF alone, median time per 256² atlas-space slice, ours against pydensecrf2 "
+              f"(same unary and kernels), {torch_threads()} torch threads:")
+        print(format_table(bench_crf(repeats=args.n or 5)))
     elif args.target == "register":
         rows = bench_registration(n=args.n or 40)
         print(format_table(rows))
@@ -686,7 +691,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("bench", help="measure accuracy and speed (benchmarks, not tests)")
-    p.add_argument("target", choices=["fat", "preprocess", "register", "segment", "network"])
+    p.add_argument("target", choices=["fat", "preprocess", "register", "segment", "network",
+                                          "crf"])
     p.add_argument("--n", type=int, default=None,
                    help="number of phantoms (fat: 100, register: 40) or repeats per size "
                         "(preprocess: 5), batch size (network: 1, 8 and 32)")
