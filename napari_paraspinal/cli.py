@@ -148,6 +148,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print("median time per slice and stage (ms), file on disk to native labels, warm "
               f"process, {torch_threads()} torch threads:")
         print(format_table(bench_segment(repeats=args.n or 5)))
+    elif args.target == "finetune":
+        from .project.finetune_bench import bench_finetune
+
+        bench = bench_finetune(n_train=args.n or 10,
+                               progress=lambda text: print(text, file=sys.stderr))
+        print(format_table(bench.rows))
+        print(format_table([bench.summary]))
     elif args.target == "crf":
         print("CRF alone, median time per 256² atlas-space slice, ours against pydensecrf2 "
               f"(same unary and kernels), {torch_threads()} torch threads:")
@@ -477,6 +484,37 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from .project.finetune import FinetuneConfig, finetune_project
+    from .project.store import Project
+
+    config = FinetuneConfig(epochs=args.epochs, joint_epochs=args.joint_epochs, lr=args.lr,
+                            replay=args.replay, holdout_fraction=args.holdout,
+                            min_improvement=args.min_improvement, device=args.device,
+                            max_minutes=args.max_minutes)
+
+    def progress(event: dict) -> None:
+        if args.quiet:
+            return
+        stage = event.get("stage")
+        if stage == "train":
+            print(f"{event['phase']} epoch {event['epoch']}: loss {event['loss']:.4f}, "
+                  f"held-out Dice {event['val_dice']:.4f}", file=sys.stderr)
+        elif "total" in event:
+            print(f"{stage} {event['done']}/{event['total']} {event.get('case', '')}",
+                  file=sys.stderr)
+        else:
+            print(f"{stage} {event.get('status', '')}", file=sys.stderr)
+
+    with Project.open(args.project) as project:
+        result = finetune_project(project, config, progress=progress, resume=args.resume)
+    before = result.active.mean if result.active else float("nan")
+    after = result.candidate.mean if result.candidate else float("nan")
+    print(f"{result.status}: held-out Dice {before:.4f} (active {result.parent}) -> "
+          f"{after:.4f} (candidate {result.model_id or 'not registered'}); {result.reason}")
+    return 0 if result.status in ("promoted", "rejected") else 1
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_folder, summarise
     from .export import markdown_table, write_csv
@@ -683,6 +721,25 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("model")
     p.set_defaults(func=cmd_project)
 
+    p = sub.add_parser("finetune", help="train a candidate on a project's corrected cases; it "
+                                        "becomes active only if it beats the active model")
+    p.add_argument("project", type=Path)
+    p.add_argument("--epochs", type=int, default=15, help="U-Net epochs (early stopping)")
+    p.add_argument("--joint-epochs", type=int, default=1, help="U-Net + CRF epochs")
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--replay", type=int, default=None,
+                   help="replayed original training slices (default: twice the cases)")
+    p.add_argument("--holdout", type=float, default=0.3,
+                   help="share of the corrected cases held out for validation")
+    p.add_argument("--min-improvement", type=float, default=0.0,
+                   help="held-out Dice the candidate must gain to become active")
+    p.add_argument("--max-minutes", type=float, default=None)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the unfinished run of this project (after a kill or cancel)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_finetune)
+
     p = sub.add_parser("export", help="a project's measurements (latest label version of every "
                                       "case) as XLSX and CSV with provenance")
     p.add_argument("project", type=Path)
@@ -692,7 +749,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="measure accuracy and speed (benchmarks, not tests)")
     p.add_argument("target", choices=["fat", "preprocess", "register", "segment", "network",
-                                          "crf"])
+                                          "crf", "finetune"])
     p.add_argument("--n", type=int, default=None,
                    help="number of phantoms (fat: 100, register: 40) or repeats per size "
                         "(preprocess: 5), batch size (network: 1, 8 and 32)")

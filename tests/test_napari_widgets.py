@@ -55,7 +55,7 @@ def test_manifest_lists_the_widgets() -> None:
     pm.discover()
     widgets = pm.get_manifest("napari-paraspinal").contributions.widgets
     assert [w.display_name for w in widgets] == ["Segment", "Fat and areas", "Export",
-                                                 "Labels legend"]
+                                                 "Labels legend", "Project and fine-tune"]
 
 
 def test_widget_work_is_headless() -> None:

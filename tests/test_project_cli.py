@@ -138,3 +138,14 @@ def test_project_errors_are_clear(tmp_path: Path, capsys) -> None:
     assert main(["project", "init", str(tmp_path / "p")]) == 0
     assert main(["export", str(tmp_path / "p"), "--out", str(tmp_path / "x.xlsx")]) == 2
     assert "no case has labels" in capsys.readouterr().err
+
+
+def test_finetune_needs_enough_corrected_cases(project: Path, capsys) -> None:
+    # one corrected case cannot be split into training and held-out cases: a clear refusal,
+    # the active model untouched (the full fine-tuning path is tested in test_finetune)
+    with Project.open(project) as p:
+        active = p.active_model().id
+    assert main(["finetune", str(project), "--epochs", "1", "--quiet"]) == 2
+    assert "case" in capsys.readouterr().err
+    with Project.open(project) as p:
+        assert p.active_model().id == active and len(p.models()) == 1

@@ -1,0 +1,257 @@
+"""The Project and fine-tune widget in a real viewer under Xvfb, and its plain functions.
+
+Cases are phantom slices written as NIfTI; the first is written left-right flipped, so the
+viewer's canonical view and the file's native grid differ and every save must undo it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from napari_paraspinal.core.geometry import Geometry
+from napari_paraspinal.core.io import read_slice
+from napari_paraspinal.core.labels import ES_L, ES_R, MF_L, MF_R
+from napari_paraspinal.core.writers import write_image
+from napari_paraspinal.phantom import PhantomConfig, generate_phantom
+from napari_paraspinal.project import Project
+from napari_paraspinal.segment import default_model_path
+
+pytestmark = pytest.mark.gui
+needs_display = pytest.mark.skipif(
+    not os.environ.get("DISPLAY"), reason="napari's canvas needs a display: run under xvfb-run"
+)
+WAIT_MS = 60_000
+PARTIAL = [MF_L, MF_R, ES_L, ES_R]
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, np.ndarray]]:
+    """Three phantom slices as files with their native labels.
+
+    The first is written left-right flipped (patient left at the first column), so its
+    canonical view is the mirror of its native array.
+    """
+    folder = tmp_path_factory.mktemp("phantoms")
+    out = []
+    for seed, level in ((5, "L4-L5"), (7, "L5-S1"), (9, "L4-L5")):
+        case = generate_phantom(seed, PhantomConfig(level=level))
+        image, labels = case.image, case.labels
+        if not out:
+            g = image.geometry
+            flipped = Geometry(shape=g.shape, spacing=g.spacing,
+                               origin=tuple(g.index_to_world(g.shape[1] - 1, 0)),
+                               direction=tuple(np.diag([-1.0, 1.0, -1.0]).ravel()))
+            image = image.with_data(image.data[:, ::-1].copy(), geometry=flipped)
+            labels = labels[:, ::-1].copy()
+        out.append((write_image(image, folder / f"p{seed}.nii.gz"), labels))
+    return out
+
+
+def make_project(folder: Path, phantoms: list, kinds: dict[int, str]) -> tuple[Project, list]:
+    """A project of the phantoms; ``kinds`` saves the true labels of some as that kind."""
+    project = Project.init(folder)
+    ids = []
+    for k, (path, labels) in enumerate(phantoms):
+        (cid,) = project.add([path]).ids
+        if k in kinds:
+            project.save_labels(cid, labels, kinds[k])
+        ids.append(cid)
+    return project, ids
+
+
+def test_project_tasks_import_no_qt() -> None:
+    code = ("import sys\n"
+            "import napari_paraspinal._napari.project_tasks\n"
+            "print([m for m in sys.modules if m.split('.')[0] in "
+            "('PySide6', 'PyQt5', 'PyQt6', 'qtpy', 'napari', 'vispy', 'magicgui', "
+            "'superqt')])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_case_layers_autosave_and_tidy(tmp_path, phantoms) -> None:
+    """The plain functions on stand-in layers: load, edit, autosave, what may be removed."""
+    from napari_paraspinal._napari import project_tasks as tasks
+
+    project, ids = make_project(tmp_path / "p", phantoms, {0: "automatic"})
+    assert [r.status for r in tasks.worklist(project)] == ["predicted", "new", "new"]
+    assert tasks.summary(project).startswith("3 cases: 2 new, 1 predicted")
+    (_, img_kw, _), (data, kw, _) = tasks.case_layers(project, ids[0])
+    Labels = type("Labels", (SimpleNamespace,), {})  # noqa: N806 (duck-types napari's)
+    labels = Labels(data=np.array(data), **kw)
+    image = SimpleNamespace(data=None, **img_kw)
+    assert not tasks.needs_saving(labels)
+    assert set(map(id, tasks.tidy(project, [image, labels]))) == {id(image), id(labels)}
+
+    labels.data[:5, :5] = MF_L
+    assert tasks.needs_saving(labels)
+    assert tasks.tidy(project, [image, labels]) == []  # unsaved: nothing goes
+    done = tasks.autosave(project, [image, labels], PARTIAL)
+    (version,) = done.saved
+    assert (version.kind, version.labelled) == ("corrected", PARTIAL)
+    saved, _ = project.latest_labels(ids[0])
+    np.testing.assert_array_equal(saved, labels.data[:, ::-1])  # flipped file: native = mirror
+    assert not tasks.needs_saving(labels) and not tasks.autosave(project, [labels], PARTIAL).saved
+
+    # a segmentation written in the viewer (not by a person) is neither saved nor removed
+    from napari_paraspinal._napari.slices import WRITTEN_KEY, fingerprint
+
+    labels.data[:5, :5] = 0
+    labels.metadata = {**labels.metadata, WRITTEN_KEY: fingerprint(labels.data)}
+    assert tasks.unsaved(labels) and not tasks.needs_saving(labels)
+    assert tasks.tidy(project, [image, labels]) == []
+    project.close()
+
+
+@needs_display
+def test_open_edit_mark_switch_and_activate(make_napari_viewer, tmp_path, phantoms) -> None:
+    from napari_paraspinal._napari.layers import image_layer
+    from napari_paraspinal._napari.project_tasks import CASE_KEY, PROJECT_KEY
+    from napari_paraspinal._napari.project_widget import ProjectWidget
+
+    project, ids = make_project(tmp_path / "p", phantoms, {0: "automatic", 1: "automatic"})
+    root = project.root
+    project.close()
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-paraspinal",
+                                                     "Project and fine-tune")
+    assert isinstance(widget, ProjectWidget)
+    assert widget.open_project(root) is not None
+    assert widget.worklist_ids() == ids
+    assert widget.summary.text().startswith("3 cases")
+
+    # open a case: image and labels on the canonical view, native geometry kept
+    assert widget.open_case(ids[0])
+    image, labels = viewer.layers[ids[0]], viewer.layers[f"{ids[0]} labels"]
+    _, expected, _ = image_layer([read_slice(phantoms[0][0])], name="x")
+    for layer in (image, labels):
+        np.testing.assert_allclose(layer.scale, expected["scale"])
+        np.testing.assert_allclose(layer.translate, expected["translate"])
+        assert layer.metadata[CASE_KEY] == ids[0] and layer.metadata[PROJECT_KEY] == str(root)
+    truth = phantoms[0][1]
+    np.testing.assert_array_equal(labels.data, truth[:, ::-1])  # shown mirrored, as canonical
+    assert viewer.layers.selection.active is labels
+
+    # edit, then mark corrected vouching for multifidus and erector spinae only
+    rows, cols = np.nonzero(labels.data == MF_L)
+    labels.data_setitem((rows[:40], cols[:40]), 0)
+    labels.data_setitem((np.arange(5), np.arange(5)), ES_R)
+    edited = np.array(labels.data)
+    widget.set_labelled(PARTIAL)
+    assert widget.mark("corrected") is not None
+    with Project.open(root) as store:
+        saved, version = store.latest_labels(ids[0])
+        assert (version.kind, version.labelled, version.version) == ("corrected", PARTIAL, 2)
+        np.testing.assert_array_equal(saved, edited[:, ::-1])
+        assert store.case(ids[0]).status == "corrected"
+    row = widget.worklist_ids().index(ids[0])
+    assert widget.table.item(row, 1).text() == "corrected"
+    assert widget.table.item(row, 4).text() == "MF_L MF_R ES_L ES_R"
+
+    # unsaved edits are saved before another case replaces the layers (double-click)
+    labels.data_setitem((np.arange(10, 15), np.arange(10, 15)), MF_R)
+    edited = np.array(labels.data)
+    widget.table.cellDoubleClicked.emit(widget.worklist_ids().index(ids[1]), 0)
+    assert widget.case_id == ids[1]
+    assert ids[0] not in viewer.layers and f"{ids[0]} labels" not in viewer.layers
+    with Project.open(root) as store:
+        saved, version = store.latest_labels(ids[0])
+        assert (version.kind, version.version, version.labelled) == ("corrected", 3, PARTIAL)
+        np.testing.assert_array_equal(saved, edited[:, ::-1])
+    # an unedited case is not saved again; a case without labels opens empty
+    assert widget.open_case(ids[2])
+    assert len(widget.project.label_versions(ids[1])) == 1
+    assert not viewer.layers[f"{ids[2]} labels"].data.any()
+    assert f"{ids[1]} labels" not in viewer.layers
+
+    # the filter shows one status
+    widget.filter_combo.setCurrentText("corrected")
+    assert widget.worklist_ids() == [ids[0]]
+
+    # any registered model version can be made active again
+    widget.project.register_model(default_model_path(), model_id="m1")
+    widget.project.register_model(default_model_path(), model_id="m2", active=True)
+    widget.refresh()
+    assert widget.project.active_model().id == "m2"
+    widget.activate("m1")
+    assert widget.project.active_model().id == "m1"
+    actives = [widget.models_table.item(r, 0).text() for r in range(2)]
+    assert actives == ["●", ""] and "active model: m1" in widget.summary.text()
+    widget.models_table.selectRow(1)
+    widget.activate_button.click()
+    assert widget.project.active_model().id == "m2"
+
+
+@needs_display
+def test_segment_new_cases_saves_edits_first(make_napari_viewer, qtbot, tmp_path,
+                                             phantoms) -> None:
+    from napari_paraspinal._napari.project_widget import ProjectWidget
+
+    project, ids = make_project(tmp_path / "p", phantoms[:2], {})
+    root = project.root
+    project.close()
+    viewer = make_napari_viewer()
+    widget = ProjectWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.open_project(root)
+    widget.open_case(ids[0])
+    labels = viewer.layers[f"{ids[0]} labels"]
+    rows, cols = np.nonzero(phantoms[0][1][:, ::-1] == MF_L)
+    labels.data_setitem((rows, cols), MF_L)  # a person draws a muscle in the new case
+    edited = np.array(labels.data)
+
+    worker = widget.segment_new()
+    assert worker is not None and not widget.segment_button.isEnabled()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
+    result = widget.last_result
+    assert result.segmented == [ids[1]] and not result.failed
+    with Project.open(root) as store:
+        saved, version = store.latest_labels(ids[0])
+        assert version.kind == "corrected"  # saved before the batch: never segmented over
+        np.testing.assert_array_equal(saved, edited[:, ::-1])
+        _, auto = store.latest_labels(ids[1])
+        assert auto.kind == "automatic" and store.case(ids[1]).status == "predicted"
+    np.testing.assert_array_equal(viewer.layers[f"{ids[0]} labels"].data, edited)
+    assert widget.job_status.text().startswith("done: 1 segmented")
+    assert widget.segment_button.isEnabled()
+
+
+@needs_display
+def test_finetune_cancel_registers_nothing(make_napari_viewer, qtbot, tmp_path,
+                                           phantoms) -> None:
+    from napari_paraspinal._napari.project_widget import ProjectWidget
+
+    project, _ = make_project(tmp_path / "p", phantoms[:2], {0: "corrected", 1: "verified"})
+    project.register_model(default_model_path(), model_id="shipped", active=True)
+    root = project.root
+    project.close()
+    viewer = make_napari_viewer()
+    widget = ProjectWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.open_project(root)
+    events = []
+    widget._relay.progress.connect(lambda e: (events.append(e), widget.cancel()))
+    worker = widget.start_finetune(replay=0, replay_check=0, epochs=1, joint_epochs=0,
+                                   device="cpu")
+    assert worker is not None and widget.cancel_button.isEnabled()
+    assert not widget.finetune_button.isEnabled()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
+
+    assert events and events[0]["stage"] == "prepare"
+    assert widget.last_result.status == "cancelled" and widget.last_result.model_id is None
+    assert widget.result_label.text().startswith("cancelled")
+    with Project.open(root) as store:
+        assert [m.id for m in store.models()] == ["shipped"]
+        assert store.active_model().id == "shipped"
+    assert widget.finetune_button.isEnabled() and not widget.cancel_button.isEnabled()
+    widget.curve.set_history([{"loss": float("nan"), "val_dice": 0.5},
+                              {"loss": 0.8, "val_dice": 0.6}, {"loss": 0.5, "val_dice": 0.7}])
+    assert not widget.curve.grab().isNull()  # the curve paints
