@@ -279,3 +279,30 @@ def test_save_never_replaces_a_foreign_folder(tmp_path) -> None:
     assert (tmp_path / "results" / "notes.txt").read_text() == "keep me"
     with pytest.raises(FileNotFoundError):
         load_checkpoint(tmp_path / "none")
+
+
+def test_cli_train_refuses_an_old_checkpoint_and_resumes_it(tmp_path, capsys) -> None:
+    from napari_paraspinal.cli import main
+    from napari_paraspinal.core.labels import NUM_CLASSES
+    from napari_paraspinal.nets.samples import AtlasSamples
+
+    train_data, val_data = tiny_data()
+    cache = tmp_path / "cache"
+    for name, d in (("train", train_data), ("val", val_data)):
+        AtlasSamples(d.images, d.labels, np.ones((len(d), NUM_CLASSES), bool),
+                     [f"{name}{i}" for i in range(len(d))]).save(cache / f"{name}.npz")
+    args = ["train", "--cache", str(cache), "--checkpoint", str(tmp_path / "ckpt"),
+            "--width", "4", "--epochs", "2", "--joint-epochs", "0", "--batch-size", "4",
+            "--device", "cpu", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "m1")]) == 0
+    assert (tmp_path / "m1" / "weights.safetensors").is_file()
+    # the same checkpoint folder without --resume: refused, nothing written
+    assert main([*args, "--out", str(tmp_path / "m2")]) == 2
+    assert "--resume" in capsys.readouterr().err and not (tmp_path / "m2").exists()
+    # with --resume the finished run is taken over: same weights, no new epoch
+    assert main([*args, "--out", str(tmp_path / "m3"), "--resume"]) == 0
+    one = (tmp_path / "m1" / "weights.safetensors").read_bytes()
+    assert one == (tmp_path / "m3" / "weights.safetensors").read_bytes()
+    # another learning rate: refused with the difference named
+    assert main([*args, "--out", str(tmp_path / "m4"), "--resume", "--lr", "0.01"]) == 2
+    assert "lr" in capsys.readouterr().err

@@ -238,3 +238,39 @@ def test_legend_keys_pick_labels(make_napari_viewer) -> None:
     assert labels.contour == 1
     legend.contour_check.setChecked(False)
     assert labels.contour == 0
+
+
+def test_parse_planes() -> None:
+    from napari_paraspinal._napari.tasks import parse_planes
+
+    assert parse_planes("3, 5-7", 10) == [3, 5, 6, 7]
+    assert parse_planes("2;2,1", 4) == [2, 1]
+    for bad in ("", "x", "3-1", "9", "-1"):
+        with pytest.raises(ValueError):
+            parse_planes(bad, 5)
+
+
+@needs_display
+def test_chosen_slices_are_the_only_ones_segmented(make_napari_viewer, qtbot) -> None:
+    from napari_paraspinal._napari.layers import image_layer
+    from napari_paraspinal._napari.segment_widget import CHOSEN, SegmentWidget
+
+    case = generate_phantom(7, PhantomConfig(level="L5-S1"))
+    g = case.image.geometry
+    planes = [case.image.with_data(case.image.data.copy(), geometry=Geometry(
+        g.shape, g.spacing, (g.origin[0], g.origin[1], g.origin[2] + 4.0 * k), g.direction))
+        for k in range(3)]
+    data, kwargs, _ = image_layer(planes, name="stack3")
+    viewer = make_napari_viewer()
+    viewer.add_image(data, **kwargs)
+    seg = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(seg)
+    seg.level_combo.setCurrentText("L5-S1")
+    seg.planes_combo.setCurrentText(CHOSEN)
+    seg.planes_edit.setText("7")
+    assert seg.start() is None and "0-2" in seg.status.text()  # out of range: refused
+    seg.planes_edit.setText("2")
+    seg.start()
+    qtbot.waitUntil(lambda: seg.worker is None, timeout=WAIT_MS)
+    labels = viewer.layers["stack3 labels"].data
+    assert [bool(labels[k].any()) for k in range(3)] == [False, False, True]

@@ -1,4 +1,4 @@
-"""Segment widget: run the model on the current slice or every slice of an image layer.
+"""Segment widget: run the model on the current, chosen or every slice of an image layer.
 
 The work is :func:`.tasks.segment_planes` in a napari generator worker; each finished plane
 comes back to the GUI thread and is written into the ``"<image> labels"`` layer at once, so
@@ -30,6 +30,7 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QProgressBar,
     QPushButton,
     QVBoxLayout,
@@ -51,11 +52,11 @@ from .slices import (
     to_display,
     was_edited,
 )
-from .tasks import SegmentStep, segment_planes
+from .tasks import SegmentStep, parse_planes, segment_planes
 
 LEVELS = ("auto", "L4-L5", "L5-S1")
 DEVICES = ("auto", "cpu", "cuda")
-CURRENT, ALL = "current slice", "all slices"
+CURRENT, ALL, CHOSEN = "current slice", "all slices", "chosen slices"
 _CHOOSE = "choose a model folder…"
 
 
@@ -94,7 +95,12 @@ class SegmentWidget(QWidget):
         self.device_combo = QComboBox()
         self.device_combo.addItems(DEVICES)
         self.planes_combo = QComboBox()
-        self.planes_combo.addItems([CURRENT, ALL])
+        self.planes_combo.addItems([CURRENT, ALL, CHOSEN])
+        self.planes_edit = QLineEdit()
+        self.planes_edit.setPlaceholderText("chosen slices, e.g. 3, 5-7")
+        self.planes_edit.setEnabled(False)
+        self.planes_combo.currentTextChanged.connect(
+            lambda text: self.planes_edit.setEnabled(text == CHOSEN))
         self.bias_check = QCheckBox("add the N4 bias field as a layer")
         self.run_button = QPushButton("Run")
         self.cancel_button = QPushButton("Cancel")
@@ -109,6 +115,7 @@ class SegmentWidget(QWidget):
         form.addRow("level", self.level_combo)
         form.addRow("device", self.device_combo)
         form.addRow("slices", self.planes_combo)
+        form.addRow("", self.planes_edit)
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
@@ -146,6 +153,12 @@ class SegmentWidget(QWidget):
         slices = layer_to_slices(image)
         if self.planes_combo.currentText() == ALL:
             planes = list(range(len(slices)))
+        elif self.planes_combo.currentText() == CHOSEN:
+            try:
+                planes = parse_planes(self.planes_edit.text(), len(slices))
+            except ValueError as err:
+                self.status.setText(str(err))
+                return None
         else:
             planes = [current_plane(image, self.viewer.dims.point)]
         self._image, self._done, self._failed = image, 0, False

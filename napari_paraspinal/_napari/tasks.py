@@ -65,6 +65,29 @@ def segment_planes(
         yield SegmentStep(n + 1, total, msg, name, k, seg)
 
 
+def parse_planes(text: str, count: int) -> list[int]:
+    """Slice numbers from text like ``"3, 5-7"`` (0-based, as napari's slider shows them).
+
+    ValueError naming the problem for anything else or a slice outside ``0..count-1``.
+    """
+    planes: list[int] = []
+    for part in text.replace(";", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        lo, sep, hi = part.partition("-")
+        try:
+            first, last = int(lo), int(hi) if sep else int(lo)
+        except ValueError:
+            raise ValueError(f"not a slice number or range: {part!r}") from None
+        if first > last or first < 0 or last >= count:
+            raise ValueError(f"slices must lie in 0-{count - 1}, got {part!r}")
+        planes.extend(k for k in range(first, last + 1) if k not in planes)
+    if not planes:
+        raise ValueError("no slice given (e.g. 3, 5-7)")
+    return planes
+
+
 def bias_field(image: SliceImage, n4: N4Config | None = None) -> np.ndarray:
     """N4 bias field of a slice fitted in its body mask (as the CLI does for given labels)."""
     return n4_correct(image, config=n4 or N4Config()).bias
