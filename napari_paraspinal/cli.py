@@ -216,7 +216,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from .core.io import expand_inputs, image_stem, read_slice, validate_slice
     from .core.writers import write_image, write_labels
     from .overlay import save_overlay_png
-    from .segment import load_model, segment_slice
+    from .segment import load_model, segment_slice, uncertainty
 
     model = load_model(args.model, args.device)
     out = Path(args.out)
@@ -235,8 +235,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
         write_labels(seg.labels, image.geometry, out / f"{stem}_labels.nii.gz")
         save_overlay_png(image, seg.labels, out / f"{stem}_overlay.png")
         if args.uncertainty:
-            uncertainty = (1.0 - seg.probabilities.max(0)).astype(np.float32)
-            write_image(image.with_data(uncertainty), out / f"{stem}_uncertainty.nii.gz")
+            write_image(image.with_data(uncertainty(seg.probabilities)),
+                        out / f"{stem}_uncertainty.nii.gz")
         reg = seg.preprocessed.registration
         print(f"{stem}: level {reg.level}, {seg.seconds['total']:.2f} s"
               + (f"  CHECK: {'; '.join(reg.reasons)}" if reg.flagged else ""))

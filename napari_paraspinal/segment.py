@@ -87,3 +87,9 @@ def segment_slice(image: SliceImage, model: Model, level: str = AUTO) -> Segment
     seconds = {**pre.seconds, "network": t_net, "to_native": t_back}
     seconds["total"] = pre.seconds["total"] + t_net + t_back
     return Segmentation(labels, native.astype(np.float32), pre, seconds)
+
+
+def uncertainty(probabilities: np.ndarray) -> np.ndarray:
+    """Per-pixel uncertainty of a segmentation (C x H x W probabilities): 1 − the highest
+    class probability, 0 where the model is sure."""
+    return (1.0 - np.asarray(probabilities).max(0)).astype(np.float32)

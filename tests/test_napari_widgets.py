@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from napari_paraspinal import __version__
 from napari_paraspinal.core.geometry import Geometry
@@ -104,6 +105,7 @@ def test_segment_measure_edit_export(make_napari_viewer, qtbot, tmp_path) -> Non
         viewer.window.add_dock_widget(w)
     seg.level_combo.setCurrentText("L4-L5")
     seg.bias_check.setChecked(True)
+    seg.uncertainty_check.setChecked(True)
     _segment(seg, qtbot)
 
     labels = viewer.layers["flipped labels"]
@@ -117,6 +119,13 @@ def test_segment_measure_edit_export(make_napari_viewer, qtbot, tmp_path) -> Non
     assert labels.metadata[MODEL_KEY].startswith("paraspinal-phantom-t2w v")
     assert labels.metadata[LEVEL_KEY] == ["L4-L5"]
     assert viewer.layers["flipped N4 bias"].metadata[ROLE_KEY] == "bias"
+    unsure = viewer.layers["flipped uncertainty"]
+    assert unsure.data.shape == labels.data.shape
+    assert 0.0 <= unsure.data.min() and unsure.data.max() <= 1.0
+    # the model is least sure on the borders between structures, not inside them
+    interior = ndimage.binary_erosion(labels.data > 0, iterations=3)
+    border = (labels.data > 0) & ~ndimage.binary_erosion(labels.data > 0)
+    assert unsure.data[border].mean() > unsure.data[interior].mean()
 
     # the live table: measured once the labels appear, again after an edit
     assert measure.labels_combo.layer() is labels

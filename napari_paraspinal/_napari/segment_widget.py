@@ -37,7 +37,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..segment import default_model_path
+from ..segment import default_model_path, uncertainty
 from .layers import labels_layer
 from .qt_common import LayerCombo
 from .slices import (
@@ -102,6 +102,7 @@ class SegmentWidget(QWidget):
         self.planes_combo.currentTextChanged.connect(
             lambda text: self.planes_edit.setEnabled(text == CHOSEN))
         self.bias_check = QCheckBox("add the N4 bias field as a layer")
+        self.uncertainty_check = QCheckBox("add the uncertainty (1 - max probability) as a layer")
         self.run_button = QPushButton("Run")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
@@ -122,6 +123,7 @@ class SegmentWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.bias_check)
+        layout.addWidget(self.uncertainty_check)
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
@@ -220,6 +222,9 @@ class SegmentWidget(QWidget):
         layer.data = data
         if self.bias_check.isChecked() and seg.preprocessed.bias is not None:
             self._store_bias(step.plane, seg.preprocessed.bias)
+        if self.uncertainty_check.isChecked():
+            self._store_map(step.plane, uncertainty(seg.probabilities), "uncertainty",
+                            "uncertainty", "inferno", 0.0, (0.0, 1.0))
 
     def _on_error(self, err: Exception) -> None:
         self._failed = True
@@ -258,22 +263,27 @@ class SegmentWidget(QWidget):
         return self.viewer.add_labels(data, **kwargs)
 
     def _store_bias(self, plane: int, bias: np.ndarray) -> None:
+        self._store_map(plane, bias, "N4 bias", "bias", "magma", 1.0, (0.5, 1.5))
+
+    def _store_map(self, plane: int, values: np.ndarray, suffix: str, role: str,
+                   colormap: str, fill: float, limits: tuple[float, float]) -> None:
+        """Write one plane of a helper image layer ("<image> <suffix>") beside the image."""
         image = self._image
-        name = f"{image.name} N4 bias"
+        name = f"{image.name} {suffix}"
         layer = next((ly for ly in self.viewer.layers if isinstance(ly, Image)
-                      and ly.name == name and ly.metadata.get(ROLE_KEY) == "bias"), None)
+                      and ly.name == name and ly.metadata.get(ROLE_KEY) == role), None)
         if layer is None or layer.data.shape != np.shape(image.data):
-            meta = {**image.metadata, ROLE_KEY: "bias"}
+            meta = {**image.metadata, ROLE_KEY: role}
             active = self.viewer.layers.selection.active
             layer = self.viewer.add_image(
-                np.ones(np.shape(image.data), np.float32), name=name, scale=image.scale,
-                translate=image.translate, metadata=meta, colormap="magma", opacity=0.5,
-                contrast_limits=(0.5, 1.5))
+                np.full(np.shape(image.data), fill, np.float32), name=name, scale=image.scale,
+                translate=image.translate, metadata=meta, colormap=colormap, opacity=0.5,
+                contrast_limits=limits)
             self.viewer.layers.move(self.viewer.layers.index(layer),
                                     self.viewer.layers.index(image) + 1)
             self.viewer.layers.selection.active = active
         data = np.array(layer.data)
-        _put(data, plane, to_display(image, bias.astype(np.float32)))
+        _put(data, plane, to_display(image, values.astype(np.float32)))
         layer.data = data
 
 
