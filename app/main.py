@@ -1,7 +1,8 @@
 """``paraspinal-app``: the standalone desktop application.
 
-It opens napari with the paraspinal plugin's readers and sample data, so annotators get
-the same core and widgets as the plugin in a window of their own.
+It opens napari with the paraspinal plugin's readers, sample data and every dock widget
+(Segment first; the others tabbed beside it), and optionally a project, so annotators get the
+same core and widgets as the plugin in a window of their own.
 """
 
 from __future__ import annotations
@@ -16,14 +17,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("files", nargs="*", help="DICOM, NIfTI, NRRD or MHA files or folders")
     parser.add_argument("--sample", choices=["L4-L5", "L5-S1"], default=None,
                         help="open a phantom slice of this level")
+    parser.add_argument("--project", default=None,
+                        help="project folder to open in the Project widget (created if new)")
     return parser
 
 
-def open_viewer(files: Sequence[str] = (), sample: str | None = None):  # noqa: ANN201
-    """A napari viewer with the given files (and optionally a phantom) opened."""
+#: The plugin's dock widgets, in the order the app shows them.
+WIDGETS = ("Segment", "Fat and areas", "Export", "Labels legend", "Project and fine-tune")
+
+
+def open_viewer(files: Sequence[str] = (), sample: str | None = None,
+                project: str | None = None, show: bool = True):  # noqa: ANN201
+    """A napari viewer with the plugin's widgets docked and the given files (and optionally a
+    phantom, and a project) opened."""
     import napari
 
-    viewer = napari.Viewer(title="napari-paraspinal")
+    viewer = napari.Viewer(title="napari-paraspinal", show=show)
+    docked = {}
+    for k, name in enumerate(WIDGETS):
+        _, widget = viewer.window.add_plugin_dock_widget("napari-paraspinal", name,
+                                                         tabify=k > 0)
+        docked[name] = widget
+    if project:
+        docked["Project and fine-tune"].open_project(project)
     if files:
         viewer.open(list(files), plugin="napari-paraspinal")
     if sample:
@@ -37,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import napari
 
-    open_viewer(args.files, args.sample)
+    open_viewer(args.files, args.sample, args.project)
     napari.run()
     return 0
 
