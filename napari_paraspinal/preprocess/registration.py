@@ -15,10 +15,13 @@ Why this way:
   fat-dark), multi-resolution (4, 2, 1) with smoothing, a similarity stage then an affine
   stage, and gradient descent whose learning rate is estimated at every iteration (a fixed
   step failed to recover a 15° rotation with 1.2× scale).
-* **Quality score**: the Dice overlap of the atlas body and the registered body mask, and
-  the correlation of the atlas template with the registered slice inside the atlas body.
-  A case below either threshold is flagged for a human to check; registration never
-  raises for a poor fit, so a batch goes on.
+* **Quality score**: the Dice overlap of the atlas body and the registered body mask, the
+  correlation of the atlas template with the registered slice inside the atlas body, and the
+  correlation of the 1 mm atlas mean image with the registered slice around the labelled
+  structures (the muscles can be off while the body outline fits: on 40 phantoms every fit
+  within 2 mm scored ≥ 0.60 there, while 9 of the 10 failures over 5 mm scored below).
+  A case below any threshold is flagged for a human to check; registration never raises for
+  a poor fit, so a batch goes on.
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ class RegistrationConfig:
     rotation_starts_deg: tuple[float, ...] = (-20.0, -10.0, 0.0, 10.0, 20.0)
     min_body_dice: float = 0.80
     min_correlation: float = 0.15
+    min_structure_correlation: float = 0.55
+    structure_margin_mm: float = 10.0
     seed: int = 20250
 
     def to_dict(self) -> dict:
@@ -81,11 +86,13 @@ class RegistrationResult:
     flagged: bool
     reasons: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    structure_correlation: float = float("nan")
 
     def qc(self) -> dict:
         """Quality numbers as a JSON-friendly dict."""
         return {"level": self.level, "metric": self.metric, "body_dice": self.body_dice,
-                "correlation": self.correlation, "flagged": self.flagged,
+                "correlation": self.correlation,
+                "structure_correlation": self.structure_correlation, "flagged": self.flagged,
                 "reasons": list(self.reasons), "seconds": self.seconds}
 
 
@@ -260,6 +267,7 @@ def _register(image: SliceImage, mask: np.ndarray, atlas: Atlas,
     except RuntimeError:
         metric = float("nan")
     body_dice, correlation = _quality(fixed, fixed_mask, moving, moving_mask, affine)
+    structures = _structure_correlation(atlas, moving, affine, config)
     if not np.isfinite(metric):
         reasons.append("registration diverged")
     if body_dice < config.min_body_dice:
@@ -267,8 +275,12 @@ def _register(image: SliceImage, mask: np.ndarray, atlas: Atlas,
     if correlation < config.min_correlation:
         reasons.append(f"correlation with the atlas {correlation:.2f} < "
                        f"{config.min_correlation}")
+    if structures < config.min_structure_correlation:
+        reasons.append(f"correlation with the atlas around the muscles {structures:.2f} < "
+                       f"{config.min_structure_correlation}")
     return RegistrationResult(mapping=mapping, level=atlas.level, metric=metric,
                               body_dice=body_dice, correlation=correlation,
+                              structure_correlation=structures,
                               flagged=bool(reasons), reasons=reasons,
                               seconds=time.perf_counter() - start)
 
@@ -292,8 +304,7 @@ def _refine(atlas: Atlas, moving: sitk.Image, affine: sitk.AffineTransform,
     (ITK's reason as text when it fails)."""
     fixed = sitk.GetImageFromArray(np.asarray(atlas.image, np.float32))
     fixed.CopyInformation(atlas_reference())
-    region = ndi.binary_dilation(atlas.probabilities[1:].sum(0) > 0.2,
-                                 iterations=int(config.refine_margin_mm / ATLAS_SPACING))
+    region = _structure_region(atlas, config.refine_margin_mm)
     mask = sitk.GetImageFromArray(region.astype(np.uint8))
     mask.CopyInformation(fixed)
     reg = _method(config, levels=False)
@@ -304,6 +315,25 @@ def _refine(atlas: Atlas, moving: sitk.Image, affine: sitk.AffineTransform,
     refined = sitk.AffineTransform(affine)
     reg.SetInitialTransform(refined, inPlace=True)
     return _execute(reg, fixed, moving) or refined
+
+
+def _structure_region(atlas: Atlas, margin_mm: float) -> np.ndarray:
+    """Where the labelled structures are in the 1 mm atlas, grown by ``margin_mm``."""
+    return ndi.binary_dilation(atlas.probabilities[1:].sum(0) > 0.2,
+                               iterations=max(1, int(margin_mm / ATLAS_SPACING)))
+
+
+def _structure_correlation(atlas: Atlas, moving: sitk.Image, transform: sitk.Transform,
+                           config: RegistrationConfig) -> float:
+    """Correlation of the 1 mm atlas mean image and the registered slice around the muscles."""
+    reference = atlas_reference()
+    warped = sitk.GetArrayFromImage(sitk.Resample(moving, reference, transform,
+                                                  sitk.sitkLinear, 0.0, sitk.sitkFloat32))
+    region = _structure_region(atlas, config.structure_margin_mm)
+    a, b = np.asarray(atlas.image)[region], warped[region]
+    if a.std() == 0 or b.std() == 0:
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])
 
 
 def _quality(fixed: sitk.Image, fixed_mask: np.ndarray, moving: sitk.Image,
