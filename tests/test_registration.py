@@ -93,3 +93,27 @@ def test_unknown_level_is_refused(atlases) -> None:
     case = generate_phantom(820_014, PhantomConfig(level="L4-L5"))
     with pytest.raises(ValueError, match="L3-L4"):
         preprocess_slice(case.image, atlases, "L3-L4")
+
+
+def test_muscles_off_target_are_flagged_even_when_the_body_fits(atlases) -> None:
+    import SimpleITK as sitk
+
+    from napari_paraspinal.preprocess.atlas_space import plane_image
+    from napari_paraspinal.preprocess.registration import (
+        RegistrationConfig,
+        _structure_correlation,
+    )
+
+    case = generate_phantom(860_010, PhantomConfig(level="L4-L5"))
+    pre = preprocess_slice(case.image, atlases, "L4-L5")
+    reg = pre.registration
+    config = RegistrationConfig()
+    # the same fit moved 12 mm forward: the body still mostly overlaps, the muscles do not
+    moving = plane_image(pre.normalized, reg.mapping.reorientation)
+    shifted = sitk.AffineTransform(reg.mapping.transform)
+    shifted.SetTranslation(np.add(shifted.GetTranslation(), (0.0, -12.0)).tolist())
+    off = _structure_correlation(atlases["L4-L5"], moving, shifted, config)
+    assert off < config.min_structure_correlation
+    assert off < reg.structure_correlation - 0.2
+    assert any("around the muscles" in r for r in reg.reasons) == (
+        reg.structure_correlation < config.min_structure_correlation)
