@@ -366,22 +366,21 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 def cmd_stats(args: argparse.Namespace) -> int:
     from .stats import run_stats
 
-    try:
-        paths = run_stats(args.measurements, args.covariates, args.out)
-    except ValueError as err:
-        raise InputError(args.measurements, str(err)) from err
-    print(paths["md"].read_text())
-    print("written: " + ", ".join(str(p) for p in paths.values()))
-    return 0
+    return _table_job(run_stats, args.measurements, args.covariates, args.out)
 
 
 def cmd_agree(args: argparse.Namespace) -> int:
     from .stats import run_agreement
 
+    return _table_job(run_agreement, args.a, args.b, args.out)
+
+
+def _table_job(job, first: Path, second: Path, out: Path) -> int:  # noqa: ANN001
+    """Run a stats job on two tables; print its Markdown table and what it wrote."""
     try:
-        paths = run_agreement(args.a, args.b, args.out)
+        paths = job(first, second, out)
     except ValueError as err:
-        raise InputError(args.a, str(err)) from err
+        raise InputError(first, str(err)) from err
     print(paths["md"].read_text())
     print("written: " + ", ".join(str(p) for p in paths.values()))
     return 0

@@ -407,8 +407,8 @@ _WORKER = textwrap.dedent("""
     cid = project.add(images).ids[0]
     project.save_labels(cid, labels(cid), "automatic")
     if mode == "staged":
-        sha = store._sha256
-        store._sha256 = lambda path: (sha(path), pause(mode))[0]
+        sha = store.sha256_of
+        store.sha256_of = lambda path: (sha(path), pause(mode))[0]
     elif mode == "placed":
         place = store._place_new
         store._place_new = lambda src, dst: (place(src, dst), pause(mode))[0]

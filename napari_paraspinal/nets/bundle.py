@@ -9,7 +9,6 @@ sees half a bundle.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -23,6 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .. import __version__
+from ..core.atomic import sha256_of
 from ..core.errors import InputError
 from ..core.labels import LABELS
 
@@ -61,15 +61,6 @@ class ModelCard:
     def from_dict(cls, d: dict) -> ModelCard:
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         return cls(**known)
-
-
-def sha256_of(path: Path) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def save_bundle(

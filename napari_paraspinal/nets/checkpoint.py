@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..core.atomic import fsync_path
 from ..core.errors import InputError
 
 StateDict = dict[str, torch.Tensor]
@@ -63,21 +64,6 @@ class Checkpoint:
 
 def _sibling(folder: Path, suffix: str) -> Path:
     return folder.with_name(folder.name + suffix)
-
-
-def _fsync(path: Path) -> None:
-    """Flush a file, or a folder's entries, to disk (folders: where the OS allows it)."""
-    flags = (os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)) if path.is_dir() else os.O_RDONLY
-    try:
-        fd = os.open(path, flags)
-    except OSError:  # e.g. folders on Windows
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _tensors(state: StateDict) -> StateDict:
@@ -128,14 +114,14 @@ def save_checkpoint(
     save_file(_tensors(rng_state or {}), str(tmp / RNG))
     (tmp / STATE).write_text(text, encoding="utf-8")
     for name in FILES:
-        _fsync(tmp / name)
-    _fsync(tmp)
+        fsync_path(tmp / name)
+    fsync_path(tmp)
     if folder.exists():
         if old.exists():
             shutil.rmtree(old)
         folder.rename(old)
     tmp.rename(folder)
-    _fsync(folder.parent)
+    fsync_path(folder.parent)
     if old.exists():
         shutil.rmtree(old)
     return folder

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import re
@@ -47,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.atomic import fsync_path, fsync_tree, sha256_of
 from ..core.errors import InputError
 from ..core.geometry import Geometry, SliceImage
 from ..core.io import InputRef, expand_inputs, image_stem, read_labels, read_slice, validate_slice
@@ -549,7 +549,7 @@ class Project:
         placed: Path | None = None
         try:
             write_labels(data, case.geometry, stage)
-            digest = _sha256(stage)
+            digest = sha256_of(stage)
             with self._transaction() as db:
                 version = self._next_version(db, case.id, folder)
                 rel = f"{LABELS_DIR}/{case.id}/v{version:03d}_{kind}.nii.gz"
@@ -630,7 +630,7 @@ class Project:
         """The label map of one version, checked against its SHA-256 and the case's grid."""
         if not version.path.is_file():
             raise ProjectError(version.path, "label file is missing from the project")
-        if _sha256(version.path) != version.sha256:
+        if sha256_of(version.path) != version.sha256:
             raise ProjectError(version.path, "label file has changed since it was saved "
                                              "(SHA-256 differs)")
         return read_labels(version.path, self.case(version.case_id).geometry)
@@ -706,19 +706,19 @@ class Project:
         stage = models / f"{_STAGE}{uuid.uuid4().hex}"
         try:
             shutil.copytree(src, stage)
-            digest = _sha256(stage / WEIGHTS)
+            digest = sha256_of(stage / WEIGHTS)
             claimed = card.get("weights_sha256")
             if claimed and claimed != digest:
                 raise InputError(src / WEIGHTS, "the weights do not match the SHA-256 in "
                                                 "card.json")
-            _fsync_tree(stage)
+            fsync_tree(stage)
             with self._transaction() as db:
                 mid = model_id or self._new_model_id(card, src)
                 target = models / mid
                 if self._model_record(mid) is not None or target.exists():
                     raise ProjectError(target, "a model with this id already exists")
                 os.rename(stage, target)
-                _fsync_dir(models)
+                fsync_path(models)
                 if active:
                     db.execute("UPDATE models SET active = 0 WHERE active = 1")
                 db.execute(
@@ -794,13 +794,13 @@ class Project:
             what = f"{v.case_id} v{v.version} {v.kind} ({v.relpath})"
             if not v.path.is_file():
                 report.missing_files.append(f"{what}: file is missing")
-            elif verify_hashes and _sha256(v.path) != v.sha256:
+            elif verify_hashes and sha256_of(v.path) != v.sha256:
                 report.hash_mismatches.append(f"{what}: file differs from its SHA-256")
         for m in models:
             weights = m.path / WEIGHTS
             if not weights.is_file():
                 report.missing_files.append(f"model {m.id} ({m.relpath}): {WEIGHTS} missing")
-            elif verify_hashes and _sha256(weights) != m.weights_sha256:
+            elif verify_hashes and sha256_of(weights) != m.weights_sha256:
                 report.hash_mismatches.append(f"model {m.id}: {WEIGHTS} differs from its "
                                               "SHA-256")
         by_case: dict[str, list[LabelVersion]] = {}
@@ -1009,14 +1009,6 @@ def _verified_of(versions: Sequence[Any]) -> list[int]:
     return sorted(out)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _read_card(bundle: Path) -> dict:
     """A bundle's card as plain JSON (never unpickled); weights must be there too."""
     card_path = bundle / CARD
@@ -1048,29 +1040,6 @@ def _place_new(src: Path, dst: Path) -> None:
         if dst.exists():
             raise FileExistsError(errno.EEXIST, "file already exists", str(dst)) from None
         os.replace(src, dst)
-    _fsync_dir(dst.parent)
+    fsync_path(dst.parent)
 
 
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename or link in ``folder`` durable (not possible on every platform)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _fsync_tree(folder: Path) -> None:
-    """Flush every file of a freshly copied folder before it is renamed into place."""
-    for p in sorted(folder.rglob("*")):
-        if p.is_file():
-            with open(p, "rb") as fh:
-                os.fsync(fh.fileno())
-        elif p.is_dir():
-            _fsync_dir(p)
-    _fsync_dir(folder)
