@@ -27,8 +27,11 @@ Why this way:
 from __future__ import annotations
 
 import math
+import os
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
@@ -58,6 +61,7 @@ class RegistrationConfig:
     refine_smoothing_mm: tuple[float, ...] = (1.0, 0.0)
     refine_margin_mm: float = 30.0
     rotation_starts_deg: tuple[float, ...] = (-20.0, -10.0, 0.0, 10.0, 20.0)
+    full_starts: int = 2
     min_body_dice: float = 0.80
     min_correlation: float = 0.15
     min_structure_correlation: float = 0.55
@@ -112,8 +116,10 @@ def _rotation(angle: float) -> np.ndarray:
 def moments_initialisation(fixed_mask: np.ndarray, fixed_spacing: tuple[float, float],
                            fixed_origin: tuple[float, float], moving_mask: np.ndarray,
                            moving_spacing: tuple[float, float],
-                           rotation_deg: float = 0.0) -> sitk.AffineTransform:
-    """Affine atlas→plane guess from the two masks' centroids and spreads along x and y.
+                           rotations_deg: tuple[float, ...] = (0.0,)
+                           ) -> list[sitk.AffineTransform]:
+    """Affine atlas→plane guesses from the two masks' centroids and spreads along x and y,
+    one per starting rotation.
 
     The slice is already in canonical orientation (anterior up, patient's left to the
     right), so the remaining rotation is small and is tried from a few starts rather than
@@ -128,12 +134,15 @@ def moments_initialisation(fixed_mask: np.ndarray, fixed_spacing: tuple[float, f
         scale[0] = scale[1]
     elif cut_y and not cut_x:
         scale[1] = scale[0]
-    matrix = _rotation(math.radians(rotation_deg)) @ np.diag(scale)
-    t = sitk.AffineTransform(2)
-    t.SetCenter(tuple(float(c) for c in cf))
-    t.SetMatrix(tuple(float(v) for v in matrix.ravel()))
-    t.SetTranslation(tuple(float(v) for v in cm - cf))
-    return t
+    starts = []
+    for angle in rotations_deg:
+        matrix = _rotation(math.radians(angle)) @ np.diag(scale)
+        t = sitk.AffineTransform(2)
+        t.SetCenter(tuple(float(c) for c in cf))
+        t.SetMatrix(tuple(float(v) for v in matrix.ravel()))
+        t.SetTranslation(tuple(float(v) for v in cm - cf))
+        starts.append(t)
+    return starts
 
 
 def _similarity_from(affine: sitk.AffineTransform) -> sitk.Similarity2DTransform:
@@ -178,29 +187,48 @@ def _method(config: RegistrationConfig, levels: bool = True) -> sitk.ImageRegist
     return reg
 
 
-def _coarse_metric(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform,
-                   config: RegistrationConfig) -> float:
-    """Metric value of a starting transform on smoothed, shrunk images."""
+def _coarse_metrics(fixed: sitk.Image, moving: sitk.Image,
+                    transforms: list[sitk.Transform], config: RegistrationConfig
+                    ) -> list[float]:
+    """Metric value of each starting transform on smoothed, shrunk images."""
     shrink = config.shrink[0]
     sigma = config.smoothing_mm[0]
     f = sitk.Shrink(sitk.SmoothingRecursiveGaussian(fixed, sigma), [shrink] * 2)
     m = sitk.Shrink(sitk.SmoothingRecursiveGaussian(moving, sigma), [shrink] * 2)
-    reg = _method(config, levels=False)
-    reg.SetMetricSamplingStrategy(reg.NONE)
-    reg.SetInitialTransform(transform, inPlace=False)
-    return float(reg.MetricEvaluate(f, m))
+    values = []
+    for transform in transforms:
+        reg = _method(config, levels=False)
+        reg.SetMetricSamplingStrategy(reg.NONE)
+        reg.SetInitialTransform(transform, inPlace=False)
+        values.append(float(reg.MetricEvaluate(f, m)))
+    return values
+
+
+_threads_lock = threading.Lock()
+_threads_state = {"users": 0, "before": 1}
 
 
 @contextmanager
 def _single_threaded() -> Iterator[None]:
     """ITK's multithreaded metric and scale estimation sum in a varying order, so the same
-    slice would not give the same transform twice; one thread makes it repeatable."""
-    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    slice would not give the same transform twice; one thread makes it repeatable.
+
+    ITK's thread count is process-wide, so nested and concurrent uses are counted and the
+    first one in saves the setting that the last one out restores. (The per-object setting
+    of ``ImageRegistrationMethod`` is not enough: measured, it still varied run to run.)
+    """
+    with _threads_lock:
+        if _threads_state["users"] == 0:
+            _threads_state["before"] = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+        _threads_state["users"] += 1
     try:
         yield
     finally:
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
+        with _threads_lock:
+            _threads_state["users"] -= 1
+            if _threads_state["users"] == 0:
+                sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(_threads_state["before"])
 
 
 def register(image: SliceImage, mask: np.ndarray, atlas: Atlas,
@@ -217,8 +245,17 @@ def register(image: SliceImage, mask: np.ndarray, atlas: Atlas,
 def detect_level(image: SliceImage, mask: np.ndarray, atlases: dict[str, Atlas],
                  config: RegistrationConfig | None = None
                  ) -> tuple[RegistrationResult, dict[str, RegistrationResult]]:
-    """Register to every level's atlas and keep the best fit (highest correlation)."""
-    results = {level: register(image, mask, atlas, config) for level, atlas in atlases.items()}
+    """Register to every level's atlas and keep the best fit (highest correlation).
+
+    The levels are registered at the same time, one thread each: ITK releases the GIL, so on
+    2 cores this takes about the time of one registration (512²: 1.19 s against 2.13 s one
+    after the other), with the same transforms.
+    """
+    workers = max(1, min(len(atlases), os.cpu_count() or 1))
+    with _single_threaded(), ThreadPoolExecutor(workers) as pool:
+        futures = {level: pool.submit(_register, image, mask, atlas, config)
+                   for level, atlas in atlases.items()}
+        results = {level: future.result() for level, future in futures.items()}
     best = max(results.values(), key=lambda r: (not r.flagged, r.correlation))
     return best, results
 
@@ -235,12 +272,65 @@ def _register(image: SliceImage, mask: np.ndarray, atlas: Atlas,
     spacing = tuple(fixed.GetSpacing())
     origin = tuple(fixed.GetOrigin())
 
-    starts = [moments_initialisation(fixed_mask, spacing, origin, moving_mask,
-                                     moving.GetSpacing(), angle)
-              for angle in config.rotation_starts_deg]
-    scores = [_coarse_metric(fixed, moving, t, config) for t in starts]
-    transform: sitk.Transform = starts[int(np.argmin(scores))]
+    starts = moments_initialisation(fixed_mask, spacing, origin, moving_mask,
+                                    moving.GetSpacing(), config.rotation_starts_deg)
+    scores = _coarse_metrics(fixed, moving, starts, config)
+    best = [starts[int(i)] for i in np.argsort(scores, kind="stable")[: config.full_starts]]
+    affine, reasons, structures = _best_fit(best, fixed, moving, atlas, config)
+    mapping = AtlasMapping(image.geometry, r, affine)
 
+    final = _method(config, levels=False)
+    final.SetInitialTransform(affine, inPlace=False)
+    try:
+        metric = float(final.MetricEvaluate(fixed, moving))
+    except RuntimeError:
+        metric = float("nan")
+    body_dice, correlation = _quality(fixed, fixed_mask, moving, moving_mask, affine)
+    if not np.isfinite(metric):
+        reasons.append("registration diverged")
+    if body_dice < config.min_body_dice:
+        reasons.append(f"body overlap with the atlas {body_dice:.2f} < {config.min_body_dice}")
+    if correlation < config.min_correlation:
+        reasons.append(f"correlation with the atlas {correlation:.2f} < "
+                       f"{config.min_correlation}")
+    if structures < config.min_structure_correlation:
+        reasons.append(f"correlation with the atlas around the muscles {structures:.2f} < "
+                       f"{config.min_structure_correlation}")
+    return RegistrationResult(mapping=mapping, level=atlas.level, metric=metric,
+                              body_dice=body_dice, correlation=correlation,
+                              structure_correlation=structures,
+                              flagged=bool(reasons), reasons=reasons,
+                              seconds=time.perf_counter() - start)
+
+
+def _best_fit(starts: list[sitk.Transform], fixed: sitk.Image, moving: sitk.Image,
+              atlas: Atlas, config: RegistrationConfig
+              ) -> tuple[sitk.AffineTransform, list[str], float]:
+    """Optimise from each start (one thread each) and keep the fit whose registered slice
+    correlates best with the atlas around the labelled structures; fits that ITK gave up on
+    lose to any that finished. Returns the transform, its flag reasons and that correlation.
+
+    The optimum is flat enough that where it ends depends on the start: on 24 warped
+    phantoms, keeping the better of the two best coarse starts by this correlation brought
+    the share within 2 mm from 58 % to 71 % (by the final metric instead: 42 %).
+    """
+    def fit(start: sitk.Transform) -> tuple[sitk.AffineTransform, list[str], float]:
+        affine, reasons = _optimise(start, fixed, moving, atlas, config)
+        return affine, reasons, _structure_correlation(atlas, moving, affine, config)
+
+    if len(starts) == 1:
+        fits = [fit(starts[0])]
+    else:
+        with ThreadPoolExecutor(min(len(starts), os.cpu_count() or 1)) as pool:
+            fits = list(pool.map(fit, starts))
+    return max(fits, key=lambda f: (not f[1], np.nan_to_num(f[2], nan=-1.0)))
+
+
+def _optimise(start: sitk.Transform, fixed: sitk.Image, moving: sitk.Image, atlas: Atlas,
+              config: RegistrationConfig) -> tuple[sitk.AffineTransform, list[str]]:
+    """The similarity and affine stages from ``start``, then the refinement; the final
+    transform and the reasons to flag it (an ITK failure leaves the last good transform)."""
+    transform = start
     reasons = []
     for stage in config.stages:
         current = _similarity_from(transform) if stage == "similarity" else _as_affine(transform)
@@ -258,31 +348,7 @@ def _register(image: SliceImage, mask: np.ndarray, atlas: Atlas,
             reasons.append(f"affine refinement failed ({refined})")
         else:
             affine = refined
-    mapping = AtlasMapping(image.geometry, r, affine)
-
-    final = _method(config, levels=False)
-    final.SetInitialTransform(affine, inPlace=False)
-    try:
-        metric = float(final.MetricEvaluate(fixed, moving))
-    except RuntimeError:
-        metric = float("nan")
-    body_dice, correlation = _quality(fixed, fixed_mask, moving, moving_mask, affine)
-    structures = _structure_correlation(atlas, moving, affine, config)
-    if not np.isfinite(metric):
-        reasons.append("registration diverged")
-    if body_dice < config.min_body_dice:
-        reasons.append(f"body overlap with the atlas {body_dice:.2f} < {config.min_body_dice}")
-    if correlation < config.min_correlation:
-        reasons.append(f"correlation with the atlas {correlation:.2f} < "
-                       f"{config.min_correlation}")
-    if structures < config.min_structure_correlation:
-        reasons.append(f"correlation with the atlas around the muscles {structures:.2f} < "
-                       f"{config.min_structure_correlation}")
-    return RegistrationResult(mapping=mapping, level=atlas.level, metric=metric,
-                              body_dice=body_dice, correlation=correlation,
-                              structure_correlation=structures,
-                              flagged=bool(reasons), reasons=reasons,
-                              seconds=time.perf_counter() - start)
+    return affine, reasons
 
 
 def _execute(reg: sitk.ImageRegistrationMethod, fixed: sitk.Image, moving: sitk.Image
