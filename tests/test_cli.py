@@ -135,8 +135,9 @@ def test_patient_identifiers_only_when_asked(tmp_path: Path) -> None:
     wb = load_workbook(tmp_path / "ids" / "measurements.xlsx")
     prov = list(wb["provenance"].iter_rows(values_only=True))
     assert dict(zip(prov[0], prov[1], strict=True))["patient_name"] == name
-    # a 20 mm head slice does not overlap the lumbar atlas: flagged with ITK's reason, no crash
+    # a 20 mm head slice does not overlap the lumbar atlas: flagged with a reason, no crash
+    # (ITK's, when every start fails; else the fit's zero overlap with the atlas body)
     row = next(csv.DictReader((tmp_path / "ids" / "measurements.csv").open()))
     assert row["registration_flagged"] == "True"
-    assert "registration failed" in row["registration_check"] or (
-        "refinement failed" in row["registration_check"])
+    check = row["registration_check"]
+    assert "failed" in check or "body overlap with the atlas 0.00" in check, check

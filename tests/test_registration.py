@@ -117,3 +117,17 @@ def test_muscles_off_target_are_flagged_even_when_the_body_fits(atlases) -> None
     assert off < reg.structure_correlation - 0.2
     assert any("around the muscles" in r for r in reg.reasons) == (
         reg.structure_correlation < config.min_structure_correlation)
+
+
+def test_itk_failure_becomes_a_reason_not_an_exception() -> None:
+    import SimpleITK as sitk
+
+    from napari_paraspinal.preprocess.registration import RegistrationConfig, _execute, _method
+
+    fixed = sitk.GaussianSource(sitk.sitkFloat32, [32, 32], [4.0, 4.0], [16.0, 16.0])
+    moving = sitk.GaussianSource(sitk.sitkFloat32, [32, 32], [4.0, 4.0], [16.0, 16.0])
+    moving.SetOrigin((1e4, 1e4))  # nowhere near the fixed image: no sample overlaps
+    reg = _method(RegistrationConfig(), levels=False)
+    reg.SetInitialTransform(sitk.AffineTransform(2), inPlace=True)
+    reason = _execute(reg, fixed, moving)
+    assert reason == "All samples map outside moving image buffer", reason

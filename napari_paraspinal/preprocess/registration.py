@@ -14,7 +14,17 @@ Why this way:
 * **Mattes mutual information** tolerates contrast differences (T2w vs Dixon, fat-bright or
   fat-dark), multi-resolution (4, 2, 1) with smoothing, a similarity stage then an affine
   stage, and gradient descent whose learning rate is estimated at every iteration (a fixed
-  step failed to recover a 15° rotation with 1.2× scale).
+  step failed to recover a 15° rotation with 1.2× scale). Convergence is declared only
+  when the energy changes by under 1e-8 over 10 iterations: with 1e-6 over 8 most levels
+  stopped after the minimum 7-8 iterations, and 80 warped phantoms were within 2 mm in
+  62.5 % / 55 % of cases against 65 % / 67.5 % now (about 10 % more time).
+* **Two starts in full.** The two starts with the best coarse metric are optimised one
+  thread each; the fit that correlates best with the atlas around the structures is kept.
+* **Refinement by correlation**: an affine stage on the 1 mm atlas inside the region of the
+  labelled structures, with ITK's correlation metric (minus the squared normalised cross
+  correlation, so it does not care whether fat or muscle is the bright one). With mutual
+  information there instead, the same 80 phantoms had 19 failures over 5 mm and the level
+  was right in 92.5 % / 90 %; with correlation, 3 failures and 100 % / 100 %.
 * **Quality score**: the Dice overlap of the atlas body and the registered body mask, the
   correlation of the atlas template with the registered slice inside the atlas body, and the
   correlation of the 1 mm atlas mean image with the registered slice around the labelled
@@ -55,11 +65,14 @@ class RegistrationConfig:
     shrink: tuple[int, ...] = (4, 2, 1)
     smoothing_mm: tuple[float, ...] = (4.0, 2.0, 0.0)
     iterations: int = 200
+    convergence: float = 1e-8
+    convergence_window: int = 10
     stages: tuple[str, ...] = ("similarity", "affine")
     refine: bool = True
     refine_shrink: tuple[int, ...] = (2, 1)
     refine_smoothing_mm: tuple[float, ...] = (1.0, 0.0)
     refine_margin_mm: float = 30.0
+    refine_metric: str = "correlation"
     rotation_starts_deg: tuple[float, ...] = (-20.0, -10.0, 0.0, 10.0, 20.0)
     full_starts: int = 2
     min_body_dice: float = 0.80
@@ -177,8 +190,9 @@ def _method(config: RegistrationConfig, levels: bool = True) -> sitk.ImageRegist
         reg.SetMetricSamplingPercentage(config.sampling, config.seed)
     reg.SetInterpolator(sitk.sitkLinear)
     reg.SetOptimizerAsGradientDescent(
-        learningRate=1.0, numberOfIterations=config.iterations, convergenceMinimumValue=1e-6,
-        convergenceWindowSize=8, estimateLearningRate=reg.EachIteration)
+        learningRate=1.0, numberOfIterations=config.iterations,
+        convergenceMinimumValue=config.convergence,
+        convergenceWindowSize=config.convergence_window, estimateLearningRate=reg.EachIteration)
     reg.SetOptimizerScalesFromPhysicalShift()
     if levels:
         reg.SetShrinkFactorsPerLevel(list(config.shrink))
@@ -374,6 +388,11 @@ def _refine(atlas: Atlas, moving: sitk.Image, affine: sitk.AffineTransform,
     mask = sitk.GetImageFromArray(region.astype(np.uint8))
     mask.CopyInformation(fixed)
     reg = _method(config, levels=False)
+    if config.refine_metric == "correlation":
+        reg.SetMetricAsCorrelation()
+    elif config.refine_metric != "mattes":
+        raise ValueError(f"refine_metric must be 'correlation' or 'mattes', "
+                         f"not {config.refine_metric!r}")
     reg.SetShrinkFactorsPerLevel(list(config.refine_shrink))
     reg.SetSmoothingSigmasPerLevel(list(config.refine_smoothing_mm))
     reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
