@@ -191,6 +191,53 @@ def test_open_edit_mark_switch_and_activate(make_napari_viewer, tmp_path, phanto
 
 
 @needs_display
+def test_unsaved_edits_survive_closing_the_viewer(make_napari_viewer, tmp_path,
+                                                  phantoms) -> None:
+    """Edits nobody vouched for yet become drafts when the layer is deleted or the viewer
+    closes; reopening the case shows them, still unsaved; a saved version drops the draft."""
+    from napari_paraspinal._napari import project_tasks as tasks
+    from napari_paraspinal._napari.project_widget import ProjectWidget
+
+    project, ids = make_project(tmp_path / "p", phantoms, {0: "automatic"})
+    root = project.root
+    project.close()
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-paraspinal",
+                                                     "Project and fine-tune")
+    assert isinstance(widget, ProjectWidget)
+    widget.open_project(root)
+    assert widget.open_case(ids[0])
+    labels = viewer.layers[f"{ids[0]} labels"]
+    labels.data_setitem((np.arange(5), np.arange(5)), ES_R)
+    edited = np.array(labels.data)
+
+    # deleted by hand: kept as a draft (native grid: the file is stored mirrored)
+    viewer.layers.remove(labels)
+    draft = tasks.draft_path(widget.project, ids[0])
+    assert draft.is_file() and "draft" in widget.status.text()
+    np.testing.assert_array_equal(tasks.read_draft(widget.project, ids[0]), edited[:, ::-1])
+
+    # reopened: the draft is shown, unsaved, and a mark saves it and drops the draft
+    assert widget.open_case(ids[0])
+    labels = viewer.layers[f"{ids[0]} labels"]
+    np.testing.assert_array_equal(labels.data, edited)
+    assert tasks.needs_saving(labels) and "draft" in widget.status.text()
+    widget.set_labelled(PARTIAL)
+    assert widget.mark("corrected") is not None
+    assert not draft.exists()
+    with Project.open(root) as store:
+        np.testing.assert_array_equal(store.latest_labels(ids[0])[0], edited[:, ::-1])
+
+    # the viewer closed with new edits: a draft on the version just saved
+    labels.data_setitem((np.arange(10, 14), np.arange(10, 14)), MF_L)
+    edited = np.array(labels.data)
+    viewer.close()
+    with Project.open(root) as store:
+        np.testing.assert_array_equal(tasks.read_draft(store, ids[0]), edited[:, ::-1])
+        assert store.latest_version(ids[0]).version == 2  # nothing saved as a version
+
+
+@needs_display
 def test_segment_new_cases_saves_edits_first(make_napari_viewer, qtbot, tmp_path,
                                              phantoms) -> None:
     from napari_paraspinal._napari.project_widget import ProjectWidget

@@ -11,10 +11,16 @@ A labels layer whose data differs from both was edited by a person and is unsave
 its layers are replaced, or a batch segmentation starts, it is saved as a *corrected* version
 (:func:`autosave`). A layer differing only from the store holds a machine segmentation made in
 the viewer; it is never saved as a correction, and never removed either (:func:`tidy`).
+
+Edits that cannot be saved as a version yet (no labels vouched for) when the viewer closes or
+the layer is deleted are written as a *draft* (:func:`save_drafts`): ``drafts/<case>.npz`` in
+the project folder, native labels plus the version they were drawn on. Opening the case again
+shows the draft, still unsaved; saving a version of the case removes it.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -25,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..core.atomic import write_bytes_atomic
 from ..core.labels import BY_VALUE
 from ..project.batch import BatchResult, segment_project
 from ..project.store import LABEL_VALUES, STATUSES, LabelVersion, Project, ProjectError
@@ -40,6 +47,10 @@ PROJECT_KEY = "paraspinal_project"
 CASE_KEY = "paraspinal_case"
 VERSION_KEY = "paraspinal_version"
 SAVED_KEY = "paraspinal_saved"
+#: Set on a labels layer whose data came from a draft, not from a saved version.
+DRAFT_KEY = "paraspinal_draft"
+#: The project subfolder holding drafts.
+DRAFTS_DIR = "drafts"
 
 LayerData = tuple[np.ndarray, dict, str]
 #: Statuses a batch segmentation works on (corrections are never segmented again).
@@ -151,6 +162,10 @@ def case_layers(project: Project, case_id: str) -> tuple[LayerData, LayerData]:
     lab_kwargs["metadata"].update({
         VERSION_KEY: None if version is None else version.version,
         SAVED_KEY: stamp, WRITTEN_KEY: stamp, LEVEL_KEY: [case.level]})
+    draft = read_draft(project, case_id)
+    if draft is not None and draft.shape == native.shape:
+        labels = labels_layer(draft, kwargs, name=f"{case_id} labels")[0]
+        lab_kwargs["metadata"][DRAFT_KEY] = True
     if version is not None and version.model_id:
         lab_kwargs["metadata"][MODEL_KEY] = version.model_id
     return (data, kwargs, kind), (labels, lab_kwargs, lab_kind)
@@ -197,8 +212,65 @@ def save_layer(project: Project, layer: Any, kind: str,
     native, _ = native_labels(data, meta)
     version = project.save_labels(meta[CASE_KEY], native, kind,
                                   labelled=None if labelled is None else list(labelled))
+    meta = {k: v for k, v in meta.items() if k != DRAFT_KEY}
     layer.metadata = {**meta, SAVED_KEY: fingerprint(data), VERSION_KEY: version.version}
+    drop_draft(project, meta[CASE_KEY])
     return version
+
+
+def draft_path(project: Project, case_id: str) -> Path:
+    """Where a case's draft lives."""
+    return Path(project.root) / DRAFTS_DIR / f"{case_id}.npz"
+
+
+def save_drafts(project: Project, layers: Iterable[Any]) -> list[str]:
+    """Write every edited, unsaved case labels layer of the project as a draft (atomic).
+
+    For edits that cannot become a version yet, when the viewer closes or a layer is
+    deleted. Returns the case ids written; a layer that cannot be written is skipped.
+    """
+    written = []
+    for layer in layers:
+        if not (is_labels(layer) and is_case_layer(layer, project.root)
+                and needs_saving(layer)):
+            continue
+        meta = layer.metadata or {}
+        data = np.asarray(layer.data)
+        if data.ndim != 2:
+            continue
+        native, _ = native_labels(data, meta)
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, labels=native,
+                            base_version=np.int64(meta.get(VERSION_KEY) or 0))
+        try:
+            write_bytes_atomic(draft_path(project, meta[CASE_KEY]), buffer.getvalue())
+        except OSError:
+            continue
+        written.append(meta[CASE_KEY])
+    return written
+
+
+def read_draft(project: Project, case_id: str) -> np.ndarray | None:
+    """A case's draft labels (native grid), when one was drawn on its latest version.
+
+    A draft older than the latest version (the case was saved since) is ignored; an
+    unreadable one too (it is the user's file, so it is left in place).
+    """
+    path = draft_path(project, case_id)
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            labels, base = np.asarray(saved["labels"]), int(saved["base_version"])
+    except (OSError, ValueError, KeyError):
+        return None
+    latest = project.latest_version(case_id)
+    return labels if base == (latest.version if latest else 0) else None
+
+
+def drop_draft(project: Project, case_id: str) -> None:
+    """Remove a case's draft (after a version of the case was saved)."""
+    draft_path(project, case_id).unlink(missing_ok=True)
 
 
 def autosave(project: Project, layers: Iterable[Any], labelled: Sequence[int]) -> Autosaved:

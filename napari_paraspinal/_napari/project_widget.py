@@ -22,6 +22,7 @@ quitting worker does not return its result, and a cancelled run's result says wh
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from threading import Event
@@ -29,7 +30,7 @@ from typing import Any
 
 from napari.qt.threading import FunctionWorker
 from napari.utils.notifications import show_warning
-from qtpy.QtCore import QObject, QPointF, Signal
+from qtpy.QtCore import QEvent, QObject, QPointF, Signal
 from qtpy.QtGui import QColor, QPainter, QPen, QPolygonF
 from qtpy.QtWidgets import (
     QAbstractItemView,
@@ -132,6 +133,8 @@ class ProjectWidget(QWidget):
         self._relay.progress.connect(self._on_progress)
         cancel = self._cancel
         self.destroyed.connect(lambda *_: cancel.set())  # a closed viewer stops its job
+        self._watched_window: weakref.ref | None = None  # weak: the window owns the viewer
+        self.viewer.layers.events.removed.connect(self._on_layer_removed)
 
         self.path_edit = QLineEdit()
         self.path_edit.setPlaceholderText("project folder (an empty one creates a project)")
@@ -217,6 +220,7 @@ class ProjectWidget(QWidget):
         self.project = project
         self.path_edit.setText(str(project.root))
         self.status.setText(f"project {project.root}")
+        self._watch_window()
         self.refresh()
         return project
 
@@ -277,7 +281,11 @@ class ProjectWidget(QWidget):
         self.viewer.layers.selection.active = layer
         self.viewer.reset_view()
         self.case_id = case_id
-        self.status.setText(f"opened {case_id}")
+        if lab_kw["metadata"].get(tasks.DRAFT_KEY):
+            self.status.setText(f"opened {case_id} with the unsaved edits kept from last time "
+                                "(a draft): mark the case to save them")
+        else:
+            self.status.setText(f"opened {case_id}")
         self.refresh()
         return True
 
@@ -461,6 +469,41 @@ class ProjectWidget(QWidget):
         return self.epochs_spin.value()
 
     # ----------------------------------------------------------------- internals
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
+        """Keep unsaved edits as drafts when the viewer's window closes (never blocks it)."""
+        watching = self._watched_window() if self._watched_window is not None else None
+        if watched is watching and event.type() == QEvent.Type.Close:
+            self._save_drafts(list(self.viewer.layers))
+        return False
+
+    def _watch_window(self) -> None:
+        """Watch the top-level window this dock widget lives in (once it is docked)."""
+        window = self.window()
+        watching = self._watched_window() if self._watched_window is not None else None
+        if window is not self and window is not watching:
+            if watching is not None:
+                watching.removeEventFilter(self)
+            window.installEventFilter(self)
+            self._watched_window = weakref.ref(window)
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802 (Qt's name)
+        super().showEvent(event)
+        self._watch_window()
+
+    def _on_layer_removed(self, event: Any) -> None:
+        """A case labels layer deleted by hand with unsaved edits: keep them as a draft."""
+        self._save_drafts([event.value])
+
+    def _save_drafts(self, layers: list[Any]) -> None:
+        if self.project is None:
+            return
+        written = tasks.save_drafts(self.project, layers)
+        if written:
+            try:
+                self.status.setText("unsaved edits kept as drafts: " + ", ".join(written))
+            except RuntimeError:  # the window is closing and the label is already gone
+                pass
 
     def _autosave(self) -> bool:
         """Save every edited case labels layer; False when one could not be saved."""
