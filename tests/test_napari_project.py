@@ -111,6 +111,40 @@ def test_case_layers_autosave_and_tidy(tmp_path, phantoms) -> None:
     project.close()
 
 
+def test_drafts_keep_edits_until_a_version_is_saved(tmp_path, phantoms) -> None:
+    """The plain functions: a draft of an edited layer, shown on reopening, ignored once a
+    newer version exists, dropped by a save."""
+    from napari_paraspinal._napari import project_tasks as tasks
+
+    project, ids = make_project(tmp_path / "p", phantoms, {0: "automatic"})
+    (_, _, _), (data, kw, _) = tasks.case_layers(project, ids[0])
+    Labels = type("Labels", (SimpleNamespace,), {})  # noqa: N806 (duck-types napari's)
+    labels = Labels(data=np.array(data), **kw)
+    assert tasks.save_drafts(project, [labels]) == []  # nothing edited, nothing written
+    labels.data[:4, :4] = MF_R
+    assert tasks.save_drafts(project, [labels]) == [ids[0]]
+    (_, _, _), (shown, kw2, _) = tasks.case_layers(project, ids[0])
+    np.testing.assert_array_equal(shown, labels.data)
+    assert kw2["metadata"][tasks.DRAFT_KEY]
+    assert tasks.needs_saving(Labels(data=shown, **kw2))
+
+    # a version saved elsewhere (e.g. another session) makes the draft stale: not shown
+    truth = phantoms[0][1]
+    project.save_labels(ids[0], truth, "corrected", labelled=PARTIAL)
+    assert tasks.read_draft(project, ids[0]) is None
+    (_, _, _), (shown, kw3, _) = tasks.case_layers(project, ids[0])
+    assert tasks.DRAFT_KEY not in kw3["metadata"]
+
+    # saving the layer drops its draft
+    labels = Labels(data=np.array(shown), **kw3)
+    labels.data[:4, :4] = MF_L
+    tasks.save_drafts(project, [labels])
+    assert tasks.draft_path(project, ids[0]).is_file()
+    tasks.save_layer(project, labels, "corrected", PARTIAL)
+    assert not tasks.draft_path(project, ids[0]).exists()
+    project.close()
+
+
 @needs_display
 def test_open_edit_mark_switch_and_activate(make_napari_viewer, tmp_path, phantoms) -> None:
     from napari_paraspinal._napari.layers import image_layer
