@@ -30,6 +30,7 @@ from .export import write_csv, write_xlsx
 from .fat import FatConfig
 from .measure import geometry_columns, measure_slice
 from .overlay import save_overlay_png
+from .preprocess.chain import effective_preprocessing
 from .preprocess.n4 import N4Config
 from .segment import Model, default_model_path, load_model, segment_slice
 
@@ -198,4 +199,4 @@ def _model_provenance(model: Model | None) -> dict[str, str]:
         return {"model": "", "model_weights_sha256": "", "preprocessing": ""}
     card = model.card
     return {"model": f"{card.name} v{card.version}", "model_weights_sha256": card.weights_sha256,
-            "preprocessing": json.dumps(card.preprocessing)}
+            "preprocessing": json.dumps(effective_preprocessing(card.preprocessing))}

@@ -21,7 +21,13 @@ from .nets.bundle import ModelCard, load_bundle
 from .nets.segmenter import Segmenter, resolve_device
 from .preprocess.atlas import Atlas, load_atlases
 from .preprocess.atlas_space import probabilities_to_native
-from .preprocess.chain import AUTO, PreprocessConfig, Preprocessed, preprocess_slice
+from .preprocess.chain import (
+    AUTO,
+    PreprocessConfig,
+    Preprocessed,
+    effective_preprocessing,
+    preprocess_slice,
+)
 
 
 @dataclass
@@ -67,8 +73,7 @@ def load_model(path: str | os.PathLike[str] | None = None, device: str = "auto")
         raise InputError(path, f"weights do not fit the card's network: {err}") from err
     dev = resolve_device(device)
     segmenter.to(dev).eval()
-    prep = {k: v for k, v in card.preprocessing.items() if k in ("n4", "normalize",
-                                                                   "registration")}
+    prep = effective_preprocessing(card.preprocessing)
     return Model(segmenter, card, load_atlases(path / "atlases"),
                  PreprocessConfig.from_dict(prep), path, dev)
 

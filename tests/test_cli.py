@@ -12,6 +12,8 @@ from openpyxl import load_workbook
 from PIL import Image
 
 from napari_paraspinal.cli import main
+from napari_paraspinal.preprocess.registration import RegistrationConfig
+from napari_paraspinal.segment import default_model_path
 
 
 def paraspinal(*args: str) -> subprocess.CompletedProcess:
@@ -50,6 +52,16 @@ def test_phantom_then_run(tmp_path: Path) -> None:
 
     wb = load_workbook(out / "measurements.xlsx")
     assert wb.sheetnames == ["measurements", "provenance"]
+    # provenance gives the settings actually run, also those newer than the model's card
+    prov = list(wb["provenance"].iter_rows(values_only=True))
+    segmented = [dict(zip(prov[0], row, strict=True)) for row in prov[1:]]
+    segmented = [row for row in segmented if row["preprocessing"]]
+    assert len(segmented) == 3
+    registration = json.loads(segmented[0]["preprocessing"])["registration"]
+    card = json.loads((default_model_path() / "card.json").read_text())
+    assert "full_starts" not in card["preprocessing"]["registration"]
+    expected = RegistrationConfig().to_dict() | card["preprocessing"]["registration"]
+    assert registration == json.loads(json.dumps(expected))
     ws = wb["measurements"]
     header = [c.value for c in ws[1]]
     spacing = [row[header.index("spacing_col_mm")] for row in ws.iter_rows(min_row=2,
