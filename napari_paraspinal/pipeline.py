@@ -30,7 +30,6 @@ from .export import write_csv, write_xlsx
 from .fat import FatConfig
 from .measure import geometry_columns, measure_slice
 from .overlay import save_overlay_png
-from .preprocess.chain import effective_preprocessing
 from .preprocess.n4 import N4Config
 from .segment import Model, default_model_path, load_model, segment_slice
 
@@ -198,5 +197,7 @@ def _model_provenance(model: Model | None) -> dict[str, str]:
     if model is None:
         return {"model": "", "model_weights_sha256": "", "preprocessing": ""}
     card = model.card
+    # the settings run: the card's, with current defaults for settings newer than the card
+    run = {**card.preprocessing, **model.preprocess.to_dict()}
     return {"model": f"{card.name} v{card.version}", "model_weights_sha256": card.weights_sha256,
-            "preprocessing": json.dumps(effective_preprocessing(card.preprocessing))}
+            "preprocessing": json.dumps(run)}

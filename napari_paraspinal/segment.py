@@ -21,13 +21,7 @@ from .nets.bundle import ModelCard, load_bundle
 from .nets.segmenter import Segmenter, resolve_device
 from .preprocess.atlas import Atlas, load_atlases
 from .preprocess.atlas_space import probabilities_to_native
-from .preprocess.chain import (
-    AUTO,
-    PreprocessConfig,
-    Preprocessed,
-    effective_preprocessing,
-    preprocess_slice,
-)
+from .preprocess.chain import AUTO, PreprocessConfig, Preprocessed, preprocess_slice
 
 
 @dataclass
@@ -73,9 +67,8 @@ def load_model(path: str | os.PathLike[str] | None = None, device: str = "auto")
         raise InputError(path, f"weights do not fit the card's network: {err}") from err
     dev = resolve_device(device)
     segmenter.to(dev).eval()
-    prep = effective_preprocessing(card.preprocessing)
     return Model(segmenter, card, load_atlases(path / "atlases"),
-                 PreprocessConfig.from_dict(prep), path, dev)
+                 PreprocessConfig.from_dict(card.preprocessing), path, dev)
 
 
 def segment_slice(image: SliceImage, model: Model, level: str = AUTO) -> Segmentation:

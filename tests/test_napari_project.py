@@ -66,6 +66,18 @@ def make_project(folder: Path, phantoms: list, kinds: dict[int, str]) -> tuple[P
     return project, ids
 
 
+def widget_and_project(make_napari_viewer, tmp_path: Path, phantoms: list,
+                       kinds: dict[int, str]) -> tuple:
+    """A viewer with the Project widget docked, and a (closed) project of the phantoms."""
+    project, ids = make_project(tmp_path / "p", phantoms, kinds)
+    root = project.root
+    project.close()
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-paraspinal",
+                                                     "Project and fine-tune")
+    return viewer, widget, root, ids
+
+
 def test_project_tasks_import_no_qt() -> None:
     code = ("import sys\n"
             "import napari_paraspinal._napari.project_tasks\n"
@@ -151,12 +163,8 @@ def test_open_edit_mark_switch_and_activate(make_napari_viewer, tmp_path, phanto
     from napari_paraspinal._napari.project_tasks import CASE_KEY, PROJECT_KEY
     from napari_paraspinal._napari.project_widget import ProjectWidget
 
-    project, ids = make_project(tmp_path / "p", phantoms, {0: "automatic", 1: "automatic"})
-    root = project.root
-    project.close()
-    viewer = make_napari_viewer()
-    _, widget = viewer.window.add_plugin_dock_widget("napari-paraspinal",
-                                                     "Project and fine-tune")
+    viewer, widget, root, ids = widget_and_project(make_napari_viewer, tmp_path, phantoms,
+                                                   {0: "automatic", 1: "automatic"})
     assert isinstance(widget, ProjectWidget)
     assert widget.open_project(root) is not None
     assert widget.worklist_ids() == ids
@@ -232,12 +240,8 @@ def test_unsaved_edits_survive_closing_the_viewer(make_napari_viewer, tmp_path,
     from napari_paraspinal._napari import project_tasks as tasks
     from napari_paraspinal._napari.project_widget import ProjectWidget
 
-    project, ids = make_project(tmp_path / "p", phantoms, {0: "automatic"})
-    root = project.root
-    project.close()
-    viewer = make_napari_viewer()
-    _, widget = viewer.window.add_plugin_dock_widget("napari-paraspinal",
-                                                     "Project and fine-tune")
+    viewer, widget, root, ids = widget_and_project(make_napari_viewer, tmp_path, phantoms,
+                                                   {0: "automatic"})
     assert isinstance(widget, ProjectWidget)
     widget.open_project(root)
     assert widget.open_case(ids[0])

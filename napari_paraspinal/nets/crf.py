@@ -143,30 +143,17 @@ def _csr(crow: torch.Tensor, col: torch.Tensor, val: torch.Tensor, shape) -> tor
         return torch.sparse_csr_tensor(crow, col, val, shape, check_invariants=False)
 
 
-class _Splat(torch.autograd.Function):
-    """Splat onto the grid; its adjoint (the backward) is the slice."""
+class _Linear(torch.autograd.Function):
+    """``apply(x)`` for a linear map whose backward is its ``adjoint`` (splat <-> slice)."""
 
     @staticmethod
-    def forward(ctx, values: torch.Tensor, grid: BilateralGrid) -> torch.Tensor:
-        ctx.grid = grid
-        return grid.splat(values)
+    def forward(ctx, x: torch.Tensor, apply, adjoint) -> torch.Tensor:
+        ctx.adjoint = adjoint
+        return apply(x)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return ctx.grid.slice(grad.contiguous()), None
-
-
-class _Slice(torch.autograd.Function):
-    """Slice the grid at the pixels; its adjoint (the backward) is the splat."""
-
-    @staticmethod
-    def forward(ctx, cells: torch.Tensor, grid: BilateralGrid) -> torch.Tensor:
-        ctx.grid = grid
-        return grid.slice(cells)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return ctx.grid.splat(grad.contiguous()), None
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        return ctx.adjoint(grad.contiguous()), None, None
 
 
 class BilateralGrid:
@@ -268,12 +255,12 @@ class BilateralGrid:
         b, c, h, w = q.shape
         gy, gx, gz = self.dims
         values = q.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
-        grid = _Splat.apply(values.reshape(-1, c), self)
+        grid = _Linear.apply(values.reshape(-1, c), self.splat, self.slice)
         grid = self.blur[0] @ grid.view(b, gy, gx * gz * c)
         grid = self.blur[1] @ grid.view(b * gy, gx, gz * c)
         grid = self.blur[2] @ grid.view(b * gy * gx, gz, c)
         grid = grid.reshape(-1, c)
-        out = _Slice.apply(grid, self)
+        out = _Linear.apply(grid, self.slice, self.splat)
         return out.view(b, h, w, c).permute(0, 3, 1, 2).contiguous()
 
     def message(self, q: torch.Tensor) -> torch.Tensor:

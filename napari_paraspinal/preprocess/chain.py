@@ -58,17 +58,6 @@ class PreprocessConfig:
                    registration=RegistrationConfig.from_dict(d.get("registration", {})))
 
 
-def effective_preprocessing(card_preprocessing: dict) -> dict:
-    """A model card's preprocessing with every chain setting inference will use.
-
-    Settings added after the card was written are missing from it and take their current
-    defaults; provenance records this dict, so it says what was actually run.
-    """
-    config = PreprocessConfig.from_dict(
-        {k: v for k, v in card_preprocessing.items() if k in ("n4", "normalize", "registration")})
-    return {**card_preprocessing, **config.to_dict()}
-
-
 @dataclass
 class Preprocessed:
     """A slice on its way to the network, with every step's result."""

@@ -17,14 +17,14 @@ Why this way:
   step failed to recover a 15° rotation with 1.2× scale). Convergence is declared only
   when the energy changes by under 1e-8 over 10 iterations: with 1e-6 over 8 most levels
   stopped after the minimum 7-8 iterations, and 80 warped phantoms were within 2 mm in
-  62.5 % / 55 % of cases against 65 % / 67.5 % now (about 10 % more time).
+  62.5 % / 55 % of cases against 65 % / 67.5 % now (10-30 % more registration time).
 * **Two starts in full.** The two starts with the best coarse metric are optimised one
   thread each; the fit that correlates best with the atlas around the structures is kept.
 * **Refinement by correlation**: an affine stage on the 1 mm atlas inside the region of the
   labelled structures, with ITK's correlation metric (minus the squared normalised cross
   correlation, so it does not care whether fat or muscle is the bright one). With mutual
   information there instead, the same 80 phantoms had 19 failures over 5 mm and the level
-  was right in 92.5 % / 90 %; with correlation, 3 failures and 100 % / 100 %.
+  was right in 95 % / 90 %; with correlation, 5 failures and 100 % / 100 %.
 * **Quality score**: the Dice overlap of the atlas body and the registered body mask, the
   correlation of the atlas template with the registered slice inside the atlas body, and the
   correlation of the 1 mm atlas mean image with the registered slice around the labelled
@@ -261,9 +261,10 @@ def detect_level(image: SliceImage, mask: np.ndarray, atlases: dict[str, Atlas],
                  ) -> tuple[RegistrationResult, dict[str, RegistrationResult]]:
     """Register to every level's atlas and keep the best fit (highest correlation).
 
-    The levels are registered at the same time, one thread each: ITK releases the GIL, so on
-    2 cores this takes about the time of one registration (512²: 1.19 s against 2.13 s one
-    after the other), with the same transforms.
+    The levels are registered at the same time, one thread each, with the same transforms
+    as one after the other: ITK releases the GIL. With one start per level this took 1.19 s
+    against 2.13 s at 512² on 2 cores; with two starts per level (four threads) ``auto``
+    takes about twice the time of a given level (2.05 s against 1.04 s).
     """
     workers = max(1, min(len(atlases), os.cpu_count() or 1))
     with _single_threaded(), ThreadPoolExecutor(workers) as pool:
@@ -325,8 +326,9 @@ def _best_fit(starts: list[sitk.Transform], fixed: sitk.Image, moving: sitk.Imag
     lose to any that finished. Returns the transform, its flag reasons and that correlation.
 
     The optimum is flat enough that where it ends depends on the start: on 24 warped
-    phantoms, keeping the better of the two best coarse starts by this correlation brought
-    the share within 2 mm from 58 % to 71 % (by the final metric instead: 42 %).
+    phantoms (seeds 810000-, refinement by mutual information then), keeping the better of
+    the two best coarse starts by this correlation brought the share within 2 mm from 58 %
+    to 71 % (by the final metric instead: 42 %).
     """
     def fit(start: sitk.Transform) -> tuple[sitk.AffineTransform, list[str], float]:
         affine, reasons = _optimise(start, fixed, moving, atlas, config)
