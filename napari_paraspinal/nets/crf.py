@@ -19,7 +19,7 @@ theta_beta 0.1-0.2): bilateral grid vs brute force relative L2 error 1.1-2.1 %, 
 relative L2 error 3e-5 (4-sigma truncation); six-iteration mean field at the default weights
 (saturated marginals) argmax agreement 99.1-100 %, at weights 0.03 agreement 99.9-100 % with
 probability max difference 0.002-0.003. Forward B=1, C=9, 256x256, 6 iterations, 2-core CPU:
-55-59 ms (`paraspinal bench crf`: pydensecrf2 82-84 ms on the same slices); per iteration about
+55-61 ms (`paraspinal bench crf`: pydensecrf2 82-85 ms on the same slices); per iteration about
 2 ms spatial, 3 ms bilateral, 1.5 ms softmax, weighting and compatibility; 6 ms to build the
 grid.
 """
