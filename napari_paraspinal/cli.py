@@ -288,7 +288,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     def progress(entry: dict) -> None:
         if not args.quiet:
-            print(f"{entry['phase']} epoch {entry['epoch']}: loss {entry['loss']:.4f}, "
+            print(f"{entry['phase']} epoch {entry['epoch']}: {_loss_text(entry['loss'])}, "
                   f"validation Dice {entry['val_dice']:.4f}, {entry['seconds']:.0f} s",
                   file=sys.stderr)
 
@@ -483,6 +483,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _loss_text(loss: float) -> str:
+    """A training epoch's loss; epoch 0 of a phase only scores its start (loss NaN)."""
+    return "start (no training yet)" if np.isnan(loss) else f"loss {loss:.4f}"
+
+
 def cmd_finetune(args: argparse.Namespace) -> int:
     from .project.finetune import FinetuneConfig, finetune_project
     from .project.store import Project
@@ -497,7 +502,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
             return
         stage = event.get("stage")
         if stage == "train":
-            print(f"{event['phase']} epoch {event['epoch']}: loss {event['loss']:.4f}, "
+            print(f"{event['phase']} epoch {event['epoch']}: {_loss_text(event['loss'])}, "
                   f"held-out Dice {event['val_dice']:.4f}", file=sys.stderr)
         elif "total" in event:
             print(f"{stage} {event['done']}/{event['total']} {event.get('case', '')}",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ from .nets.segmenter import Segmenter, resolve_device
 from .preprocess.atlas import Atlas, load_atlases
 from .preprocess.atlas_space import probabilities_to_native
 from .preprocess.chain import AUTO, PreprocessConfig, Preprocessed, preprocess_slice
+from .preprocess.registration import RegistrationConfig
 
 
 @dataclass
@@ -67,8 +68,12 @@ def load_model(path: str | os.PathLike[str] | None = None, device: str = "auto")
         raise InputError(path, f"weights do not fit the card's network: {err}") from err
     dev = resolve_device(device)
     segmenter.to(dev).eval()
-    return Model(segmenter, card, load_atlases(path / "atlases"),
-                 PreprocessConfig.from_dict(card.preprocessing), path, dev)
+    # N4 and normalisation decide what the network sees, so they repeat training exactly;
+    # registration only aligns the slice with the atlas and runs with this version's
+    # settings (the card keeps the ones training used; provenance records the ones run).
+    preprocess = replace(PreprocessConfig.from_dict(card.preprocessing),
+                         registration=RegistrationConfig())
+    return Model(segmenter, card, load_atlases(path / "atlases"), preprocess, path, dev)
 
 
 def segment_slice(image: SliceImage, model: Model, level: str = AUTO) -> Segmentation:

@@ -52,16 +52,18 @@ def test_phantom_then_run(tmp_path: Path) -> None:
 
     wb = load_workbook(out / "measurements.xlsx")
     assert wb.sheetnames == ["measurements", "provenance"]
-    # provenance gives the settings actually run, also those newer than the model's card
+    # provenance gives the settings actually run: the card's N4 and normalisation, and this
+    # version's registration (the card keeps the registration that training used)
     prov = list(wb["provenance"].iter_rows(values_only=True))
     segmented = [dict(zip(prov[0], row, strict=True)) for row in prov[1:]]
     segmented = [row for row in segmented if row["preprocessing"]]
     assert len(segmented) == 3
-    registration = json.loads(segmented[0]["preprocessing"])["registration"]
+    run_settings = json.loads(segmented[0]["preprocessing"])
     card = json.loads((default_model_path() / "card.json").read_text())
-    assert "full_starts" not in card["preprocessing"]["registration"]
-    expected = RegistrationConfig().to_dict() | card["preprocessing"]["registration"]
-    assert registration == json.loads(json.dumps(expected))
+    assert card["preprocessing"]["registration"]["shrink"] != list(RegistrationConfig().shrink)
+    assert run_settings["registration"] == json.loads(json.dumps(RegistrationConfig().to_dict()))
+    assert run_settings["normalize"] == card["preprocessing"]["normalize"]
+    assert run_settings["n4"] == card["preprocessing"]["n4"]
     ws = wb["measurements"]
     header = [c.value for c in ws[1]]
     spacing = [row[header.index("spacing_col_mm")] for row in ws.iter_rows(min_row=2,
