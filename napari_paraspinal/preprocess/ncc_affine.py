@@ -103,8 +103,9 @@ class _Objective:
         self.spacing = np.array(moving.GetSpacing())
 
     def __call__(self, u: np.ndarray) -> tuple[float, np.ndarray]:
-        (m00, m01), (m10, m11) = (self.matrix0 + u[:4].reshape(2, 2) / RADIUS_MM).tolist()
-        tx, ty = (self.centre + self.shift0 + u[4:] - self.origin) / self.spacing + 1.0
+        matrix, shift = _parameters(u, self.matrix0, self.shift0)
+        (m00, m01), (m10, m11) = matrix.tolist()
+        tx, ty = (self.centre + shift - self.origin) / self.spacing + 1.0  # +1: the border
         rx, ry = self.rx, self.ry
         px = (m00 / self.spacing[0]) * rx + (m01 / self.spacing[0]) * ry + tx
         py = (m10 / self.spacing[1]) * rx + (m11 / self.spacing[1]) * ry + ty
@@ -167,15 +168,15 @@ def _demo() -> None:
     """Refine a shifted, rotated start back onto a phantom and print the change."""
     import time
 
+    from ..core.orientation import canonical_reorientation
     from ..phantom import PhantomConfig, generate_phantom
+    from .atlas_space import atlas_reference, plane_image
     from .chain import default_atlases, preprocess_slice
     from .registration import _structure_region
 
     atlas = default_atlases()["L4-L5"]
     pre = preprocess_slice(generate_phantom(1, PhantomConfig(level="L4-L5")).image,
                            {"L4-L5": atlas}, "L4-L5")
-    from ..core.orientation import canonical_reorientation
-    from .atlas_space import atlas_reference, plane_image
     moving = plane_image(pre.normalized, canonical_reorientation(pre.normalized.geometry))
     fixed = sitk.GetImageFromArray(np.asarray(atlas.image, np.float32))
     fixed.CopyInformation(atlas_reference())

@@ -41,7 +41,6 @@ Why this way:
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import time
@@ -237,11 +236,6 @@ _ITK_SINGLE_THREADED = SharedSetting(_itk_one_thread,
                                      sitk.ProcessObject.SetGlobalDefaultNumberOfThreads)
 
 
-def _single_threaded() -> contextlib.AbstractContextManager[None]:
-    """ITK single-threaded while any registration in this process runs."""
-    return _ITK_SINGLE_THREADED.held()
-
-
 def register(image: SliceImage, mask: np.ndarray, atlas: Atlas,
              config: RegistrationConfig | None = None) -> RegistrationResult:
     """Register a normalised slice (with its body mask) to ``atlas``; never raises on a bad fit.
@@ -249,7 +243,7 @@ def register(image: SliceImage, mask: np.ndarray, atlas: Atlas,
     ``image`` must already be bias-corrected and normalised the way the atlas was built.
     The result is repeatable: the same input gives the same transform.
     """
-    with _single_threaded():
+    with _ITK_SINGLE_THREADED.held():
         return _register(image, mask, atlas, config)
 
 
@@ -264,7 +258,7 @@ def detect_level(image: SliceImage, mask: np.ndarray, atlases: dict[str, Atlas],
     takes about twice the time of a given level (2.05 s against 1.04 s).
     """
     workers = max(1, min(len(atlases), os.cpu_count() or 1))
-    with _single_threaded(), ThreadPoolExecutor(workers) as pool:
+    with _ITK_SINGLE_THREADED.held(), ThreadPoolExecutor(workers) as pool:
         futures = {level: pool.submit(_register, image, mask, atlas, config)
                    for level, atlas in atlases.items()}
         results = {level: future.result() for level, future in futures.items()}
