@@ -144,5 +144,25 @@ def test_shapes_batch_and_potts_init() -> None:
         crf(torch.randn(1, 4, 8, 8), torch.rand(1, 1, 8, 8))
     with pytest.raises(ValueError, match="image"):
         crf(torch.randn(1, 9, 8, 8), torch.rand(1, 1, 8, 9))
-    with pytest.raises(ValueError, match="finite"):
-        crf(torch.randn(1, 9, 8, 8), torch.full((1, 1, 8, 8), float("nan")))
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        image = torch.rand(1, 1, 8, 8)
+        image[0, 0, 3, 5] = bad
+        with pytest.raises(ValueError, match="finite"):
+            crf(torch.randn(1, 9, 8, 8), image)
+
+
+def test_ones_message_and_training_path_match_the_plain_ones() -> None:
+    """The normaliser built from the stored splat, and the autograd path, give the same values;
+    a CRF run in inference mode can then be trained."""
+    image = torch.rand(2, 1, 17, 23, generator=torch.Generator().manual_seed(5))
+    grid = BilateralGrid(image, 6.0, 0.1)
+    ones = torch.ones(2, 1, 17, 23)
+    assert torch.allclose(grid.ones_message(), grid.message(ones), atol=1e-5)
+    crf = CRFasRNN(9, CRFConfig(theta_alpha=6.0))
+    unary = torch.randn(2, 9, 17, 23, generator=torch.Generator().manual_seed(6))
+    with torch.inference_mode():  # also builds the cached spatial filter for this size
+        plain = crf(unary, image)
+    trained = crf(unary.requires_grad_(), image)
+    assert torch.allclose(plain, trained.detach(), atol=1e-5)
+    trained.sum().backward()  # filters built in inference mode must not reach training
+    assert unary.grad is not None and torch.isfinite(unary.grad).all()

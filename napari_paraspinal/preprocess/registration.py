@@ -17,9 +17,11 @@ Why this way:
   to recover a 15° rotation with 1.2× scale). Convergence is declared only when the energy
   changes by under 1e-8 over 10 iterations (with 1e-6 over 8 most levels stopped after the
   minimum 7-8 iterations). Since the NCC² refinement below converges by itself, these
-  stages only need to bring the structures near: the 2 mm and 4 mm levels (4, 2) are
-  enough, and dropping the full-resolution level made registration about 40 % faster with
-  the same share of warped phantoms recovered within 2 mm (77 of 80).
+  stages only need to bring the structures near: one level, at 4 mm (shrink 4), is enough.
+  Measured on 80 warped phantoms, with the refinement: ITK at 4-2 mm, 96 % within 2 mm in
+  0.31 / 0.52 s per registration (256² / 512²); at 4 mm alone, 97.5 % in 0.23 / 0.35 s.
+  (Resampling the slice to 1 mm pixels first saved another 50 ms at 512² but let a
+  12.7 mm miss through unflagged.)
 * **Two starts in full.** The two starts with the best coarse metric are optimised one
   thread each; the fit that correlates best with the atlas around the structures is kept.
 * **Refinement by NCC² with L-BFGS** (:mod:`.ncc_affine`): an affine fit on the 1 mm atlas
@@ -66,8 +68,8 @@ class RegistrationConfig:
 
     histogram_bins: int = 32
     sampling: float = 1.0
-    shrink: tuple[int, ...] = (4, 2)
-    smoothing_mm: tuple[float, ...] = (4.0, 2.0)
+    shrink: tuple[int, ...] = (4,)
+    smoothing_mm: tuple[float, ...] = (4.0,)
     iterations: int = 200
     convergence: float = 1e-8
     convergence_window: int = 10
