@@ -397,10 +397,10 @@ _WORKER = textwrap.dedent("""
         ids = []
         for n, image in enumerate(images):
             ids += project.add([image]).added
-            if n == 0:
-                print("started", flush=True)
             for kind in ("automatic", "corrected", "verified"):
                 project.save_labels(ids[-1], labels(ids[-1]), kind, labelled=[5, 6])
+            if n == 2:  # a few cases done, most to come: the kill lands mid-batch
+                print("started", flush=True)
         while True:
             for cid in ids:
                 project.save_labels(cid, labels(cid), "corrected", labelled=[7])
@@ -480,7 +480,7 @@ def test_killed_in_the_middle_of_a_batch(tmp_path: Path) -> None:
         images.append(write_image(image, tmp_path / "images" / f"s{n:02d}.nii.gz"))
     root = tmp_path / "proj"
     Project.init(root).close()
-    _run_and_kill(root, "batch", images, "started", delay=0.5)
+    _run_and_kill(root, "batch", images, "started", delay=0.05)
     with _assert_consistent(root) as p:
         assert 1 <= len(p.cases()) < len(images), "killed mid-way through the batch"
         assert sum(len(p.label_versions(c.id)) for c in p.cases()) >= 3

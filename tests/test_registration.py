@@ -131,3 +131,30 @@ def test_itk_failure_becomes_a_reason_not_an_exception() -> None:
     reg.SetInitialTransform(sitk.AffineTransform(2), inPlace=True)
     reason = _execute(reg, fixed, moving)
     assert reason == "All samples map outside moving image buffer", reason
+
+
+def test_coarse_copy_for_itk_keeps_the_physical_frame() -> None:
+    """ITK's 2 mm copy of a fine slice shows the same picture at the same millimetres."""
+    import SimpleITK as sitk
+
+    from napari_paraspinal.preprocess.registration import _coarsened
+
+    rows, cols = np.mgrid[0:400, 0:300]
+    spacing = (0.6, 0.75)  # (x, y) mm
+    x_mm, y_mm = cols * spacing[0], rows * spacing[1]
+    smooth = np.sin(x_mm / 25.0) + np.cos(y_mm / 30.0)  # features much wider than 2 mm
+    plane = sitk.GetImageFromArray(smooth.astype(np.float32))
+    plane.SetSpacing(spacing)
+    coarse = _coarsened(plane, 2.0)
+    assert coarse.GetSpacing() == (2.0, 2.0) and coarse.GetOrigin() == plane.GetOrigin()
+    width, height = coarse.GetSize()
+    assert (width - 1) * 2.0 <= 299 * 0.6 < width * 2.0
+    assert (height - 1) * 2.0 <= 399 * 0.75 < height * 2.0
+    for point in ((10.0, 20.0), (90.5, 150.25), (170.0, 290.0)):
+        index = coarse.TransformPhysicalPointToContinuousIndex(point)
+        value = sitk.GetArrayFromImage(coarse)[round(index[1]), round(index[0])]
+        grid_point = coarse.TransformIndexToPhysicalPoint((round(index[0]), round(index[1])))
+        expected = np.sin(grid_point[0] / 25.0) + np.cos(grid_point[1] / 30.0)
+        assert abs(value - expected) < 0.01, (point, value, expected)
+    assert _coarsened(coarse, 2.0) is coarse  # already coarse enough: left alone
+    assert _coarsened(plane, 0.0) is plane
