@@ -13,6 +13,7 @@ from napari_paraspinal.phantom import PhantomConfig, generate_phantom
 from napari_paraspinal.preprocess import body_mask, n4_correct, normalize
 from napari_paraspinal.preprocess.atlas import Atlas, AtlasCase, build_atlas, load_atlases
 from napari_paraspinal.preprocess.chain import default_atlases
+from napari_paraspinal.preprocess.registration import RegistrationConfig
 
 
 def _case(seed: int, level: str) -> AtlasCase:
@@ -51,6 +52,9 @@ def test_save_and_load_round_trip(small_atlas, tmp_path) -> None:
         np.testing.assert_array_equal(getattr(loaded, name), getattr(small_atlas, name))
     card = json.loads((tmp_path / "L4-L5" / "atlas.json").read_text())
     assert card["level"] == "L4-L5" and card["cases"] == 4
+    # a rebuild can repeat the registration that built it
+    assert RegistrationConfig.from_dict(card["registration"]).rotation_starts_deg == (0.0,)
+    assert card["software"].startswith("napari-paraspinal ")
 
 
 def test_missing_or_broken_atlas_is_named(tmp_path) -> None:

@@ -188,6 +188,7 @@ def build_atlas(cases: list[AtlasCase], level: str, rounds: int = 3,
                 config: object | None = None,
                 progress: Callable[[int, int], None] | None = None) -> Atlas:
     """Group-wise affine atlas of ``cases`` (all of one level); see the module docstring."""
+    from .. import __version__
     from .registration import RegistrationConfig, register
 
     if len(cases) < 2:
@@ -217,6 +218,9 @@ def build_atlas(cases: list[AtlasCase], level: str, rounds: int = 3,
         mappings = [AtlasMapping(m.native, m.reorientation, compose(m.transform, shift))
                     for m in mappings]
         current = _average(cases, planes, mappings, level)
+    # what a rebuild must repeat: registration settings and the software that ran them
     current.meta = {"cases": len(cases), "rounds": rounds,
+                    "registration": config.to_dict(), "software": f"napari-paraspinal "
+                    f"{__version__}, SimpleITK {sitk.Version.VersionString()}",
                     "sources": [c.image.source for c in cases]}
     return current
