@@ -22,6 +22,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import SimpleITK as sitk
@@ -40,6 +41,9 @@ from .atlas_space import (
     one_hot,
     plane_image,
 )
+
+if TYPE_CHECKING:
+    from .registration import RegistrationConfig
 
 WIDE_SPACING = 2.0
 ATLAS_FORMAT = 1
@@ -185,7 +189,7 @@ def _average(cases: list[AtlasCase], planes: list[sitk.Image], mappings: list[At
 
 
 def build_atlas(cases: list[AtlasCase], level: str, rounds: int = 3,
-                config: object | None = None,
+                config: RegistrationConfig | None = None,
                 progress: Callable[[int, int], None] | None = None) -> Atlas:
     """Group-wise affine atlas of ``cases`` (all of one level); see the module docstring."""
     from .. import __version__
