@@ -152,8 +152,8 @@ def test_shapes_batch_and_potts_init() -> None:
 
 
 def test_ones_message_and_training_path_match_the_plain_ones() -> None:
-    """The normaliser built from the stored splat, and the autograd path, give the same values;
-    a CRF run in inference mode can then be trained."""
+    """The all-ones normaliser (one splat, blur and slice) and the autograd path give the same
+    values; a CRF run in inference mode can then be trained."""
     image = torch.rand(2, 1, 17, 23, generator=torch.Generator().manual_seed(5))
     grid = BilateralGrid(image, 6.0, 0.1)
     ones = torch.ones(2, 1, 17, 23)

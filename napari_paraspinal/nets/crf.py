@@ -264,7 +264,6 @@ class BilateralGrid:
         sorted_weight = torch.gather(weight, 1, order.expand(corners, -1))
         self.corner_splat = _csr(crow, order.to(index_dtype).repeat(corners),
                                  sorted_weight.reshape(-1), (corners * n_cells, n_pix))
-        self.ones_splat = self.splat(torch.ones((n_pix, 1), device=device, dtype=dtype))
 
     def splat(self, values: torch.Tensor) -> torch.Tensor:
         """Pixels x C values to cells x C grid values (trilinear weights, summed)."""
@@ -308,9 +307,11 @@ class BilateralGrid:
         return self.filter(q) - self.self_weight * q
 
     def ones_message(self) -> torch.Tensor:
-        """:meth:`message` of an all-ones image (B x 1 x H x W), from the splat built once."""
+        """:meth:`message` of an all-ones image (B x 1 x H x W), without the layout changes
+        of :meth:`filter`."""
         b, h, w = self.shape
-        out = self.slice(self._blur(self.ones_splat.view(-1, 1))).view(b, 1, h, w)
+        ones = self.self_weight.new_ones(b * h * w, 1)
+        out = self.slice(self._blur(self.splat(ones))).view(b, 1, h, w)
         return out - self.self_weight
 
 

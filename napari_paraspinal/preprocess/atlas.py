@@ -224,7 +224,8 @@ def build_atlas(cases: list[AtlasCase], level: str, rounds: int = 3,
         current = _average(cases, planes, mappings, level)
     # what a rebuild must repeat: registration settings and the software that ran them
     current.meta = {"cases": len(cases), "rounds": rounds,
-                    "registration": config.to_dict(), "software": f"napari-paraspinal "
-                    f"{__version__}, SimpleITK {sitk.Version.VersionString()}",
+                    "registration": config.to_dict(),
+                    "software": {"napari-paraspinal": __version__,
+                                 "SimpleITK": sitk.Version.VersionString()},
                     "sources": [c.image.source for c in cases]}
     return current
