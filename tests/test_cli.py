@@ -12,6 +12,7 @@ from openpyxl import load_workbook
 from PIL import Image
 
 from napari_paraspinal.cli import main
+from napari_paraspinal.preprocess.n4 import N4Config
 from napari_paraspinal.preprocess.registration import RegistrationConfig
 from napari_paraspinal.segment import default_model_path
 
@@ -63,7 +64,9 @@ def test_phantom_then_run(tmp_path: Path) -> None:
     assert card["preprocessing"]["registration"]["shrink"] != list(RegistrationConfig().shrink)
     assert run_settings["registration"] == json.loads(json.dumps(RegistrationConfig().to_dict()))
     assert run_settings["normalize"] == card["preprocessing"]["normalize"]
-    assert run_settings["n4"] == card["preprocessing"]["n4"]
+    # the card predates N4's fit_pixel_mm: it runs at the default
+    assert run_settings["n4"] == {**card["preprocessing"]["n4"],
+                                  "fit_pixel_mm": N4Config().fit_pixel_mm}
     ws = wb["measurements"]
     header = [c.value for c in ws[1]]
     spacing = [row[header.index("spacing_col_mm")] for row in ws.iter_rows(min_row=2,

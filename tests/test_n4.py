@@ -18,6 +18,7 @@ from napari_paraspinal.core.geometry import Geometry, SliceImage
 from napari_paraspinal.core.labels import ES_L, ES_R, MF_L, MF_R, PS_L, PS_R
 from napari_paraspinal.phantom import PhantomConfig, generate_phantom
 from napari_paraspinal.preprocess import N4Config, body_mask, n4_correct
+from napari_paraspinal.preprocess.n4 import fit_shrink
 
 MUSCLES = (PS_L, PS_R, MF_L, MF_R, ES_L, ES_R)
 CASES = [(0, "L4-L5"), (1, "L5-S1"), (2, "L4-L5"), (3, "L5-S1")]
@@ -114,14 +115,38 @@ def test_small_image_and_shrink_larger_than_useful():
     assert result.corrected.shape == (48, 48)
 
 
+def test_fine_slices_fit_on_pixels_of_about_4_mm():
+    assert fit_shrink(N4Config(), (1.0, 1.0)) == 4
+    assert fit_shrink(N4Config(), (0.82, 0.85)) == 4
+    assert fit_shrink(N4Config(), (0.75, 0.8)) == 5
+    assert fit_shrink(N4Config(), (0.5, 0.6)) == 8
+    assert fit_shrink(N4Config(fit_pixel_mm=0.0), (0.5, 0.5)) == 4
+    case = generate_phantom(3, PhantomConfig(level="L5-S1", matrix=(512, 512),
+                                             fov_mm=(256.0, 256.0), bias_strength=(0.0, 0.0),
+                                             noise=(0.02, 0.02), supersample=1))
+    bias = known_bias(case.image, "coil", 3)
+    biased = case.image.with_data(case.image.data * bias)
+    mask = body_mask(biased)
+    coarse = n4_correct(biased, mask)
+    fine = n4_correct(biased, mask, N4Config(fit_pixel_mm=0.0))
+    assert np.abs(np.log(coarse.bias[mask] / fine.bias[mask])).max() <= 0.02
+    relative = coarse.corrected.data / case.image.data
+    for value in MUSCLES:
+        lean = (case.labels == value) & (case.fat_fraction < 0.05)
+        if cv(bias[lean]) >= 0.02:
+            assert cv(relative[lean]) <= 0.5 * cv(bias[lean])
+
+
 def test_config_round_trips_through_json():
     config = N4Config(shrink=2, iterations=(20, 10), convergence_threshold=1e-4)
     assert N4Config.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     assert N4Config.from_dict(N4Config().to_dict()) == N4Config()
+    old_card = {k: v for k, v in N4Config().to_dict().items() if k != "fit_pixel_mm"}
+    assert N4Config.from_dict(old_card) == N4Config()
 
 
 @pytest.mark.parametrize("bad", [{"shrink": 0}, {"iterations": ()}, {"iterations": (10, 0)},
-                                 {"control_points": 3}])
+                                 {"control_points": 3}, {"fit_pixel_mm": -1.0}])
 def test_bad_config_is_refused(bad):
     with pytest.raises(ValueError):
         N4Config(**bad)

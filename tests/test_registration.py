@@ -40,6 +40,34 @@ def test_known_warps_are_recovered_or_flagged(atlases) -> None:
 
 
 @pytest.mark.slow
+def test_itk_fit_in_a_wrong_basin_is_saved_by_the_refinement_alone(atlases) -> None:
+    """Bench phantom 830008 warped (rotation -17°, scale 1.13 x 0.71): both ITK fits end
+    25 mm off and are flagged; the refinement alone from the moments starts finds the fit,
+    which passes QC, so it is kept and the QC says how it was found."""
+    from dataclasses import replace
+
+    from napari_paraspinal.preprocess.chain import PreprocessConfig
+    from napari_paraspinal.preprocess.registration import RegistrationConfig
+
+    seed, level = 830_008, "L4-L5"
+    case = generate_phantom(seed, PhantomConfig(level=level))
+    sigma = case.truth["parameters"]["noise_sigma_rel"] * PhantomConfig().scale
+    warped, warp = random_warp(case.image, np.random.default_rng(seed), sigma)
+    t0 = preprocess_slice(case.image, atlases, level).registration
+    without = PreprocessConfig(registration=replace(RegistrationConfig(),
+                                                    refine_only_fallback=False))
+    itk = preprocess_slice(warped, atlases, level, without).registration
+    saved = preprocess_slice(warped, atlases, level).registration
+    probabilities = atlases[level].probabilities
+    assert itk.flagged and not itk.refined_alone
+    assert recovery_error(probabilities, t0.mapping.transform, itk.mapping.transform,
+                          warp) > 5.0
+    assert not saved.flagged and saved.refined_alone and saved.qc()["refined_alone"]
+    assert recovery_error(probabilities, t0.mapping.transform, saved.mapping.transform,
+                          warp) <= 2.0
+
+
+@pytest.mark.slow
 def test_level_is_detected(atlases) -> None:
     for seed, level in SEEDS:
         case = generate_phantom(seed + 100, PhantomConfig(level=level))

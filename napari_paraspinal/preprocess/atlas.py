@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import SimpleITK as sitk
@@ -66,6 +66,15 @@ class Atlas:
     wide_image: np.ndarray
     wide_body: np.ndarray
     meta: dict = field(default_factory=dict)
+    _memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def memo(self, key: Hashable, make: Callable[[], Any]) -> Any:
+        """``make()``, computed once per atlas and ``key``: what registration derives from
+        the atlas alone (smoothed templates, samples) is the same for every slice. An atlas's
+        arrays are not changed after it is made."""
+        if key not in self._memo:
+            self._memo[key] = make()
+        return self._memo[key]
 
     def wide_sitk(self) -> sitk.Image:
         """The wide template as a SimpleITK image on its grid."""

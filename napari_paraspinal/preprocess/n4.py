@@ -14,6 +14,16 @@ levels matters, the shrink factor hardly does. Three levels remove about 90 % of
 inside the muscles; two leave 20-35 %; four start fitting the anatomy (fat against muscle)
 and invent a field of up to 5 % CV on a bias-free slice. Shrink 4 corrects as well as
 shrink 1 at a fifth to a seventh of the time; shrink 8 is a little worse.
+
+The fit's cost grows with its pixel count, so on fine slices the shrink factor grows to the
+largest that keeps the fit's pixels at most ``fit_pixel_mm`` (4 mm, what shrink 4 gives a
+256² slice at 1 mm). On 16 biased 512² phantoms at 0.50-0.58 mm
+(shrink 7-8 instead of 4) it took 216 against 432 ms (median, ±35 % bias), corrected as well
+(residual/applied CV 0.12 against 0.12) and changed the field by 0.24 % on average, 1.2 % at
+most; at 0.74-0.82 mm (shrink 5 or 4) 257 against 318 ms and 1.5 % at most. The field N4
+invents on a bias-free slice did not change with the shrink (0.4-1.4 % CV for shrink 2-8 on
+7 of 8 phantoms; the eighth is 3 % at every shrink but 4). Slices with pixels over 0.8 mm
+keep shrink 4.
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ class N4Config:
     """
 
     shrink: int = 4
+    fit_pixel_mm: float = 4.0
     iterations: tuple[int, ...] = (50, 50, 50)
     convergence_threshold: float = 1e-3
     control_points: int = 4
@@ -53,6 +64,8 @@ class N4Config:
         self.iterations = tuple(int(n) for n in self.iterations)
         if self.shrink < 1:
             raise ValueError(f"shrink must be >= 1, got {self.shrink}")
+        if self.fit_pixel_mm < 0:
+            raise ValueError(f"fit_pixel_mm must be >= 0, got {self.fit_pixel_mm}")
         if not self.iterations or min(self.iterations) < 1:
             raise ValueError(f"iterations need at least one level of >= 1, got {self.iterations}")
         if self.control_points <= self.spline_order:
@@ -86,6 +99,14 @@ def _to_sitk_2d(data: np.ndarray, spacing: tuple[float, float], pixel: int) -> s
     return img
 
 
+def fit_shrink(config: N4Config, spacing: tuple[float, float]) -> int:
+    """The shrink factor of the fit: ``config.shrink``, or the largest factor that keeps the
+    fit's pixels at most ``config.fit_pixel_mm`` where that is larger (0 turns it off)."""
+    finest = min(spacing)
+    grow = int(config.fit_pixel_mm / finest + 1e-9) if config.fit_pixel_mm > 0 else 0
+    return max(int(config.shrink), grow)
+
+
 def n4_correct(
     image: SliceImage, mask: np.ndarray | None = None, config: N4Config | None = None
 ) -> N4Result:
@@ -108,7 +129,7 @@ def n4_correct(
     spacing = tuple(float(s) for s in image.geometry.spacing[:2])
     full = _to_sitk_2d(data, spacing, sitk.sitkFloat32)
     fit_img, fit_msk = full, _to_sitk_2d(fit_mask.astype(np.uint8), spacing, sitk.sitkUInt8)
-    shrink = max(1, min(config.shrink, min(data.shape) // MIN_FIT_SIZE))
+    shrink = max(1, min(fit_shrink(config, spacing), min(data.shape) // MIN_FIT_SIZE))
     if shrink > 1:
         factors = [shrink] * 2
         fit_img, fit_msk = sitk.Shrink(fit_img, factors), sitk.Shrink(fit_msk, factors)
@@ -175,7 +196,7 @@ def main() -> int:
           "median | worst | harm: invented field CV |")
     print("|---|---|---|---|---|---|---|")
     for shrink, iterations in grid:
-        config = N4Config(shrink=shrink, iterations=iterations)
+        config = N4Config(shrink=shrink, iterations=iterations, fit_pixel_mm=0.0)
         times: dict[int, list[float]] = {256: [], 512: []}
         ratios, harm = [], []
         for n, case, mask in cases:

@@ -17,6 +17,8 @@ water images against a T2w atlas). Run alone::
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
@@ -30,6 +32,54 @@ _ONE_BLAS_THREAD = SharedSetting(lambda: threadpool_limits(1, user_api="blas"),
                                  lambda limiter: limiter.restore_original_limits())
 
 
+@dataclass(frozen=True)
+class _Level:
+    """One smoothing level: the fixed samples (physical x, y and values) and the smoothed
+    moving image with a border of zeros."""
+
+    points: np.ndarray
+    values: np.ndarray
+    image: np.ndarray
+
+
+@dataclass(frozen=True)
+class NCCLevels:
+    """What every start of one registration shares: the fixed samples and the smoothed
+    moving image per level, made once per registration."""
+
+    levels: tuple[_Level, ...]
+    origin: np.ndarray
+    spacing: np.ndarray
+
+
+def fixed_levels(fixed: sitk.Image, region: np.ndarray,
+                 smoothing_mm: Sequence[float] = (2.0, 1.0, 0.0),
+                 steps: Sequence[int] = (2, 1, 1)) -> list[tuple[np.ndarray, np.ndarray]] | str:
+    """Per level, the physical points (x, y) and values of every ``steps``-th pixel of
+    ``region`` in ``fixed`` smoothed by ``smoothing_mm`` (Gaussian σ in mm); or a few words
+    on why there is nothing to refine on. Depends on the atlas alone, so it can be kept."""
+    levels = []
+    for sigma, step in zip(smoothing_mm, steps, strict=True):
+        points, values = _fixed_samples(fixed, region, sigma, step)
+        if len(values) < 10 or values.std() == 0:
+            return "no structure region to refine on"
+        levels.append((points, values))
+    return levels
+
+
+def ncc_levels(fixed: list[tuple[np.ndarray, np.ndarray]], moving: sitk.Image,
+               smoothing_mm: Sequence[float] = (2.0, 1.0, 0.0)) -> NCCLevels:
+    """Prepare :func:`refine_prepared` from :func:`fixed_levels` and the slice, smoothed per
+    level (the levels at the same time: ITK releases the GIL, and smoothing a 512² slice
+    takes 11 ms on one thread)."""
+    with ThreadPoolExecutor(len(smoothing_mm)) as pool:
+        images = list(pool.map(lambda sigma: np.pad(_smoothed(moving, sigma), 1).astype(
+            np.float64), smoothing_mm))  # zeros around: sampling fades out continuously
+    levels = tuple(_Level(points, values, image)
+                   for (points, values), image in zip(fixed, images, strict=True))
+    return NCCLevels(levels, np.array(moving.GetOrigin()), np.array(moving.GetSpacing()))
+
+
 def refine_affine_ncc(fixed: sitk.Image, region: np.ndarray, moving: sitk.Image,
                       start: sitk.Transform, smoothing_mm: Sequence[float] = (2.0, 1.0, 0.0),
                       steps: Sequence[int] = (2, 1, 1), max_iterations: int = 100,
@@ -37,22 +87,29 @@ def refine_affine_ncc(fixed: sitk.Image, region: np.ndarray, moving: sitk.Image,
     """The affine fixed→moving transform near ``start`` that maximises NCC² over ``region``.
 
     ``fixed`` and ``moving`` are 2-D images with identity direction; ``region`` is a mask on
-    the fixed grid. One L-BFGS run per level: both images smoothed by ``smoothing_mm``
-    (Gaussian σ in mm) and every ``steps``-th fixed pixel in each direction sampled.
-    Returns the transform, or a few words on why there is none: no overlap, not finite, or
-    a change of scale along some axis by more than ``max_rescale`` (on a slice that fits the
-    atlas poorly, NCC² can be raised by collapsing the slice onto a few pixels).
+    the fixed grid. One L-BFGS run per level (see :func:`fixed_levels`). Returns the
+    transform, or a few words on why there is none: no overlap, not finite, or a change of
+    scale along some axis by more than ``max_rescale`` (on a slice that fits the atlas
+    poorly, NCC² can be raised by collapsing the slice onto a few pixels).
     """
+    samples = fixed_levels(fixed, region, smoothing_mm, steps)
+    if isinstance(samples, str):
+        return samples
+    return refine_prepared(ncc_levels(samples, moving, smoothing_mm), start, max_iterations,
+                           max_rescale)
+
+
+def refine_prepared(prepared: NCCLevels, start: sitk.Transform, max_iterations: int = 100,
+                    max_rescale: float = 1.5) -> sitk.AffineTransform | str:
+    """:func:`refine_affine_ncc` on levels made once by :func:`ncc_levels` (shared by all
+    starts of a registration)."""
     centre = np.array(start.GetCenter() if hasattr(start, "GetCenter") else (0.0, 0.0))
     matrix0 = np.array(start.GetMatrix(), float).reshape(2, 2)
     shift0 = np.array(start.GetTranslation(), float)
     u = np.zeros(6)
-    for sigma, step in zip(smoothing_mm, steps, strict=True):
-        points, values = _fixed_samples(fixed, region, sigma, step)
-        if len(values) < 10 or values.std() == 0:
-            return "no structure region to refine on"
-        objective = _Objective(points - centre, values, centre, matrix0, shift0,
-                               _smoothed(moving, sigma).astype(np.float64), moving)
+    for level in prepared.levels:
+        objective = _Objective(level.points - centre, level.values, centre, matrix0, shift0,
+                               level.image, prepared.origin, prepared.spacing)
         value, u = _lbfgs(objective, u, max_iterations)
         if not np.isfinite(value) or not np.isfinite(u).all():
             return "NCC refinement did not give a finite result"
@@ -93,14 +150,13 @@ class _Objective:
 
     def __init__(self, rel: np.ndarray, values: np.ndarray, centre: np.ndarray,
                  matrix0: np.ndarray, shift0: np.ndarray, image: np.ndarray,
-                 moving: sitk.Image) -> None:
+                 origin: np.ndarray, spacing: np.ndarray) -> None:
         a = values - values.mean()
         self.a = a / np.linalg.norm(a)
         self.rx, self.ry = np.ascontiguousarray(rel[:, 0]), np.ascontiguousarray(rel[:, 1])
         self.centre, self.matrix0, self.shift0 = centre, matrix0, shift0
-        self.image = np.pad(image, 1)  # zeros around: sampling fades out continuously
-        self.origin = np.array(moving.GetOrigin())
-        self.spacing = np.array(moving.GetSpacing())
+        self.image = image  # with a border of zeros: sampling fades out continuously
+        self.origin, self.spacing = origin, spacing
 
     def __call__(self, u: np.ndarray) -> tuple[float, np.ndarray]:
         matrix, shift = _parameters(u, self.matrix0, self.shift0)

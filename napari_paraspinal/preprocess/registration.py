@@ -51,6 +51,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
@@ -64,7 +65,7 @@ from ..core.orientation import canonical_reorientation
 from ..core.shared_setting import SharedSetting
 from .atlas import Atlas
 from .atlas_space import ATLAS_SPACING, AtlasMapping, atlas_reference, plane_image
-from .ncc_affine import refine_affine_ncc
+from .ncc_affine import fixed_levels, ncc_levels, refine_prepared
 
 
 @dataclass
@@ -88,6 +89,7 @@ class RegistrationConfig:
     refine_max_rescale: float = 1.5
     rotation_starts_deg: tuple[float, ...] = (-20.0, -10.0, 0.0, 10.0, 20.0)
     full_starts: int = 2
+    refine_only_fallback: bool = True
     min_body_dice: float = 0.80
     min_correlation: float = 0.15
     min_structure_correlation: float = 0.55
@@ -110,28 +112,38 @@ class RegistrationResult:
 
     mapping: AtlasMapping
     level: str
-    metric: float  # Mattes MI at full resolution (more negative is better)
+    metric: float  # Mattes MI at the ITK stages' first level (more negative is better)
     body_dice: float
     correlation: float
     flagged: bool
     reasons: list[str] = field(default_factory=list)
     seconds: float = 0.0
     structure_correlation: float = float("nan")
+    refined_alone: bool = False  # the ITK fit was flagged; the refinement alone passed QC
 
     def qc(self) -> dict:
         """Quality numbers as a JSON-friendly dict."""
         return {"level": self.level, "metric": self.metric, "body_dice": self.body_dice,
                 "correlation": self.correlation,
                 "structure_correlation": self.structure_correlation, "flagged": self.flagged,
-                "reasons": list(self.reasons), "seconds": self.seconds}
+                "reasons": list(self.reasons), "refined_alone": self.refined_alone,
+                "seconds": self.seconds}
 
 
 def _moments(mask: np.ndarray, spacing: tuple[float, float],
              origin: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
-    """Centroid (x, y) and covariance (mm²) of a 2-D mask given as (rows, cols)."""
-    rows, cols = np.nonzero(mask)
-    pts = np.stack([origin[0] + cols * spacing[0], origin[1] + rows * spacing[1]], 1)
-    return pts.mean(0), np.cov(pts.T)
+    """Centroid (x, y) and variance along x and y (mm², as ``np.cov``) of a 2-D mask given
+    as (rows, cols).
+
+    From the mask's row and column sums (the variances need no joint moment): 0.3 ms at
+    512², where listing the pixels took 17 ms."""
+    centre, variance = np.zeros(2), np.zeros(2)
+    for axis, counts in enumerate((mask.sum(0), mask.sum(1))):
+        positions = origin[axis] + np.arange(counts.size) * spacing[axis]
+        n = float(counts.sum())
+        centre[axis] = counts @ positions / n
+        variance[axis] = counts @ (positions - centre[axis]) ** 2 / (n - 1)
+    return centre, variance
 
 
 def _rotation(angle: float) -> np.ndarray:
@@ -151,9 +163,9 @@ def moments_initialisation(fixed_mask: np.ndarray, fixed_spacing: tuple[float, f
     right), so the remaining rotation is small and is tried from a few starts rather than
     taken from the principal axes, which swap when a body is scaled unevenly.
     """
-    cf, covf = _moments(fixed_mask, fixed_spacing, fixed_origin)
-    cm, covm = _moments(moving_mask, moving_spacing, (0.0, 0.0))
-    scale = np.sqrt(np.diag(covm) / np.diag(covf))
+    cf, varf = _moments(fixed_mask, fixed_spacing, fixed_origin)
+    cm, varm = _moments(moving_mask, moving_spacing, (0.0, 0.0))
+    scale = np.sqrt(varm / varf)
     cut_x = moving_mask[:, 0].any() or moving_mask[:, -1].any()
     cut_y = moving_mask[0].any() or moving_mask[-1].any()
     if cut_x and not cut_y:  # a body cut by the field of view: trust the uncut axis
@@ -214,20 +226,26 @@ def _method(config: RegistrationConfig, levels: bool = True) -> sitk.ImageRegist
     return reg
 
 
-def _coarse_metrics(fixed: sitk.Image, moving: sitk.Image,
-                    transforms: list[sitk.Transform], config: RegistrationConfig
-                    ) -> list[float]:
-    """Metric value of each starting transform on smoothed, shrunk images."""
-    shrink = config.shrink[0]
-    sigma = config.smoothing_mm[0]
-    f = sitk.Shrink(sitk.SmoothingRecursiveGaussian(fixed, sigma), [shrink] * 2)
-    m = sitk.Shrink(sitk.SmoothingRecursiveGaussian(moving, sigma), [shrink] * 2)
+def _shrunk(image: sitk.Image, config: RegistrationConfig) -> sitk.Image:
+    """``image`` smoothed and shrunk like the ITK stages' (first) level."""
+    smooth = sitk.SmoothingRecursiveGaussian(image, config.smoothing_mm[0])
+    return sitk.Shrink(smooth, [config.shrink[0]] * 2)
+
+
+def _metric_values(fixed: sitk.Image, moving: sitk.Image,
+                   transforms: list[sitk.Transform], config: RegistrationConfig
+                   ) -> list[float]:
+    """Mattes MI of each transform on the whole of ``fixed`` (NaN where ITK finds too
+    little overlap to compute it)."""
     values = []
     for transform in transforms:
         reg = _method(config, levels=False)
         reg.SetMetricSamplingStrategy(reg.NONE)
         reg.SetInitialTransform(transform, inPlace=False)
-        values.append(float(reg.MetricEvaluate(f, m)))
+        try:
+            values.append(float(reg.MetricEvaluate(fixed, moving)))
+        except RuntimeError:
+            values.append(float("nan"))
     return values
 
 
@@ -264,18 +282,28 @@ def detect_level(image: SliceImage, mask: np.ndarray, atlases: dict[str, Atlas],
     as one after the other: ITK releases the GIL. With one start per level this took 1.19 s
     against 2.13 s at 512² on 2 cores; with two starts per level (four threads) ``auto``
     takes about twice the time of a given level (2.05 s against 1.04 s).
+
+    The wrong level's fit is usually flagged, so the refinement-alone fallback of
+    :func:`register` runs only when the best fit of all levels is flagged (then for every
+    level again); run for each flagged level, it doubled the time of ``auto``.
     """
     workers = max(1, min(len(atlases), os.cpu_count() or 1))
-    with _ITK_SINGLE_THREADED.held(), ThreadPoolExecutor(workers) as pool:
-        futures = {level: pool.submit(_register, image, mask, atlas, config)
+
+    def best_of(fallback: bool) -> tuple[RegistrationResult, dict[str, RegistrationResult]]:
+        futures = {level: pool.submit(_register, image, mask, atlas, config, fallback)
                    for level, atlas in atlases.items()}
         results = {level: future.result() for level, future in futures.items()}
-    best = max(results.values(), key=lambda r: (not r.flagged, r.correlation))
+        return max(results.values(), key=lambda r: (not r.flagged, r.correlation)), results
+
+    with _ITK_SINGLE_THREADED.held(), ThreadPoolExecutor(workers) as pool:
+        best, results = best_of(fallback=False)
+        if best.flagged and (config or RegistrationConfig()).refine_only_fallback:
+            best, results = best_of(fallback=True)
     return best, results
 
 
 def _register(image: SliceImage, mask: np.ndarray, atlas: Atlas,
-              config: RegistrationConfig | None) -> RegistrationResult:
+              config: RegistrationConfig | None, fallback: bool = True) -> RegistrationResult:
     config = config or RegistrationConfig()
     start = time.perf_counter()
     r = canonical_reorientation(image.geometry)
@@ -288,19 +316,44 @@ def _register(image: SliceImage, mask: np.ndarray, atlas: Atlas,
 
     starts = moments_initialisation(fixed_mask, spacing, origin, moving_mask,
                                     moving.GetSpacing(), config.rotation_starts_deg)
-    scores = _coarse_metrics(fixed, moving, starts, config)
-    best = [starts[int(i)] for i in np.argsort(scores, kind="stable")[: config.full_starts]]
     coarse = _coarsened(moving, config.itk_spacing_mm)
-    affine, reasons, structures = _best_fit(best, fixed, coarse, moving, atlas, config)
-    mapping = AtlasMapping(image.geometry, r, affine)
+    # the starts are ranked, and the final fit scored, at the ITK stages' first level
+    fixed_small = atlas.memo(("wide_shrunk", config.shrink[0], config.smoothing_mm[0]),
+                             lambda: _shrunk(fixed, config))
+    moving_small = _shrunk(coarse, config)
+    scores = np.nan_to_num(_metric_values(fixed_small, moving_small, starts, config), nan=0.0)
+    ranked = [starts[int(i)] for i in np.argsort(scores, kind="stable")]
+    refine = _refiner(atlas, moving, config)
 
-    final = _method(config, levels=False)
-    final.SetInitialTransform(affine, inPlace=False)
-    try:
-        metric = float(final.MetricEvaluate(fixed, moving))
-    except RuntimeError:
-        metric = float("nan")
-    body_dice, correlation = _quality(fixed, fixed_mask, moving, moving_mask, affine)
+    def assessed(fit: tuple[sitk.AffineTransform, list[str], float]) -> RegistrationResult:
+        affine, reasons, structures = fit
+        metric = _metric_values(fixed_small, moving_small, [affine], config)[0]
+        body_dice, correlation = _quality(fixed, fixed_mask, moving, moving_mask, affine)
+        reasons = reasons + _qc_reasons(metric, body_dice, correlation, structures, config)
+        return RegistrationResult(mapping=AtlasMapping(image.geometry, r, affine),
+                                  level=atlas.level, metric=metric, body_dice=body_dice,
+                                  correlation=correlation, structure_correlation=structures,
+                                  flagged=bool(reasons), reasons=reasons)
+
+    result = assessed(_best_fit(ranked[: config.full_starts], fixed, coarse, moving, atlas,
+                                refine, config.stages, config))
+    if result.flagged and fallback and config.refine_only_fallback and refine is not None:
+        # the ITK stages can end in a wrong basin (on 160 warped phantoms, twice by 25 mm),
+        # where the refinement alone from the moments starts finds the fit; kept only if
+        # it passes QC, so a flagged case is never swapped for another flagged one
+        fallback = assessed(_best_fit(ranked, fixed, coarse, moving, atlas, refine, (),
+                                      config))
+        if not fallback.flagged:
+            result = fallback
+            result.refined_alone = True
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _qc_reasons(metric: float, body_dice: float, correlation: float, structures: float,
+                config: RegistrationConfig) -> list[str]:
+    """Why a fit should be checked by a human (empty when it looks good)."""
+    reasons = []
     if not np.isfinite(metric):
         reasons.append("registration diverged")
     if body_dice < config.min_body_dice:
@@ -311,15 +364,12 @@ def _register(image: SliceImage, mask: np.ndarray, atlas: Atlas,
     if structures < config.min_structure_correlation:
         reasons.append(f"correlation with the atlas around the muscles {structures:.2f} < "
                        f"{config.min_structure_correlation}")
-    return RegistrationResult(mapping=mapping, level=atlas.level, metric=metric,
-                              body_dice=body_dice, correlation=correlation,
-                              structure_correlation=structures,
-                              flagged=bool(reasons), reasons=reasons,
-                              seconds=time.perf_counter() - start)
+    return reasons
 
 
 def _best_fit(starts: list[sitk.Transform], fixed: sitk.Image, coarse: sitk.Image,
-              moving: sitk.Image, atlas: Atlas, config: RegistrationConfig
+              moving: sitk.Image, atlas: Atlas, refine: _Refine | None,
+              stages: tuple[str, ...], config: RegistrationConfig
               ) -> tuple[sitk.AffineTransform, list[str], float]:
     """Optimise from each start (one thread each) and keep the fit whose registered slice
     correlates best with the atlas around the labelled structures; fits that ITK gave up on
@@ -331,7 +381,7 @@ def _best_fit(starts: list[sitk.Transform], fixed: sitk.Image, coarse: sitk.Imag
     to 71 % (by the final metric instead: 42 %).
     """
     def fit(start: sitk.Transform) -> tuple[sitk.AffineTransform, list[str], float]:
-        affine, reasons = _optimise(start, fixed, coarse, moving, atlas, config)
+        affine, reasons = _optimise(start, fixed, coarse, refine, stages, config)
         return affine, reasons, _structure_correlation(atlas, moving, affine, config)
 
     if len(starts) == 1:
@@ -343,13 +393,13 @@ def _best_fit(starts: list[sitk.Transform], fixed: sitk.Image, coarse: sitk.Imag
 
 
 def _optimise(start: sitk.Transform, fixed: sitk.Image, coarse: sitk.Image,
-              moving: sitk.Image, atlas: Atlas, config: RegistrationConfig
+              refine: _Refine | None, stages: tuple[str, ...], config: RegistrationConfig
               ) -> tuple[sitk.AffineTransform, list[str]]:
-    """The similarity and affine stages from ``start``, then the refinement; the final
+    """The ITK ``stages`` (similarity, affine) from ``start``, then ``refine``; the final
     transform and the reasons to flag it (an ITK failure leaves the last good transform)."""
     transform = start
     reasons = []
-    for stage in config.stages:
+    for stage in stages:
         current = _similarity_from(transform) if stage == "similarity" else _as_affine(transform)
         reg = _method(config)
         reg.SetInitialTransform(current, inPlace=True)
@@ -359,8 +409,8 @@ def _optimise(start: sitk.Transform, fixed: sitk.Image, coarse: sitk.Image,
             break
         transform = current
     affine = _as_affine(transform)
-    if config.refine and not reasons:
-        refined = _refine(atlas, moving, affine, config)
+    if refine is not None and not reasons:
+        refined = refine(affine)
         if isinstance(refined, str):
             reasons.append(f"affine refinement failed ({refined})")
         else:
@@ -395,16 +445,42 @@ def _execute(reg: sitk.ImageRegistrationMethod, fixed: sitk.Image, moving: sitk.
     return ""
 
 
-def _refine(atlas: Atlas, moving: sitk.Image, affine: sitk.AffineTransform,
-            config: RegistrationConfig) -> sitk.AffineTransform | str:
-    """Affine refinement on the 1 mm atlas, inside the region of the labelled structures
-    (ITK's reason as text when it fails)."""
+_Refine = Callable[[sitk.AffineTransform], "sitk.AffineTransform | str"]
+
+
+def _refiner(atlas: Atlas, moving: sitk.Image, config: RegistrationConfig
+             ) -> _Refine | None:
+    """The refinement on the 1 mm atlas, inside the region of the labelled structures, as a
+    function of the start (the reason as text when it fails); None when it is off. What all
+    starts share (NCC²'s samples and smoothed slices) is made here, once."""
+    if not config.refine:
+        return None
+    fixed = atlas.memo("image_sitk", lambda: _atlas_image(atlas))
+    region = _structure_region(atlas, config.refine_margin_mm)
+    if config.refine_metric != "ncc":
+        return lambda affine: _refine_itk(fixed, region, moving, affine, config)
+    smoothing, steps = tuple(config.refine_smoothing_mm), tuple(config.refine_shrink)
+    samples = atlas.memo(("ncc", config.refine_margin_mm, smoothing, steps),
+                         lambda: fixed_levels(fixed, region, smoothing, steps))
+    if isinstance(samples, str):
+        return lambda affine: samples
+    prepared = ncc_levels(samples, moving, smoothing)
+    return lambda affine: refine_prepared(prepared, affine,
+                                          max_rescale=config.refine_max_rescale)
+
+
+def _atlas_image(atlas: Atlas) -> sitk.Image:
+    """The 1 mm atlas mean image as a SimpleITK image on the atlas grid."""
     fixed = sitk.GetImageFromArray(np.asarray(atlas.image, np.float32))
     fixed.CopyInformation(atlas_reference())
-    region = _structure_region(atlas, config.refine_margin_mm)
-    if config.refine_metric == "ncc":
-        return refine_affine_ncc(fixed, region, moving, affine, config.refine_smoothing_mm,
-                                 config.refine_shrink, max_rescale=config.refine_max_rescale)
+    return fixed
+
+
+def _refine_itk(fixed: sitk.Image, region: np.ndarray, moving: sitk.Image,
+                affine: sitk.AffineTransform, config: RegistrationConfig
+                ) -> sitk.AffineTransform | str:
+    """The refinement by ITK's correlation or Mattes metric (kept for the README's
+    comparison; ITK's reason as text when it fails)."""
     mask = sitk.GetImageFromArray(region.astype(np.uint8))
     mask.CopyInformation(fixed)
     reg = _method(config, levels=False)
@@ -423,9 +499,10 @@ def _refine(atlas: Atlas, moving: sitk.Image, affine: sitk.AffineTransform,
 
 
 def _structure_region(atlas: Atlas, margin_mm: float) -> np.ndarray:
-    """Where the labelled structures are in the 1 mm atlas, grown by ``margin_mm``."""
-    return ndi.binary_dilation(atlas.probabilities[1:].sum(0) > 0.2,
-                               iterations=max(1, int(margin_mm / ATLAS_SPACING)))
+    """Where the labelled structures are in the 1 mm atlas, grown by ``margin_mm``
+    (made once per atlas and margin; not to be changed)."""
+    return atlas.memo(("structure_region", margin_mm), lambda: ndi.binary_dilation(
+        atlas.probabilities[1:].sum(0) > 0.2, iterations=max(1, int(margin_mm / ATLAS_SPACING))))
 
 
 def _structure_correlation(atlas: Atlas, moving: sitk.Image, transform: sitk.Transform,
