@@ -19,8 +19,8 @@ theta_beta 0.1-0.2): bilateral grid vs brute force relative L2 error 1.1-2.1 %, 
 relative L2 error 3e-5 (4-sigma truncation); six-iteration mean field at the default weights
 (saturated marginals) argmax agreement 99.1-100 %, at weights 0.03 agreement 99.9-100 % with
 probability max difference 0.002-0.003. Forward B=1, C=9, 256x256, 6 iterations, 2-core CPU:
-43 ms in `paraspinal bench crf` (pydensecrf2 81-82 ms on the same slices), 35-44 ms inside
-`bench segment`; per iteration about 1.5 ms spatial, 2 ms bilateral, 1.3 ms softmax, layout
+36.6-39.2 ms in `paraspinal bench crf` (pydensecrf2 81 ms on the same slices), 35-46 ms
+inside `bench segment`; per iteration about 1.5 ms spatial, 2 ms bilateral, 1.3 ms softmax, layout
 change, weighting and compatibility; 4 ms to build the grid; about 3.5 ms per-operation
 overhead in all.
 
