@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from threading import Event
 
-from . import __version__
 from .core.errors import InputError
 from .core.io import (
     InputRef,
@@ -28,7 +27,7 @@ from .core.io import (
 from .core.writers import write_labels
 from .export import write_csv, write_xlsx
 from .fat import FatConfig
-from .measure import geometry_columns, measure_slice
+from .measure import geometry_columns, measure_slice, method_provenance
 from .overlay import save_overlay_png
 from .preprocess.n4 import N4Config
 from .segment import Model, default_model_path, load_model, segment_slice
@@ -174,15 +173,13 @@ def write_tables(results: Sequence[CaseResult], config: RunConfig,
             "source": r.source,
             "status": r.status,
             "message": r.message,
-            "software": f"napari-paraspinal {__version__}",
+            **method_provenance(config.n4, config.fat),
             "labels": r.row.get("label_source", "none"),
             "label_status": r.label_status,
             **_model_provenance(model if r.label_status == "automatic" else None),
             "qc_flags": json.dumps({k: r.row[k] for k in ("registration_flagged",
                                                           "registration_check")
                                     if k in r.row}),
-            "bias_correction": json.dumps(config.n4.to_dict()) if config.n4 else "none",
-            "fat_method": json.dumps(config.fat.to_dict()),
             "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
             **r.identifiers,
         }

@@ -8,7 +8,6 @@ gave the numbers. :func:`collect` reads the layers (GUI thread); the rest is pla
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -17,11 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
 from ..core.geometry import SliceImage
 from ..export import write_csv, write_xlsx
 from ..fat import FatConfig
-from ..measure import geometry_columns, measure_slice
+from ..measure import geometry_columns, measure_slice, method_provenance
 from ..preprocess.n4 import N4Config
 from .slices import LEVEL_KEY, MODEL_KEY, layer_to_slices, native_planes, was_edited
 from .tasks import bias_field
@@ -95,11 +93,9 @@ def measurement_sheets(inp: ExportInput, fat: FatConfig | None = None,
         provenance.append({
             "case": case,
             "source": inp.source,
-            "software": f"napari-paraspinal {__version__}",
+            **method_provenance(n4, fat),
             "labels": labels_source(inp),
             "level": inp.levels[k] or "",
-            "bias_correction": json.dumps(n4.to_dict()) if n4 is not None else "none",
-            "fat_method": json.dumps(fat.to_dict()),
             "time": stamp,
         })
     return {"measurements": rows, "provenance": provenance}

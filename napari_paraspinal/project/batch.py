@@ -15,10 +15,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from threading import Event
 
-from .. import __version__
 from ..core.errors import InputError
 from ..fat import FatConfig
-from ..measure import geometry_columns, measure_slice
+from ..measure import geometry_columns, measure_slice, method_provenance
 from ..preprocess.n4 import N4Config
 from .store import Project
 
@@ -115,7 +114,7 @@ def project_sheets(project: Project, fat: FatConfig | None = None,
                      **geometry_columns(image.geometry), **measured.row})
         provenance.append({
             "case": case.id,
-            "software": f"napari-paraspinal {__version__}",
+            **method_provenance(n4, fat),
             "label_status": version.kind,
             "label_version": version.version,
             "labels_file": version.relpath,
@@ -125,8 +124,6 @@ def project_sheets(project: Project, fat: FatConfig | None = None,
             "model_weights_sha256": model.weights_sha256 if model else "",
             "preprocessing": json.dumps(model.card.get("preprocessing", {})) if model else "",
             "qc_flags": json.dumps(case.qc_flags),
-            "bias_correction": json.dumps(n4.to_dict()),
-            "fat_method": json.dumps(fat.to_dict()),
             "labels_saved": version.created_at,
             "time": stamp,
         })
