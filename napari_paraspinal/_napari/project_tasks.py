@@ -34,7 +34,9 @@ import numpy as np
 from ..core.atomic import write_bytes_atomic
 from ..core.labels import BY_VALUE
 from ..project.batch import BatchResult, segment_project
-from ..project.store import LABEL_VALUES, STATUSES, LabelVersion, Project, ProjectError
+from ..project.records import LabelVersion, ProjectError
+from ..project.schema import LABEL_VALUES, STATUSES
+from ..project.store import Project
 from .layers import image_layer, labels_layer, native_labels
 from .slices import LEVEL_KEY, MODEL_KEY, ROLE_KEY, WRITTEN_KEY, fingerprint, was_edited
 

@@ -55,7 +55,8 @@ from qtpy.QtWidgets import (
 )
 
 from ..core.labels import LABELS
-from ..project.store import LabelVersion, Project
+from ..project.records import LabelVersion
+from ..project.store import Project
 from . import project_tasks as tasks
 
 ALL = "all"

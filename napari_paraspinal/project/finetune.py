@@ -68,7 +68,8 @@ from ..phantom import LEVELS, PhantomConfig, generate_phantom
 from ..phantom.contrast import CONTRASTS
 from ..preprocess.atlas_space import AtlasMapping, labels_to_atlas, probabilities_to_native
 from ..preprocess.chain import AUTO, preprocess_slice
-from .store import ModelRow, Project, ProjectError, TrainingCase
+from .records import ModelRow, ProjectError, TrainingCase
+from .store import Project
 
 #: Folder of the project holding fine-tuning runs and the replay cache.
 FINETUNE_DIR = "finetune"

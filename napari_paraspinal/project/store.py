@@ -25,6 +25,9 @@ Why it is built this way:
 - Model bundles are copied to a staging folder and renamed into place; their cards are
   read as JSON only, nothing is ever unpickled.
 - Case ids come from file names (never from DICOM headers) and are safe as folder names.
+
+The schema and the names of folders, files and states are in :mod:`.schema`; the rows and
+reports handed out are in :mod:`.records`.
 """
 
 from __future__ import annotations
@@ -39,7 +42,6 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -50,223 +52,37 @@ from ..core.atomic import fsync_path, fsync_tree, sha256_of
 from ..core.errors import InputError
 from ..core.geometry import Geometry, SliceImage
 from ..core.io import InputRef, expand_inputs, image_stem, read_labels, read_slice, validate_slice
-from ..core.labels import BY_VALUE
 from ..core.writers import write_labels
-
-DB_NAME = "project.sqlite"
-LABELS_DIR = "labels"
-MODELS_DIR = "models"
-ORPHANS_DIR = "orphans"
-APPLICATION = "napari-paraspinal project"
-SCHEMA_VERSION = 1
-
-STATUSES = ("new", "predicted", "corrected", "verified", "failed")
-KINDS = ("automatic", "corrected", "verified")
-#: Case status after saving a label version of each kind.
-STATUS_OF_KIND = {"automatic": "predicted", "corrected": "corrected", "verified": "verified"}
-#: Label values a version may vouch for (background excluded).
-LABEL_VALUES = tuple(sorted(BY_VALUE))
-HUMAN_KINDS = ("corrected", "verified")
-
-WEIGHTS = "weights.safetensors"
-CARD = "card.json"
+from .records import (
+    AddResult,
+    CaseRow,
+    CheckReport,
+    LabelVersion,
+    MeasurementRow,
+    ModelRow,
+    ProjectError,
+    TrainingCase,
+)
+from .schema import (
+    APPLICATION,
+    CARD,
+    DB_NAME,
+    HUMAN_KINDS,
+    KINDS,
+    LABEL_VALUES,
+    LABELS_DIR,
+    MODELS_DIR,
+    ORPHANS_DIR,
+    SCHEMA,
+    SCHEMA_VERSION,
+    STATUS_OF_KIND,
+    STATUSES,
+    WEIGHTS,
+)
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
 _VERSION_FILE = re.compile(r"^v(\d+)_[a-z]+\.nii\.gz$")
 _STAGE = ".stage-"
-
-_SCHEMA = f"""
-CREATE TABLE meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE cases (
-    id TEXT PRIMARY KEY,
-    source TEXT NOT NULL,
-    series_uid TEXT NOT NULL DEFAULT '',
-    slice_index INTEGER NOT NULL CHECK (slice_index >= 0),
-    slice_count INTEGER NOT NULL CHECK (slice_count >= 1),
-    spacing_json TEXT,
-    level TEXT,
-    geometry_json TEXT NOT NULL,
-    status TEXT NOT NULL DEFAULT 'new' CHECK (status IN {STATUSES!r}),
-    message TEXT NOT NULL DEFAULT '',
-    qc_flags_json TEXT NOT NULL DEFAULT '{{}}',
-    verified_labels_json TEXT NOT NULL DEFAULT '[]',
-    added_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    UNIQUE (source, series_uid, slice_index)
-);
-CREATE TABLE models (
-    id TEXT PRIMARY KEY,
-    path TEXT NOT NULL UNIQUE,
-    card_json TEXT NOT NULL,
-    parent TEXT,
-    weights_sha256 TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    active INTEGER NOT NULL DEFAULT 0 CHECK (active IN (0, 1))
-);
-CREATE UNIQUE INDEX models_one_active ON models (active) WHERE active = 1;
-CREATE TABLE label_versions (
-    id INTEGER PRIMARY KEY,
-    case_id TEXT NOT NULL REFERENCES cases (id),
-    version INTEGER NOT NULL CHECK (version >= 1),
-    kind TEXT NOT NULL CHECK (kind IN {KINDS!r}),
-    path TEXT NOT NULL UNIQUE,
-    sha256 TEXT NOT NULL,
-    labelled_json TEXT NOT NULL,
-    model_id TEXT REFERENCES models (id),
-    created_at TEXT NOT NULL,
-    UNIQUE (case_id, version)
-);
-CREATE TRIGGER label_versions_never_updated BEFORE UPDATE ON label_versions
-BEGIN SELECT RAISE(ABORT, 'label versions are never changed'); END;
-CREATE TRIGGER label_versions_never_deleted BEFORE DELETE ON label_versions
-BEGIN SELECT RAISE(ABORT, 'label versions are never deleted'); END;
-CREATE TABLE measurements (
-    id INTEGER PRIMARY KEY,
-    case_id TEXT NOT NULL REFERENCES cases (id),
-    label_version_id INTEGER NOT NULL REFERENCES label_versions (id),
-    row_json TEXT NOT NULL,
-    created_at TEXT NOT NULL
-);
-CREATE INDEX measurements_case ON measurements (case_id);
-CREATE TABLE events (
-    id INTEGER PRIMARY KEY,
-    at TEXT NOT NULL,
-    case_id TEXT,
-    action TEXT NOT NULL,
-    detail TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX events_case ON events (case_id);
-"""
-
-
-class ProjectError(InputError):
-    """A project cannot be opened or created, or a request does not fit its state."""
-
-
-# --------------------------------------------------------------------------- rows
-
-
-@dataclass(frozen=True)
-class CaseRow:
-    """One case: which slice of which source, on which grid, and where it stands."""
-
-    id: str
-    source: str
-    series_uid: str | None
-    slice_index: int
-    slice_count: int
-    spacing: tuple[float, float] | None  # pixel spacing given when added (PNG, ...)
-    level: str | None
-    geometry: Geometry
-    status: str
-    message: str
-    qc_flags: dict
-    verified_labels: list[int]  # labels a person vouched for in the latest versions
-    added_at: str
-    updated_at: str
-
-    @property
-    def ref(self) -> InputRef:
-        """The input to read the slice from again."""
-        return InputRef(Path(self.source), self.series_uid)
-
-
-@dataclass(frozen=True)
-class LabelVersion:
-    """One saved label map of a case; its file never changes."""
-
-    id: int
-    case_id: str
-    version: int
-    kind: str
-    relpath: str  # relative to the project folder, with forward slashes
-    path: Path
-    sha256: str
-    labelled: list[int]  # label values this version's author annotated or vouched for
-    model_id: str | None
-    created_at: str
-
-
-@dataclass(frozen=True)
-class MeasurementRow:
-    """Measurements of a case made on one label version."""
-
-    id: int
-    case_id: str
-    label_version_id: int
-    row: dict
-    created_at: str
-
-
-@dataclass(frozen=True)
-class ModelRow:
-    """A registered model version and its card."""
-
-    id: str
-    relpath: str
-    path: Path
-    card: dict
-    parent: str | None
-    weights_sha256: str
-    created_at: str
-    active: bool
-
-
-@dataclass(frozen=True)
-class TrainingCase:
-    """A case usable for fine-tuning: its latest, human-made label version."""
-
-    case: CaseRow
-    version: LabelVersion
-    labels: list[int]  # the label values that may be trusted (partial labels are normal)
-
-
-@dataclass
-class AddResult:
-    """Outcome of :meth:`Project.add`: new ids, ids already there, and bad inputs."""
-
-    added: list[str] = field(default_factory=list)
-    existing: list[str] = field(default_factory=list)
-    failed: list[InputError] = field(default_factory=list)
-    notes: dict[str, list[str]] = field(default_factory=dict)
-
-    @property
-    def ids(self) -> list[str]:
-        """Every case id the inputs map to, new or not."""
-        return [*self.added, *self.existing]
-
-
-@dataclass
-class CheckReport:
-    """What :meth:`Project.check` found (and :meth:`Project.repair` did)."""
-
-    integrity: list[str] = field(default_factory=list)  # SQLite integrity_check messages
-    foreign_keys: list[str] = field(default_factory=list)
-    missing_files: list[str] = field(default_factory=list)  # rows whose file is gone
-    hash_mismatches: list[str] = field(default_factory=list)  # rows whose file changed
-    inconsistent: list[str] = field(default_factory=list)  # e.g. status vs latest version
-    orphan_files: list[str] = field(default_factory=list)  # files no row points to
-    temp_files: list[str] = field(default_factory=list)  # staging left by interrupted runs
-    repaired: list[str] = field(default_factory=list)
-
-    @property
-    def problems(self) -> list[str]:
-        """Real problems; orphans and temporary files are harmless leftovers."""
-        return [*self.integrity, *self.foreign_keys, *self.missing_files,
-                *self.hash_mismatches, *self.inconsistent]
-
-    @property
-    def ok(self) -> bool:
-        """True when the database and the files it points to agree."""
-        return not self.problems
-
-    @property
-    def clean(self) -> bool:
-        """True when there is not even a leftover file."""
-        return self.ok and not self.orphan_files and not self.temp_files
 
 
 # --------------------------------------------------------------------------- project
@@ -302,7 +118,7 @@ class Project:
             db = sqlite3.connect(tmp, isolation_level=None)
             try:
                 db.execute("PRAGMA journal_mode=WAL")
-                db.executescript("BEGIN;" + _SCHEMA)
+                db.executescript("BEGIN;" + SCHEMA)
                 now = _now()
                 db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", [
                     ("application", APPLICATION), ("schema_version", str(SCHEMA_VERSION)),
