@@ -53,8 +53,8 @@ class NCCLevels:
 
 
 def fixed_levels(fixed: sitk.Image, region: np.ndarray,
-                 smoothing_mm: Sequence[float] = (2.0, 1.0, 0.0),
-                 steps: Sequence[int] = (2, 1, 1)) -> list[tuple[np.ndarray, np.ndarray]] | str:
+                 smoothing_mm: Sequence[float] = (4.0, 2.0, 0.0),
+                 steps: Sequence[int] = (4, 2, 1)) -> list[tuple[np.ndarray, np.ndarray]] | str:
     """Per level, the physical points (x, y) and values of every ``steps``-th pixel of
     ``region`` in ``fixed`` smoothed by ``smoothing_mm`` (Gaussian σ in mm); or a few words
     on why there is nothing to refine on. Depends on the atlas alone, so it can be kept."""
@@ -68,7 +68,7 @@ def fixed_levels(fixed: sitk.Image, region: np.ndarray,
 
 
 def ncc_levels(fixed: list[tuple[np.ndarray, np.ndarray]], moving: sitk.Image,
-               smoothing_mm: Sequence[float] = (2.0, 1.0, 0.0)) -> NCCLevels:
+               smoothing_mm: Sequence[float] = (4.0, 2.0, 0.0)) -> NCCLevels:
     """Prepare :func:`refine_prepared` from :func:`fixed_levels` and the slice, smoothed per
     level (the levels at the same time: ITK releases the GIL, and smoothing a 512² slice
     takes 11 ms on one thread)."""
@@ -81,8 +81,8 @@ def ncc_levels(fixed: list[tuple[np.ndarray, np.ndarray]], moving: sitk.Image,
 
 
 def refine_affine_ncc(fixed: sitk.Image, region: np.ndarray, moving: sitk.Image,
-                      start: sitk.Transform, smoothing_mm: Sequence[float] = (2.0, 1.0, 0.0),
-                      steps: Sequence[int] = (2, 1, 1), max_iterations: int = 100,
+                      start: sitk.Transform, smoothing_mm: Sequence[float] = (4.0, 2.0, 0.0),
+                      steps: Sequence[int] = (4, 2, 1), max_iterations: int = 100,
                       max_rescale: float = 1.5) -> sitk.AffineTransform | str:
     """The affine fixed→moving transform near ``start`` that maximises NCC² over ``region``.
 
