@@ -121,6 +121,7 @@ def summarise_registration(rows: list[dict]) -> dict:
                 np.percentile(err, 95)),
             "misses_flagged": f"{int((miss & flagged).sum())}/{int(miss.sum())}",
             "over_5mm_flagged": f"{int(((err > 5) & flagged).sum())}/{int((err > 5).sum())}",
+            "good_fits_flagged": int((~miss & flagged).sum()),
             "level_accuracy": float(np.mean([r["level"] == r["detected"] for r in rows])),
             "median_seconds": float(np.median([r["seconds"] for r in rows]))}
 
