@@ -122,6 +122,50 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"network throughput in atlas space (256x256), {torch_threads()} torch threads:")
         print(format_table(network_throughput(net, args.device, batches)))
         return 0
+    if args.target == "real":
+        from .bench_real import bench_real, slice_indices, write_real_report
+        from .realdata import default_real_data_dir, real_series
+
+        root = default_real_data_dir()
+        if not real_series(root):
+            print(f"no labelled real cases found in {root} (set PARASPINAL_REAL_DATA to the "
+                  "folder holding lpm_tum01/ and musclemap_sub0001/)", file=sys.stderr)
+            return 2
+        try:
+            slice_indices(args.slices, 1)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        rows = bench_real(args.model, root, slices=args.slices, device=args.device,
+                          progress=lambda text: print(text, file=sys.stderr))
+        header = (f"Dice on the real cases in {root} (slices: {args.slices}), model "
+                  f"{args.model or 'shipped'}: pooled over slices per structure, empty where "
+                  "not annotated")
+        print(header)
+        print(format_table(rows))
+        if args.out is not None:
+            paths = write_real_report(rows, args.out, header)
+            print(f"wrote {paths[0]} and {paths[1]}")
+        if args.finetune:
+            from .bench_crossperson import (
+                crossperson_rows,
+                run_both_ways,
+                write_crossperson_report,
+            )
+            from .project.finetune import FinetuneConfig
+
+            results, floors = run_both_ways(
+                real_series(root), args.model, FinetuneConfig(device=args.device),
+                test_slices=args.slices, progress=lambda text: print(text, file=sys.stderr))
+            header = ("Cross-person fine-tuning: 10 corrected slices (MF, ES) of one person, "
+                      "test Dice (pooled, shared structures) before -> after fine-tuning (the "
+                      "candidate, active only if promoted); floor_mean: copied labels, no model")
+            print(header)
+            print(format_table(crossperson_rows(results, floors, arrows=True)))
+            if args.out is not None:
+                paths = write_crossperson_report(results, floors, args.out, header)
+                print(f"wrote {paths[0]} and {paths[1]}")
+        return 0
     from .bench import (
         bench_crf,
         bench_fat,
@@ -311,6 +355,33 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise InputError(checkpoint, str(err)) from err
     print(f"model written to {path}: best validation Dice {result.best_val_dice:.4f} "
           f"(epoch {result.best_epoch + 1} of {len(result.history)})")
+    return 0
+
+
+def cmd_train_synth(args: argparse.Namespace) -> int:
+    from .nets.synth_train import SynthTrainConfig, fit_synthetic_bundle
+    from .synth.real_shapes import default_shapes_dir
+
+    shapes = args.shapes or default_shapes_dir()
+    if not shapes.is_dir():
+        print(f"no real label maps in {shapes}: training on ellipse muscles only",
+              file=sys.stderr)
+        shapes = None
+    config = SynthTrainConfig(steps=args.steps, pool=args.pool, batch_size=args.batch_size,
+                              seed=args.seed, device=args.device)
+    checkpoint = args.checkpoint or Path(f"{args.out}.training")
+    try:
+        path = fit_synthetic_bundle(
+            args.out, args.name or Path(args.out).name, config, args.width, shapes,
+            checkpoint, args.resume,
+            progress=lambda e: print(f"step {e['step']}: loss {e['loss']:.4f}, synthetic "
+                                     f"validation Dice {e['val_dice']:.4f}, "
+                                     f"{e['seconds']:.0f} s", file=sys.stderr))
+    except FileExistsError as err:
+        raise InputError(args.out, "a model bundle already exists here") from err
+    except ValueError as err:
+        raise InputError(checkpoint, str(err)) from err
+    print(f"model written to {path}")
     return 0
 
 
@@ -645,6 +716,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("train-synth", help="train the shipped model's recipe: a U-Net on "
+                                           "synthetic slices of random contrast (body frame)")
+    p.add_argument("--out", required=True, type=Path, help="new bundle folder (never "
+                                                             "overwritten)")
+    p.add_argument("--steps", type=int, default=6000, help="training steps (batches)")
+    p.add_argument("--pool", type=int, default=6000, help="painted cases drawn from")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--width", type=int, default=16, help="U-Net base width")
+    p.add_argument("--shapes", type=Path, default=None,
+                   help="real MF/ES label maps (default: shared/data/mri515_t2_labels)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="checkpoint folder (default: OUT.training)")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--name", default=None)
+    p.set_defaults(func=cmd_train_synth)
+
     p = sub.add_parser("ablate", help="the paper's ablation: U-Net / +CRF / +CRF and "
                                       "multi-data on one phantom split, paired t-tests")
     p.add_argument("--out", required=True, type=Path, help="folder for the report and CSVs")
@@ -753,15 +842,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="measure accuracy and speed (benchmarks, not tests)")
     p.add_argument("target", choices=["fat", "preprocess", "register", "segment", "network",
-                                          "crf", "finetune"])
+                                          "crf", "finetune", "real"])
     p.add_argument("--n", type=int, default=None,
                    help="number of phantoms (fat: 100, register: 40) or repeats per size "
                         "(preprocess: 5), batch size (network: 1, 8 and 32)")
-    p.add_argument("--model", default=None, help="model bundle (network; default: shipped)")
+    p.add_argument("--model", default=None,
+                   help="model bundle (network, real; default: shipped)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                   help="where the network runs (network)")
+                   help="where the network runs (network, real)")
     p.add_argument("--no-bias", action="store_true", help="phantoms without a bias field")
     p.add_argument("--no-n4", action="store_true", help="skip N4 bias correction")
+    p.add_argument("--slices", default="all",
+                   help="real: 'all' or 'everyK' (every K-th slice, a quick look)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="real: folder for bench_real.csv/.md (and bench_real_finetune.csv/.md)")
+    p.add_argument("--finetune", action="store_true",
+                   help="real: also fine-tune on 10 slices of one person, test on the other "
+                        "(both ways; minutes on CPU)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("info", help="show the slices and geometry of inputs")

@@ -102,10 +102,7 @@ def process_case(ref: InputRef, cid: str, config: RunConfig,
         row["status"] = "segmented"
         result.label_status = "automatic"
         row["label_source"] = f"model {model.card.name} v{model.card.version}"
-        row.update(level=reg.level, registration_flagged=reg.flagged,
-                   registration_check="; ".join(reg.reasons),
-                   registration_correlation=round(reg.correlation, 4),
-                   seconds=round(seg.seconds["total"], 3))
+        row.update(level=reg.level, **reg.qc_columns(), seconds=round(seg.seconds["total"], 3))
         bias = seg.preprocessed.bias if config.n4 is not None else None
         measured = measure_slice(image, labels, config.fat, bias=bias)
         row.update(measured.row)

@@ -21,8 +21,9 @@ from .nets.bundle import ModelCard, load_bundle
 from .nets.segmenter import Segmenter, resolve_device
 from .preprocess.atlas import Atlas, load_atlases
 from .preprocess.atlas_space import probabilities_to_native
-from .preprocess.chain import AUTO, PreprocessConfig, Preprocessed, preprocess_slice
+from .preprocess.chain import AUTO, BODY, PreprocessConfig, Preprocessed, preprocess_slice
 from .preprocess.registration import RegistrationConfig
+from .seg_qc import segmentation_qc
 
 
 @dataclass
@@ -87,6 +88,10 @@ def segment_slice(image: SliceImage, model: Model, level: str = AUTO) -> Segment
     native = probabilities_to_native(atlas_probs, pre.registration.mapping)
     labels = native.argmax(0).astype(np.uint8)
     t_back = time.perf_counter() - t
+    if model.preprocess.frame == BODY:
+        # no registration vouches for the body frame: the result is checked instead
+        reasons = segmentation_qc(labels, native, image.geometry)
+        pre.registration.flagged, pre.registration.reasons = bool(reasons), reasons
     seconds = {**pre.seconds, "network": t_net, "to_native": t_back}
     seconds["total"] = pre.seconds["total"] + t_net + t_back
     return Segmentation(labels, native.astype(np.float32), pre, seconds)

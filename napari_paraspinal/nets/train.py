@@ -40,6 +40,7 @@ from scipy import ndimage
 
 from ..core.errors import InputError
 from ..core.labels import LR_SWAP, NUM_CLASSES, swap_left_right
+from .augment import augment_batch
 from .checkpoint import STATE, Checkpoint, find_checkpoint, load_checkpoint, save_checkpoint
 from .losses import DiceCELoss
 from .metrics import dice_per_label
@@ -61,7 +62,8 @@ class TrainConfig:
     """Optimisation settings; ``epochs_joint`` 0 (or a model without CRF) skips phase 2.
 
     ``num_threads`` sets torch's CPU threads during training (None: leave as is) and is
-    restored afterwards. ``max_minutes_pretrain`` ends the U-Net phase after the first epoch
+    restored afterwards. ``augment`` moves and re-lights every slice each epoch (fine-tuning
+    on few cases). ``max_minutes_pretrain`` ends the U-Net phase after the first epoch
     that brings its training time (the sum of its epochs' seconds) past the limit, for a fixed
     compute budget; the epoch count then depends on the machine.
     """
@@ -77,6 +79,7 @@ class TrainConfig:
     num_threads: int | None = None
     device: str = "auto"
     max_minutes_pretrain: float | None = None
+    augment: bool = False
 
     def __post_init__(self) -> None:
         for name in ("epochs_pretrain", "epochs_joint"):
@@ -174,8 +177,13 @@ def mirror_left_right(data: TrainData) -> TrainData:
 
 
 def training_epoch(data: TrainData, config: TrainConfig, rng: np.random.Generator) -> TrainData:
-    """One epoch's samples: slices (+ gradient images), randomly mirrored, shuffled."""
+    """One epoch's samples: slices (+ gradient images), randomly mirrored, shuffled; with
+    ``config.augment`` each slice is also randomly moved and re-lit (:mod:`.augment`)."""
     samples = data
+    if config.augment:
+        images, labels = augment_batch(data.images, data.labels, rng)
+        samples = TrainData(images, labels, data.label_mask)
+        data = samples
     if config.multi_data:
         samples = TrainData(
             images=np.concatenate([data.images, gradient_magnitude(data.images)]),

@@ -29,11 +29,18 @@ from ..core.writers import write_image
 from .atlas import Atlas, AtlasCase, load_atlases
 from .atlas_space import atlas_reference, to_atlas
 from .bodymask import body_mask
+from .frame import body_frame
 from .n4 import N4Config, n4_correct
 from .normalize import NormalizeConfig, normalize
 from .registration import RegistrationConfig, RegistrationResult, detect_level, register
 
 AUTO = "auto"
+#: Unknown level: the body frame does not detect levels.
+UNKNOWN = "unknown"
+#: How a slice reaches the network: ``"body"`` (:mod:`.frame`, registration-free) or
+#: ``"atlas"`` (registration to a level atlas, the paper's way).
+BODY, ATLAS = "body", "atlas"
+FRAMES = (BODY, ATLAS)
 
 
 @dataclass
@@ -43,19 +50,25 @@ class PreprocessConfig:
     n4: N4Config | None = field(default_factory=N4Config)
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
+    frame: str = ATLAS
+
+    def __post_init__(self) -> None:
+        if self.frame not in FRAMES:
+            raise ValueError(f"frame must be one of {FRAMES}, got {self.frame!r}")
 
     def to_dict(self) -> dict:
         """JSON-friendly form."""
         return {"n4": None if self.n4 is None else self.n4.to_dict(),
                 "normalize": self.normalize.to_dict(),
-                "registration": self.registration.to_dict()}
+                "registration": self.registration.to_dict(), "frame": self.frame}
 
     @classmethod
     def from_dict(cls, d: dict) -> PreprocessConfig:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict` (cards without a frame were made in the atlas frame)."""
         return cls(n4=None if d.get("n4") is None else N4Config.from_dict(d["n4"]),
                    normalize=NormalizeConfig.from_dict(d.get("normalize", {})),
-                   registration=RegistrationConfig.from_dict(d.get("registration", {})))
+                   registration=RegistrationConfig.from_dict(d.get("registration", {})),
+                   frame=d.get("frame", ATLAS))
 
 
 @dataclass
@@ -97,7 +110,9 @@ def preprocess_slice(image: SliceImage, atlases: dict[str, Atlas], level: str = 
     a poor registration is not an error but a QC flag on the result.
     """
     config = config or PreprocessConfig()
-    if level != AUTO and level not in atlases:
+    if config.frame == ATLAS and level == UNKNOWN:
+        level = AUTO  # a level the body frame could not know: the atlases detect one
+    if config.frame == ATLAS and level != AUTO and level not in atlases:
         raise ValueError(f"no atlas for level {level!r}; have {sorted(atlases)}")
     validate_slice(image)
     seconds: dict[str, float] = {}
@@ -116,7 +131,9 @@ def preprocess_slice(image: SliceImage, atlases: dict[str, Atlas], level: str = 
     seconds["normalize"] = time.perf_counter() - t
     t = time.perf_counter()
     scores: dict[str, float] = {}
-    if level == AUTO:
+    if config.frame == BODY:
+        reg = frame_result(normalized, mask, UNKNOWN if level == AUTO else level)
+    elif level == AUTO:
         reg, results = detect_level(normalized, mask, atlases, config.registration)
         scores = {k: r.correlation for k, r in results.items()}
     else:
@@ -127,6 +144,16 @@ def preprocess_slice(image: SliceImage, atlases: dict[str, Atlas], level: str = 
     seconds["resample"] = time.perf_counter() - t
     seconds["total"] = sum(seconds.values())
     return Preprocessed(image, mask, bias, normalized, reg, atlas_image, scores, seconds)
+
+
+def frame_result(image: SliceImage, mask: np.ndarray, level: str) -> RegistrationResult:
+    """The body frame as a registration result (no fit, so no fit quality to report; the
+    segmentation's own QC flags the slice later)."""
+    t = time.perf_counter()
+    mapping = body_frame(image, mask)
+    nan = float("nan")
+    return RegistrationResult(mapping, level, nan, nan, nan, False, [],
+                              time.perf_counter() - t)
 
 
 def qc_picture(pre: Preprocessed, atlas: Atlas) -> np.ndarray:

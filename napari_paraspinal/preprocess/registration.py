@@ -127,6 +127,13 @@ class RegistrationResult:
     structure_correlation: float = float("nan")
     refined_alone: bool = False  # the ITK fit was flagged; the refinement alone passed QC
 
+    def qc_columns(self) -> dict:
+        """The QC columns of a measurement row (correlation empty where no fit was made)."""
+        corr = None if math.isnan(self.correlation) else round(self.correlation, 4)
+        return {"registration_flagged": self.flagged,
+                "registration_check": "; ".join(self.reasons),
+                "registration_correlation": corr}
+
     def qc(self) -> dict:
         """Quality numbers as a JSON-friendly dict."""
         return {"level": self.level, "metric": self.metric, "body_dice": self.body_dice,

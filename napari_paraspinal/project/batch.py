@@ -18,6 +18,7 @@ from threading import Event
 from ..core.errors import InputError
 from ..fat import FatConfig
 from ..measure import geometry_columns, measure_slice, method_provenance
+from ..preprocess.chain import UNKNOWN
 from ..preprocess.n4 import N4Config
 from .store import Project
 
@@ -78,10 +79,9 @@ def segment_project(project: Project, statuses: Sequence[str] = ("new", "failed"
             continue
         reg = seg.preprocessed.registration
         version = project.save_labels(case.id, seg.labels, "automatic", model_id=model_id)
-        project.set_level(case.id, reg.level)
-        project.set_qc(case.id, {"registration_flagged": reg.flagged,
-                                 "registration_check": "; ".join(reg.reasons),
-                                 "registration_correlation": round(reg.correlation, 4)})
+        if reg.level != UNKNOWN:
+            project.set_level(case.id, reg.level)
+        project.set_qc(case.id, reg.qc_columns())
         measured = measure_slice(image, seg.labels, fat, bias=seg.preprocessed.bias)
         project.save_measurements(case.id, version.id, measured.row)
         result.segmented.append(case.id)

@@ -44,7 +44,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import time
 import uuid
@@ -64,11 +63,10 @@ from ..nets.metrics import dice_per_label
 from ..nets.samples import AtlasSamples
 from ..nets.segmenter import SegmenterConfig, resolve_device
 from ..nets.train import CHECKPOINT, TrainConfig
-from ..phantom import LEVELS, PhantomConfig, generate_phantom
-from ..phantom.contrast import CONTRASTS
 from ..preprocess.atlas_space import AtlasMapping, labels_to_atlas, probabilities_to_native
 from ..preprocess.chain import AUTO, preprocess_slice
 from .records import ModelRow, ProjectError, TrainingCase
+from .replay import replay_samples, replay_source
 from .store import Project
 
 #: Folder of the project holding fine-tuning runs and the replay cache.
@@ -80,9 +78,6 @@ REPLAY_CACHE = "replay"
 FOREGROUND = tuple(range(1, NUM_CLASSES))
 
 Progress = Callable[[dict[str, Any]], None]
-_GENERATOR = re.compile(r"phantom\s+(\S+?),?\s+seeds\s+(\d+)\s*(?:-|\.\.)\s*(\d+)\s*\(train\)")
-#: Seeds used for replay when a phantom-trained card does not say which seeds it used.
-FALLBACK_REPLAY_SEEDS = (700_000, 700_999)
 
 
 @dataclass
@@ -112,6 +107,8 @@ class FinetuneConfig:
     device: str = "auto"
     max_minutes: float | None = None
     num_threads: int | None = None
+    augment: bool = True
+    multi_data: bool | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 < self.holdout_fraction < 1.0:
@@ -126,13 +123,18 @@ class FinetuneConfig:
         if self.max_forgetting is not None and self.max_forgetting < 0:
             raise ValueError("FinetuneConfig.max_forgetting must be None or >= 0")
 
-    def train_config(self) -> TrainConfig:
-        """The :class:`TrainConfig` of the candidate's training."""
+    def train_config(self, card_training: dict | None = None) -> TrainConfig:
+        """The :class:`TrainConfig` of the candidate's training. ``multi_data`` None follows
+        the active model's own training (its card): gradient images only for a model that
+        learnt them."""
+        multi = self.multi_data
+        if multi is None:
+            multi = bool((card_training or {}).get("multi_data", False))
         return TrainConfig(epochs_pretrain=self.epochs, epochs_joint=self.joint_epochs,
                            batch_size=self.batch_size, lr=self.lr, patience=self.patience,
-                           multi_data=True, flip=True, seed=self.seed,
+                           multi_data=multi, flip=True, seed=self.seed,
                            num_threads=self.num_threads, device=self.device,
-                           max_minutes_pretrain=self.max_minutes)
+                           max_minutes_pretrain=self.max_minutes, augment=self.augment)
 
     def fingerprint(self) -> dict[str, Any]:
         """The fields a resumed run must share with the run it continues."""
@@ -183,26 +185,6 @@ class FinetuneResult:
         return self.status == "cancelled"
 
 
-@dataclass
-class ReplaySource:
-    """How to regenerate the original training data: phantoms of one contrast, seed range."""
-
-    contrast: str
-    first_seed: int
-    last_seed: int
-    exact: bool  # the seeds are the original training seeds
-
-    def seeds(self, n: int, seed: int) -> list[int]:
-        """``n`` seeds drawn without replacement (with, if the range is smaller), sorted."""
-        pool = np.arange(self.first_seed, self.last_seed + 1)
-        rng = np.random.default_rng(seed)
-        return sorted(int(s) for s in rng.choice(pool, size=n, replace=n > len(pool)))
-
-    def level(self, seed: int) -> str:
-        """The level the training set gave this seed (levels alternate from the first)."""
-        return LEVELS[(seed - self.first_seed) % len(LEVELS)]
-
-
 # --------------------------------------------------------------------------- labels
 
 
@@ -223,61 +205,6 @@ def trusted_labels(labels: np.ndarray, verified: Iterable[int]) -> np.ndarray:
     for value in verified:
         keep[int(value)] = int(value)
     return keep[np.asarray(labels).astype(np.uint8)]
-
-
-# --------------------------------------------------------------------------- replay
-
-
-def replay_source(card: dict) -> ReplaySource | None:
-    """Where the model's original training data can be regenerated from, if anywhere.
-
-    The card's ``data.generator`` names the phantom contrast and training seeds (as ``paraspinal
-    train`` writes it); a card that only lists phantom ``train_sources`` gets phantoms of
-    that contrast from :data:`FALLBACK_REPLAY_SEEDS`; anything else gets None.
-    """
-    data = card.get("data") or {}
-    match = _GENERATOR.search(str(data.get("generator", "")))
-    if match and match.group(1) in CONTRASTS:
-        return ReplaySource(match.group(1), int(match.group(2)), int(match.group(3)), True)
-    contrasts = {s.split(":")[2] for s in data.get("train_sources", [])
-                 if isinstance(s, str) and s.startswith("phantom:") and s.count(":") >= 2}
-    if len(contrasts) == 1 and next(iter(contrasts)) in CONTRASTS:
-        return ReplaySource(contrasts.pop(), *FALLBACK_REPLAY_SEEDS, False)
-    return None
-
-
-def replay_samples(source: ReplaySource, seeds: Sequence[int], model: Any,
-                   cache: Path | None = None, progress: Progress | None = None,
-                   should_stop: Callable[[], bool] | None = None) -> AtlasSamples | None:
-    """Phantoms of ``seeds`` in the model's atlas space (cached in ``cache``); None if stopped.
-
-    ``model`` is a :class:`..segment.Model` (its atlases and preprocessing are used).
-    """
-    key = hashlib.sha256(json.dumps({
-        "contrast": source.contrast, "seeds": list(seeds),
-        "levels": [source.level(s) for s in seeds], "preprocess": model.preprocess.to_dict(),
-        "atlases": _folder_digest(model.path / "atlases")}, sort_keys=True).encode()
-    ).hexdigest()[:24]
-    path = cache / f"{key}.npz" if cache is not None else None
-    if path is not None and path.is_file():
-        return AtlasSamples.load(path)
-    images, labels, sources = [], [], []
-    for k, seed in enumerate(seeds):
-        if should_stop is not None and should_stop():
-            return None
-        level = source.level(seed)
-        case = generate_phantom(seed, PhantomConfig(level=level, contrast=source.contrast))
-        pre = preprocess_slice(case.image, model.atlases, level, model.preprocess)
-        images.append(pre.atlas_image)
-        labels.append(labels_to_atlas(case.labels, pre.registration.mapping))
-        sources.append(case.image.source)
-        if progress is not None:
-            progress({"stage": "replay", "done": k + 1, "total": len(seeds)})
-    samples = AtlasSamples(np.stack(images), np.stack(labels),
-                           np.ones((len(seeds), NUM_CLASSES), bool), sources)
-    if path is not None:
-        samples.save(path)
-    return samples
 
 
 # --------------------------------------------------------------------------- run
@@ -350,7 +277,8 @@ def finetune_project(project: Project, config: FinetuneConfig | None = None,
     resuming = find_checkpoint(run_dir / CHECKPOINT) is not None
     path, trained = fit_bundle(
         candidate_dir, train_set, val_set, active.path / "atlases", card.name,
-        SegmenterConfig.from_dict(card.network), config.train_config(), model.preprocess,
+        SegmenterConfig.from_dict(card.network), config.train_config(card.training),
+        model.preprocess,
         parent=active.id, data_note=_data_note(info, card),
         progress=on_epoch, should_stop=should_stop,
         initial_state={k: v.clone() for k, v in model.segmenter.state_dict().items()},
@@ -597,15 +525,6 @@ def _decide(before: float, after: float, replay_before: float | None,
         return False, (f"forgets the original data: Dice {replay_after:.4f} there, "
                        f"{replay_before:.4f} before (allowed drop {config.max_forgetting})")
     return True, f"held-out Dice {after:.4f} beats the active model's {before:.4f}"
-
-
-def _folder_digest(folder: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(folder.rglob("*")):
-        if p.is_file():
-            h.update(p.relative_to(folder).as_posix().encode())
-            h.update(p.read_bytes())
-    return h.hexdigest()
 
 
 def _json_value(value: Any) -> Any:

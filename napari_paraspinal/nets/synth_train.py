@@ -1,0 +1,208 @@
+"""Train a segmenter on synthetic slices of random contrast (the shipped model's recipe).
+
+Painted cases (:mod:`..synth.render`: tissue and label maps in the body frame) are drawn
+once into a pool; every training step takes a batch from the pool, mirrors each case left
+and right at random (swapping left and right labels), crops it and gives it a fresh random
+appearance (:mod:`..synth.contrast`). So the network sees each anatomy in many contrasts and
+never the same image twice. Adam with a cosine learning-rate decay over a fixed number of
+steps; the final weights are kept (validation is reported, not used to pick, so no data
+chooses the model that later scores it).
+
+Checkpoints (:mod:`.checkpoint`: safetensors and JSON) are written every ``checkpoint_every``
+steps; ``resume`` continues a killed run from the last one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..core.labels import NUM_CLASSES, swap_left_right
+from ..synth.contrast import ContrastConfig, synthesize
+from ..synth.render import RenderConfig, render_pool
+from .checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from .losses import DiceCELoss
+from .metrics import dice_per_label
+from .segmenter import Segmenter, SegmenterConfig, resolve_device
+
+
+@dataclass(frozen=True)
+class SynthTrainConfig:
+    """How the synthetic training runs."""
+
+    steps: int = 6000
+    batch_size: int = 8
+    crop: int = 192
+    lr: float = 2e-3
+    pool: int = 6000
+    val: int = 48
+    seed: int = 0
+    workers: int = 2
+    checkpoint_every: int = 250
+    val_every: int = 500
+    device: str = "auto"
+
+
+def _crop_box(rng: np.random.Generator, size: int, crop: int) -> tuple[int, int]:
+    """Top-left corner of a crop that keeps the back of the frame (where MF and ES are)."""
+    spare = size - crop
+    return int(rng.integers(spare // 2, spare + 1)), int(rng.integers(0, spare + 1))
+
+
+def make_batch(tissue: np.ndarray, labels: np.ndarray, index: np.ndarray, crop: int,
+               rng: np.random.Generator, gen: torch.Generator,
+               contrast: ContrastConfig | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images B×1×crop×crop and labels B×crop×crop for pool cases ``index``."""
+    images, targets = [], []
+    size = tissue.shape[-1]
+    for i in index:
+        t, lab = tissue[i], labels[i]
+        if rng.random() < 0.5:  # a mirrored left muscle is a right one
+            t, lab = t[:, ::-1], swap_left_right(lab[:, ::-1])
+        r0, c0 = _crop_box(rng, size, crop)
+        t = torch.from_numpy(np.ascontiguousarray(t[r0:r0 + crop, c0:c0 + crop])).long()
+        image, _ = synthesize(t, gen, contrast)
+        images.append(image)
+        targets.append(torch.from_numpy(np.ascontiguousarray(lab[r0:r0 + crop,
+                                                                 c0:c0 + crop])).long())
+    return torch.stack(images)[:, None], torch.stack(targets)
+
+
+def validation_set(n: int, seed: int, shapes: list | None, render: RenderConfig
+                   ) -> tuple[torch.Tensor, np.ndarray]:
+    """Fixed synthetic validation images (full frames, their own seeds) and labels."""
+    tissue, labels, _ = render_pool(n, seed, shapes, render)
+    gen = torch.Generator().manual_seed(seed)
+    images = torch.stack([synthesize(torch.from_numpy(t).long(), gen)[0] for t in tissue])
+    return images[:, None], labels
+
+
+def _val_dice(model: Segmenter, images: torch.Tensor, labels: np.ndarray,
+              device: torch.device) -> float:
+    pred = model.predict_proba(images, batch_size=8, device=device).argmax(1)
+    scores = [v for v in dice_per_label(pred, labels).values() if not math.isnan(v)]
+    return float(np.mean(scores))
+
+
+def train_synthetic(model: Segmenter, config: SynthTrainConfig, shapes: list | None,
+                    checkpoint_dir: str | os.PathLike[str] | None = None, resume: bool = False,
+                    progress: Callable[[dict[str, Any]], None] | None = None,
+                    render: RenderConfig | None = None,
+                    contrast: ContrastConfig | None = None) -> list[dict[str, Any]]:
+    """Train ``model`` in place; returns the history (one entry per validation)."""
+    render = render or RenderConfig()
+    device = resolve_device(config.device)
+    model.to(device)
+    rng = np.random.default_rng(config.seed)
+    torch.manual_seed(config.seed)
+    gen = torch.Generator().manual_seed(config.seed + 1)
+    tissue, labels, _ = render_pool(config.pool, config.seed * 1_000_003 + 1, shapes, render,
+                                    workers=config.workers)
+    val_images, val_labels = validation_set(config.val, 990_000_000 + config.seed, shapes,
+                                            render)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    loss_fn = DiceCELoss()
+    mask = torch.ones((config.batch_size, NUM_CLASSES), dtype=torch.bool, device=device)
+    history: list[dict[str, Any]] = []
+    start = 0
+    folder = Path(checkpoint_dir) / "checkpoint" if checkpoint_dir is not None else None
+    if resume and folder is not None and find_checkpoint(folder) is not None:
+        ck = load_checkpoint(folder)
+        if ck.trainer_state.get("config") != json.loads(json.dumps(asdict(config))):
+            raise ValueError(f"{folder} was made with other settings; use another folder")
+        model.load_state_dict(ck.model_state)
+        optimizer.load_state_dict(ck.optimizer_state)
+        start = int(ck.trainer_state["step"])
+        history = list(ck.trainer_state["history"])
+        rng.bit_generator.state = ck.trainer_state["numpy_rng"]
+        gen.set_state(ck.rng_state["synth"])
+        torch.set_rng_state(ck.rng_state["torch_cpu"])
+    t0, losses = time.perf_counter(), []
+    for step in range(start, config.steps):
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * step / config.steps))
+        index = rng.integers(0, len(tissue), config.batch_size)
+        x, y = make_batch(tissue, labels, index, config.crop, rng, gen, contrast)
+        model.train()
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x.to(device), use_crf=False), y.to(device), mask)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+        done = step + 1
+        if done % config.val_every == 0 or done == config.steps:
+            entry = {"step": done, "loss": float(np.mean(losses)),
+                     "val_dice": _val_dice(model, val_images, val_labels, device),
+                     "seconds": time.perf_counter() - t0}
+            history.append(entry)
+            losses = []
+            if progress is not None:
+                progress(entry)
+        if folder is not None and (done % config.checkpoint_every == 0 or done == config.steps):
+            state = {"step": done, "history": history, "numpy_rng": rng.bit_generator.state,
+                     "config": json.loads(json.dumps(asdict(config)))}
+            save_checkpoint(folder, model.state_dict(), optimizer, state, model.state_dict(),
+                            {"synth": gen.get_state(), "torch_cpu": torch.get_rng_state()})
+    return history
+
+
+def default_segmenter(width: int = 16) -> SegmenterConfig:
+    """The shipped model's network: U-Net with instance norm (contrast varies per image),
+    no CRF (see the README's comparison)."""
+    return SegmenterConfig(unet={"base_width": width, "norm": "instance"}, use_crf=False)
+
+
+def fit_synthetic_bundle(out: str | os.PathLike[str], name: str, config: SynthTrainConfig,
+                         width: int = 16, shapes_dir: str | os.PathLike[str] | None = None,
+                         checkpoint_dir: str | os.PathLike[str] | None = None,
+                         resume: bool = False,
+                         progress: Callable[[dict[str, Any]], None] | None = None) -> Path:
+    """Train on synthetic slices and write the bundle (weights, card, atlases, log).
+
+    ``shapes_dir``: real MF/ES label maps (:mod:`..synth.real_shapes`); without them the
+    muscles are the generator's ellipses, and the card says so.
+    """
+    import tempfile
+
+    from ..models import MODELS_DIR
+    from ..preprocess.chain import BODY, PreprocessConfig
+    from ..synth.real_shapes import load_real_muscles
+    from .bundle import ModelCard, save_bundle
+    from .fit import history_csv
+
+    if Path(out).exists():
+        raise FileExistsError(f"{out}: a model bundle already exists here")
+    shapes = load_real_muscles(shapes_dir) if shapes_dir is not None else []
+    torch.manual_seed(config.seed)
+    model = Segmenter(default_segmenter(width))
+    start = time.perf_counter()
+    history = train_synthetic(model, config, shapes or None, checkpoint_dir, resume, progress)
+    card = ModelCard(
+        name=name,
+        network=model.to_dict(),
+        preprocessing={**PreprocessConfig(frame=BODY).to_dict(), "atlases": "atlases/",
+                       "space": "256x256 at 1 mm, x to the patient's left, y posterior, "
+                                "body frame"},
+        training={**asdict(config), "history": history, "render": asdict(RenderConfig()),
+                  "contrast": asdict(ContrastConfig()),
+                  "device": str(next(model.parameters()).device)},
+        data={"generator": "synthetic slices of random contrast (napari_paraspinal.synth)",
+              "real_shapes": (f"{len(shapes)} MF/ES label maps from {Path(shapes_dir).name}"
+                              if shapes else "none: ellipses only"),
+              "real_images_used": "none"},
+        metrics={"synthetic_val_dice": history[-1]["val_dice"] if history else float("nan"),
+                 "train_seconds": round(time.perf_counter() - start, 1)},
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        log = history_csv(history, Path(tmp) / "training_log.csv")
+        return save_bundle(out, {k: v.cpu() for k, v in model.state_dict().items()}, card,
+                           extra_files={"atlases": MODELS_DIR / "atlases", log.name: log})

@@ -1,0 +1,61 @@
+"""The registration-free frame: a slice resampled to 1 mm and placed by its body alone.
+
+Atlas registration (the paper's way, :mod:`.registration`) fails on scans unlike its atlas,
+and a failed fit wrecks the network's input. The body frame cannot fail that way: the slice
+is put in canonical orientation (exact swaps/flips from its direction matrix), resampled to
+256×256 pixels of 1 mm, its body's left-right centre at the frame's centre and the body's
+posterior edge (found in a band around the midline, so arms do not move it) at
+``FRAME_BACK_MM`` behind it. Only a translation: rotation, size and shape are the network's
+job, and the training data vary them (:mod:`..synth.render` paints into this same frame).
+
+The frame is an :class:`.atlas_space.AtlasMapping` like a registration's, so the way back to
+the native grid (probabilities, linear, then argmax) is the same for both.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..core.geometry import SliceImage
+from ..core.orientation import canonical_reorientation, reorient_geometry
+from .atlas_space import ATLAS_SIZE, AtlasMapping
+
+FRAME_SIZE = ATLAS_SIZE
+#: Where the body's posterior edge lands, mm behind the frame's centre (the frame reaches
+#: 127.5 mm): room for the back with a margin, and 245 mm in front of it for the rest.
+FRAME_BACK_MM = 118.0
+#: Half-width of the band around the body's centre in which the posterior edge is sought.
+BAND_MM = 40.0
+
+
+def body_anchor(mask_canonical: np.ndarray, spacing: tuple[float, float]
+                ) -> tuple[float, float]:
+    """(x, y) in plane mm of the body's left-right centre and posterior edge.
+
+    ``mask_canonical`` is the body mask in canonical orientation (rows toward posterior,
+    columns toward the patient's left); ``spacing`` is (column, row) mm. An empty mask gives
+    the image centre.
+    """
+    mask = np.asarray(mask_canonical, bool)
+    rows, cols = mask.shape
+    sx, sy = spacing
+    if not mask.any():
+        return ((cols - 1) / 2 * sx, (rows - 1) / 2 * sy)
+    col_counts = mask.sum(0)
+    cx = float(col_counts @ np.arange(cols) / col_counts.sum()) * sx
+    band = np.abs(np.arange(cols) * sx - cx) <= BAND_MM
+    band_rows = np.nonzero(mask[:, band].any(1))[0]
+    if not band_rows.size:
+        band_rows = np.nonzero(mask.any(1))[0]
+    return cx, (float(band_rows.max()) + 0.5) * sy
+
+
+def body_frame(image: SliceImage, mask: np.ndarray) -> AtlasMapping:
+    """The frame mapping of a slice from its body mask (see the module doc)."""
+    r = canonical_reorientation(image.geometry)
+    g = reorient_geometry(image.geometry, r)
+    cx, back = body_anchor(r.apply(np.asarray(mask, bool)), g.spacing[:2])
+    t = sitk.AffineTransform(2)
+    t.SetTranslation((float(cx), float(back - FRAME_BACK_MM)))
+    return AtlasMapping(image.geometry, r, t)

@@ -1,0 +1,53 @@
+"""The body frame: a slice placed by its body alone, patient left kept, geometry exact."""
+
+import numpy as np
+import pytest
+from test_orientation_phantom import STORAGES, store
+
+from napari_paraspinal.core.labels import ES_L, ES_R, MF_L, MF_R
+from napari_paraspinal.phantom import PhantomConfig, generate_phantom
+from napari_paraspinal.preprocess.atlas_space import labels_to_atlas, to_atlas
+from napari_paraspinal.preprocess.bodymask import body_mask
+from napari_paraspinal.preprocess.frame import FRAME_BACK_MM, body_anchor, body_frame
+
+
+def test_anchor_of_a_rectangle_with_arms() -> None:
+    mask = np.zeros((200, 300), bool)
+    mask[40:150, 100:200] = True  # body: posterior edge after row 149
+    mask[60:190, 10:30] = True  # an arm reaching further back, outside the band
+    mask[60:190, 270:290] = True
+    x, y = body_anchor(mask, (0.5, 2.0))
+    assert y == pytest.approx((149 + 0.5) * 2.0)  # pixel centres at j × spacing
+    assert x == pytest.approx(mask.sum(0) @ np.arange(300) / mask.sum() * 0.5)
+
+
+@pytest.mark.parametrize("storage", list(STORAGES))
+def test_frame_is_the_same_however_the_slice_is_stored(storage: str) -> None:
+    case = generate_phantom(21, PhantomConfig(level="L4-L5"))
+    g = case.image.geometry
+    mapping = body_frame(case.image, body_mask(case.image))
+    ref_img, ref_lab = to_atlas(case.image, mapping), labels_to_atlas(case.labels, mapping)
+
+    data, geom = store(case.image.data, g, *STORAGES[storage])
+    labels, _ = store(case.labels, g, *STORAGES[storage])
+    image = case.image.with_data(data, geometry=geom)
+    other = body_frame(image, body_mask(image))
+    np.testing.assert_allclose(to_atlas(image, other), ref_img, atol=1e-3 * ref_img.max())
+    np.testing.assert_array_equal(labels_to_atlas(labels, other), ref_lab)
+    cols = np.arange(ref_lab.shape[1])
+    for left, right in ((MF_L, MF_R), (ES_L, ES_R)):
+        assert cols[np.nonzero(ref_lab == left)[1]].mean() > \
+            cols[np.nonzero(ref_lab == right)[1]].mean()
+
+
+def test_frame_puts_the_back_at_its_place_and_keeps_millimetres() -> None:
+    case = generate_phantom(5, PhantomConfig(level="L5-S1", spacing_mm=(0.6, 0.6)))
+    mask = body_mask(case.image)
+    mapping = body_frame(case.image, mask)
+    framed = labels_to_atlas(mask.astype(np.uint8), mapping)
+    rows = np.nonzero(framed.any(1))[0]
+    back_row = (framed.shape[0] - 1) / 2 + FRAME_BACK_MM  # frame pixels are 1 mm
+    assert abs(rows.max() + 0.5 - back_row) <= 1.5
+    # areas in mm² survive the frame (1 mm² pixels there)
+    native = (case.labels == MF_L).sum() * case.image.geometry.pixel_area_mm2
+    assert (labels_to_atlas(case.labels, mapping) == MF_L).sum() == pytest.approx(native, rel=0.05)
