@@ -31,12 +31,12 @@ atlas: setup
 
 # the shipped model: a width-16 U-Net (instance norm, no CRF) trained on synthetic slices of
 # random contrast painted in the body frame, with the real MF/ES outlines of
-# ../shared/data/mri515_t2_labels when present (its card records which). 6000 steps of 8
+# ../shared/data/mri515_t2_labels when present (its card records which). 4500 steps of 8
 # crops of 192² (see README, *Accuracy on real scans*, for how long); --device cuda on a GPU.
 # A killed run goes on with the same command (checkpoint in build/synth-training).
 model: setup
 	$(VENV)/bin/paraspinal train-synth --out models/paraspinal-synth --name paraspinal-synth \
-		--steps 6000 --checkpoint build/synth-training --resume
+		--steps 4500 --checkpoint build/synth-training --resume
 
 # the paper's way, kept selectable (--model models/paraspinal-phantom-t2w): 240 + 40 phantoms
 # through the atlas chain, U-Net (width 8, instance norm) then U-Net + CRF, early stopping.

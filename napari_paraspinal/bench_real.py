@@ -23,6 +23,7 @@ from .core.errors import InputError
 from .core.labels import BY_VALUE, ES_L, ES_R, MF_L, MF_R, PS_L, PS_R
 from .export import markdown_table, write_csv
 from .realdata import RealSeries, default_real_data_dir, read_series_slice, real_series
+from .seg_qc import swapped_pairs
 
 #: The structures scored, in column order (SP and DI are not labelled in any real case).
 STRUCTURES: tuple[int, ...] = (PS_L, PS_R, MF_L, MF_R, ES_L, ES_R)
@@ -119,8 +120,10 @@ def bench_real(model_path: str | None = None, root: Path | None = None, slices: 
                series: Sequence[RealSeries] | None = None,
                predictions: dict[tuple[str, str, int], np.ndarray] | None = None
                ) -> list[dict]:
-    """One row per real series: pooled and per-slice Dice of the model, flagged
-    registrations, failed slices and seconds per slice (see the module doc).
+    """One row per real series: pooled and per-slice Dice of the model, flagged slices
+    (registration or segmentation QC), failed slices, slices with a left/right swap
+    (``lr_swapped``: a left muscle on the patient's right of its right one) and seconds per
+    slice (see the module doc).
 
     ``series`` restricts the run (default: every series found under ``root``); a given
     ``predictions`` dict receives each slice's labels under ``(case, contrast, k)``.
@@ -135,7 +138,7 @@ def bench_real(model_path: str | None = None, root: Path | None = None, slices: 
     for s in chosen:
         ks = slice_indices(slices, s.n_slices())
         tally = DiceTally(STRUCTURES)
-        flagged = failed = 0
+        flagged = failed = swaps = 0
         seconds = 0.0
         for n, k in enumerate(ks):
             image, truth = read_series_slice(s, k)
@@ -151,13 +154,16 @@ def bench_real(model_path: str | None = None, root: Path | None = None, slices: 
                 continue
             seconds += time.perf_counter() - t
             flagged += bool(seg.preprocessed.registration.flagged)
+            swaps += bool(swapped_pairs(seg.labels, image.geometry))
             tally.add(seg.labels, truth)
             if predictions is not None:
                 predictions[(s.case, s.contrast, k)] = seg.labels
             if progress:
                 progress(f"{s.name} slice {k} ({n + 1}/{len(ks)})")
-        rows.append(series_row(s, tally, flagged, failed, seconds,
-                               seen_in_training(model.card.data, s.case)))
+        row = series_row(s, tally, flagged, failed, seconds,
+                         seen_in_training(model.card.data, s.case))
+        row["lr_swapped"] = swaps
+        rows.append(row)
     return rows
 
 

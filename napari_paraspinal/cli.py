@@ -720,7 +720,7 @@ def build_parser() -> argparse.ArgumentParser:
                                            "synthetic slices of random contrast (body frame)")
     p.add_argument("--out", required=True, type=Path, help="new bundle folder (never "
                                                              "overwritten)")
-    p.add_argument("--steps", type=int, default=6000, help="training steps (batches)")
+    p.add_argument("--steps", type=int, default=4500, help="training steps (batches)")
     p.add_argument("--pool", type=int, default=6000, help="painted cases drawn from")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--width", type=int, default=16, help="U-Net base width")

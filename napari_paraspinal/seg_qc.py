@@ -16,7 +16,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .core.geometry import Geometry
-from .core.labels import BY_VALUE, ES_L, ES_R, MF_L, MF_R
+from .core.labels import BY_VALUE, ES_L, ES_R, MF_L, MF_R, PS_L, PS_R
 from .core.orientation import canonical_reorientation
 
 PAIRS = ((MF_L, MF_R), (ES_L, ES_R))
@@ -30,6 +30,19 @@ class QCConfig:
     min_main_piece: float = 0.8  # share of a muscle's area in its largest piece
     max_asymmetry_pct: float = 60.0  # |L - R| / mean(L, R)
     min_confidence: float = 0.75  # mean highest class probability inside the muscles
+
+
+def swapped_pairs(labels: np.ndarray, geometry: Geometry,
+                  pairs: tuple[tuple[int, int], ...] = PAIRS + ((PS_L, PS_R),)) -> list[str]:
+    """Muscles (``"MF"``, ...) whose left label lies on the patient's right of its right one."""
+    canon = canonical_reorientation(geometry).apply(np.asarray(labels))
+    out = []
+    for left, right in pairs:
+        cl, cr = np.nonzero(canon == left)[1], np.nonzero(canon == right)[1]
+        # canonical columns run toward the patient's left
+        if cl.size and cr.size and cl.mean() <= cr.mean():
+            out.append(BY_VALUE[left].muscle)
+    return out
 
 
 def segmentation_qc(labels: np.ndarray, probabilities: np.ndarray, geometry: Geometry,
@@ -55,12 +68,10 @@ def segmentation_qc(labels: np.ndarray, probabilities: np.ndarray, geometry: Geo
             largest = np.bincount(pieces.ravel())[1:].max()
             if largest < config.min_main_piece * mask.sum():
                 reasons.append(f"{name} in pieces")
+    reasons += [f"{m} left and right swapped" for m in swapped_pairs(labels, geometry)]
     for left, right in PAIRS:
         if not (present[left] and present[right]):
             continue
-        # canonical columns run toward the patient's left
-        if np.nonzero(canon == left)[1].mean() <= np.nonzero(canon == right)[1].mean():
-            reasons.append(f"{BY_VALUE[left].muscle} left and right swapped")
         a, b = (canon == left).sum(), (canon == right).sum()
         asym = 200.0 * abs(a - b) / (a + b)
         if asym > config.max_asymmetry_pct:

@@ -19,6 +19,7 @@ from .core.errors import InputError
 from .core.geometry import SliceImage
 from .nets.bundle import ModelCard, load_bundle
 from .nets.segmenter import Segmenter, resolve_device
+from .postprocess import CHOICES, largest_components
 from .preprocess.atlas import Atlas, load_atlases
 from .preprocess.atlas_space import probabilities_to_native
 from .preprocess.chain import AUTO, BODY, PreprocessConfig, Preprocessed, preprocess_slice
@@ -36,6 +37,7 @@ class Model:
     preprocess: PreprocessConfig
     path: Path
     device: torch.device
+    postprocess: str = "none"  # "largest_component": each muscle kept as one piece
 
 
 @dataclass
@@ -74,7 +76,12 @@ def load_model(path: str | os.PathLike[str] | None = None, device: str = "auto")
     # settings (the card keeps the ones training used; provenance records the ones run).
     preprocess = replace(PreprocessConfig.from_dict(card.preprocessing),
                          registration=RegistrationConfig())
-    return Model(segmenter, card, load_atlases(path / "atlases"), preprocess, path, dev)
+    postprocess = card.preprocessing.get("postprocess", "none")
+    if postprocess not in CHOICES:
+        raise InputError(path / "card.json", f"unknown postprocess {postprocess!r}; "
+                                             f"expected one of {CHOICES}")
+    return Model(segmenter, card, load_atlases(path / "atlases"), preprocess, path, dev,
+                 postprocess)
 
 
 def segment_slice(image: SliceImage, model: Model, level: str = AUTO) -> Segmentation:
@@ -87,6 +94,8 @@ def segment_slice(image: SliceImage, model: Model, level: str = AUTO) -> Segment
     t = time.perf_counter()
     native = probabilities_to_native(atlas_probs, pre.registration.mapping)
     labels = native.argmax(0).astype(np.uint8)
+    if model.postprocess == "largest_component":
+        labels = largest_components(native, labels)
     t_back = time.perf_counter() - t
     if model.preprocess.frame == BODY:
         # no registration vouches for the body frame: the result is checked instead

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 from test_orientation_phantom import STORAGES, store
 
 from napari_paraspinal.core.labels import ES_L, ES_R, MF_L, MF_R
@@ -51,3 +52,23 @@ def test_frame_puts_the_back_at_its_place_and_keeps_millimetres() -> None:
     # areas in mm² survive the frame (1 mm² pixels there)
     native = (case.labels == MF_L).sum() * case.image.geometry.pixel_area_mm2
     assert (labels_to_atlas(case.labels, mapping) == MF_L).sum() == pytest.approx(native, rel=0.05)
+
+
+def test_noise_behind_the_back_does_not_move_the_anchor() -> None:
+    case = generate_phantom(8, PhantomConfig(level="L4-L5"))
+    image = case.image
+    mapping = body_frame(image, body_mask(image))
+    # 40 mm of streaky noise in the air behind the back, as real Dixon scans show: the body
+    # mask takes it in (its posterior edge moves back by tens of mm), the anchor does not
+    data = image.data.copy()
+    back = np.nonzero(body_mask(image).any(1))[0].max()
+    band = np.abs(np.random.default_rng(0).normal(0, 1, (40, data.shape[1])))
+    band = ndi.gaussian_filter(band, (0.7, 6))
+    data[back + 2:back + 42] += 0.15 * np.percentile(image.data, 99) * band / band.mean()
+    noisy = image.with_data(data.astype(np.float32))
+    spacing = image.geometry.spacing[:2]
+    assert body_anchor(body_mask(noisy), spacing)[1] - body_anchor(body_mask(image),
+                                                                   spacing)[1] > 20
+    shifted = body_frame(noisy, body_mask(noisy))
+    dy = shifted.transform.GetTranslation()[1] - mapping.transform.GetTranslation()[1]
+    assert abs(dy) < 2.0

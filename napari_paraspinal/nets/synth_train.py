@@ -39,7 +39,7 @@ from .segmenter import Segmenter, SegmenterConfig, resolve_device
 class SynthTrainConfig:
     """How the synthetic training runs."""
 
-    steps: int = 6000
+    steps: int = 4500
     batch_size: int = 8
     crop: int = 192
     lr: float = 2e-3
@@ -53,9 +53,10 @@ class SynthTrainConfig:
 
 
 def _crop_box(rng: np.random.Generator, size: int, crop: int) -> tuple[int, int]:
-    """Top-left corner of a crop that keeps the back of the frame (where MF and ES are)."""
+    """Top-left corner of a random crop (mostly keeping the back, where MF and ES are)."""
     spare = size - crop
-    return int(rng.integers(spare // 2, spare + 1)), int(rng.integers(0, spare + 1))
+    low = 0 if rng.random() < 0.25 else spare // 2
+    return int(rng.integers(low, spare + 1)), int(rng.integers(0, spare + 1))
 
 
 def make_batch(tissue: np.ndarray, labels: np.ndarray, index: np.ndarray, crop: int,
@@ -190,6 +191,7 @@ def fit_synthetic_bundle(out: str | os.PathLike[str], name: str, config: SynthTr
         name=name,
         network=model.to_dict(),
         preprocessing={**PreprocessConfig(frame=BODY).to_dict(), "atlases": "atlases/",
+                       "postprocess": "largest_component",
                        "space": "256x256 at 1 mm, x to the patient's left, y posterior, "
                                 "body frame"},
         training={**asdict(config), "history": history, "render": asdict(RenderConfig()),

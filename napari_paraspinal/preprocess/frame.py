@@ -4,8 +4,9 @@ Atlas registration (the paper's way, :mod:`.registration`) fails on scans unlike
 and a failed fit wrecks the network's input. The body frame cannot fail that way: the slice
 is put in canonical orientation (exact swaps/flips from its direction matrix), resampled to
 256×256 pixels of 1 mm, its body's left-right centre at the frame's centre and the body's
-posterior edge (found in a band around the midline, so arms do not move it) at
-``FRAME_BACK_MM`` behind it. Only a translation: rotation, size and shape are the network's
+posterior edge (found in a band around the midline, so arms do not move it, on the solid
+body, so noise and ghosts in the air do not: :func:`solid_body`) at ``FRAME_BACK_MM``
+behind it. Only a translation: rotation, size and shape are the network's
 job, and the training data vary them (:mod:`..synth.render` paints into this same frame).
 
 The frame is an :class:`.atlas_space.AtlasMapping` like a registration's, so the way back to
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage as ndi
 
 from ..core.geometry import SliceImage
 from ..core.orientation import canonical_reorientation, reorient_geometry
@@ -51,11 +53,35 @@ def body_anchor(mask_canonical: np.ndarray, spacing: tuple[float, float]
     return cx, (float(band_rows.max()) + 0.5) * sy
 
 
+def solid_body(data: np.ndarray, spacing: tuple[float, float], mask: np.ndarray
+               ) -> np.ndarray:
+    """The body as the anchor needs it: bright tissue (over a fifth of the body's 99th
+    percentile) opened with a 4 mm disc, its largest piece, holes filled.
+
+    The body mask proper reaches into noise, ghosts and ringing in the air behind the back
+    (real Dixon scans showed 20-50 mm of it), which would move the frame's anchor; thin
+    lines do not survive the opening. Where nothing does, the body mask is used.
+    """
+    values = data[mask] if mask.any() else data.ravel()
+    bright = data > 0.2 * float(np.percentile(values, 99))
+    radius = max(1, int(round(4.0 / min(spacing))))
+    yy, xx = np.mgrid[-radius:radius + 1, -radius:radius + 1]
+    disc = np.hypot(yy * spacing[1] / min(spacing), xx * spacing[0] / min(spacing)) <= radius
+    solid = ndi.binary_opening(bright, disc)
+    pieces, n = ndi.label(solid)
+    if n == 0:
+        return mask
+    largest = pieces == 1 + int(np.argmax(np.bincount(pieces.ravel())[1:]))
+    return ndi.binary_fill_holes(largest)
+
+
 def body_frame(image: SliceImage, mask: np.ndarray) -> AtlasMapping:
-    """The frame mapping of a slice from its body mask (see the module doc)."""
+    """The frame mapping of a slice from its image and body mask (see the module doc)."""
     r = canonical_reorientation(image.geometry)
     g = reorient_geometry(image.geometry, r)
-    cx, back = body_anchor(r.apply(np.asarray(mask, bool)), g.spacing[:2])
+    data = r.apply(np.asarray(image.data, np.float32))
+    solid = solid_body(data, g.spacing[:2], r.apply(np.asarray(mask, bool)))
+    cx, back = body_anchor(solid, g.spacing[:2])
     t = sitk.AffineTransform(2)
     t.SetTranslation((float(cx), float(back - FRAME_BACK_MM)))
     return AtlasMapping(image.geometry, r, t)

@@ -52,6 +52,9 @@ class SynthTissue(IntEnum):
     SPLEEN = 16
     FASCIA = 17
     MUSCLE_FAT = 18  # fat inside the labelled muscles (infiltration, septa)
+    CLUTTER_A = 19  # bowel content, mesentery, unnamed organs: random look-alikes
+    CLUTTER_B = 20
+    CLUTTER_C = 21
 
 
 N_TISSUES = len(SynthTissue)
@@ -136,9 +139,12 @@ def _back_muscles(body: SynthBody, lamina: float, real: RealMuscles | None,
             shape = real.shapes[value].placed(
                 (0.0, 0.0), (s * aspect, s / aspect),
                 (anchor[0] + _j(rng, 1.0), anchor[1] + _j(rng, 1.0)))
-            fascia = float(rng.uniform(0.6, 2.0))
-            parts += [Part(f"{name}_fat", shape.grown(fascia), SynthTissue.FAT),
-                      Part(name, shape, SynthTissue.MUSCLE, value)]
+            # the plane between muscles: often invisible on real scans, a thin line at most
+            if rng.random() > 0.35:
+                fascia = float(rng.uniform(0.3, 1.5))
+                tissue = SynthTissue.FAT if rng.random() < 0.5 else SynthTissue.FASCIA
+                parts.append(Part(f"{name}_fascia", shape.grown(fascia), tissue))
+            parts.append(Part(name, shape, SynthTissue.MUSCLE, value))
             u0, u1, _, v1 = shape.bbox()
             reach, back = max(reach, abs(u0), abs(u1)), max(back, v1)
         return parts, back, reach
@@ -174,7 +180,8 @@ def build_synth_parts(body: SynthBody, rng: np.random.Generator,
         Part("skin", env.grown(fat + 1.5), SynthTissue.SKIN),
         Part("subcutaneous_fat", env.grown(fat), SynthTissue.FAT),
         Part("abdominal_wall", env, SynthTissue.MUSCLE),
-        Part("abdominal_cavity", env.grown(-body.wall), SynthTissue.FAT),
+        Part("abdominal_cavity", env.grown(-body.wall),
+             SynthTissue.FAT if rng.random() < 0.6 else SynthTissue.CLUTTER_A),
     ]
     parts += _organs(env, body, rng)
     parts += _bowel(env, body, rng)
@@ -280,18 +287,26 @@ def _organs(env: Ellipse, body: SynthBody, rng: np.random.Generator) -> list[Par
 
 
 def _bowel(env: Ellipse, body: SynthBody, rng: np.random.Generator) -> list[Part]:
-    """Bowel loops with gas or fluid in the anterior abdomen."""
+    """Bowel loops (gas, fluid or other content) crowding the abdomen, and smaller clutter.
+
+    Real abdomens are busy: a network trained on a plain one fires on every loop of bowel.
+    """
+    contents = (SynthTissue.BOWEL_GAS, SynthTissue.BOWEL_FLUID, SynthTissue.CLUTTER_A,
+                SynthTissue.CLUTTER_B, SynthTissue.CLUTTER_C)
+    weights = np.array([0.25, 0.3, 0.15, 0.15, 0.15])
     parts = []
-    for _ in range(int(rng.integers(6, 18))):
-        r = float(rng.uniform(8, 26))
-        cx = float(rng.uniform(-0.7, 0.7) * max(env.a - body.wall - r, 5))
-        front = env.cy - 0.75 * env.b
-        cy = float(rng.uniform(front, max(front, -35.0)))
-        shape = Ellipse(cx, cy, r, r * rng.uniform(0.6, 1.0), float(rng.uniform(0, 180)))
-        gas = rng.random() < 0.35
-        parts.append(Part("bowel_wall", shape, SynthTissue.BOWEL_WALL))
-        parts.append(Part("bowel", shape.grown(-2.0),
-                          SynthTissue.BOWEL_GAS if gas else SynthTissue.BOWEL_FLUID))
+    front = env.cy - 0.8 * env.b
+    for _ in range(int(rng.integers(10, 32))):
+        r = float(rng.uniform(5, 26))
+        cx = float(rng.uniform(-0.8, 0.8) * max(env.a - body.wall - r, 5))
+        cy = float(rng.uniform(front, max(front, -30.0)))
+        shape = Ellipse(cx, cy, r, r * rng.uniform(0.45, 1.0), float(rng.uniform(0, 180)),
+                        float(rng.uniform(1.6, 2.6)))
+        content = contents[int(rng.choice(len(contents), p=weights))]
+        if rng.random() < 0.7:
+            parts.append(Part("bowel_wall", shape, SynthTissue.BOWEL_WALL))
+            shape = shape.grown(-float(rng.uniform(1.0, 3.0)))
+        parts.append(Part("bowel", shape, content))
     return parts
 
 

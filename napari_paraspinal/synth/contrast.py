@@ -25,26 +25,28 @@ T = SynthTissue
 # intensity of each tissue (order of SynthTissue) in common sequences, fat ≈ 1
 _ORDER = (T.AIR, T.FAT, T.MUSCLE, T.SKIN, T.CSF, T.NUCLEUS, T.ANNULUS, T.CORTEX, T.MARROW,
           T.NERVE, T.VESSEL, T.BOWEL_GAS, T.BOWEL_FLUID, T.BOWEL_WALL, T.KIDNEY, T.LIVER,
-          T.SPLEEN, T.FASCIA, T.MUSCLE_FAT)
+          T.SPLEEN, T.FASCIA, T.MUSCLE_FAT, T.CLUTTER_A, T.CLUTTER_B, T.CLUTTER_C)
 PRESETS: dict[str, tuple[float, ...]] = {
     "T2w": (0, 1.0, .28, .55, 1.15, .95, .30, .06, .55, .45, .06, .02, .85, .35, .55, .30, .45,
-            .15, 1.0),
+            .15, 1.0, 0.7, 0.5, 0.35),
     "T1w": (0, 1.0, .45, .60, .15, .38, .33, .06, .80, .40, .10, .02, .25, .45, .45, .55, .45,
-            .20, 1.0),
+            .20, 1.0, 0.45, 0.6, 0.3),
     "PD": (0, .90, .55, .70, .80, .75, .45, .05, .75, .60, .08, .02, .70, .50, .65, .55, .60,
-           .20, .90),
+           .20, .90, 0.65, 0.55, 0.45),
     "dixon_fat": (0, 1.0, .05, .30, .02, .03, .03, .02, .55, .04, .02, .01, .03, .08, .05, .12,
-                  .04, .10, 1.0),
+                  .04, .10, 1.0, 0.15, 0.35, 0.05),
     "dixon_water": (0, .07, .62, .45, 1.0, .85, .45, .04, .30, .55, .10, .02, .90, .55, .75,
-                    .60, .70, .20, .07),
+                    .60, .70, .20, .07, 0.7, 0.5, 0.35),
     "in_phase": (0, 1.07, .67, .75, 1.02, .88, .48, .06, .85, .59, .12, .03, .93, .63, .80, .72,
-                 .74, .30, 1.07),
+                 .74, .30, 1.07, 0.8, 0.65, 0.45),
     "opposed_phase": (0, 1.07, .67, .75, 1.02, .88, .48, .06, .85, .59, .12, .03, .93, .63, .80,
-                      .72, .74, .30, 1.07),
+                      .72, .74, .30, 1.07, 0.6, 0.45, 0.35),
     "stir": (0, .08, .30, .40, 1.15, .95, .30, .04, .15, .50, .05, .02, .85, .35, .60, .35, .50,
-             .10, .08),
+             .10, .08, 0.6, 0.45, 0.3),
 }
 assert all(len(v) == N_TISSUES for v in PRESETS.values())
+_EVEN = tuple(int(t) for t in (T.MUSCLE, T.FAT, T.MUSCLE_FAT, T.SKIN, T.CSF, T.NUCLEUS,
+                                T.ANNULUS))
 _FATTY = torch.zeros(N_TISSUES)
 _FATTY[[int(T.FAT), int(T.MUSCLE_FAT)]] = 1.0
 _FATTY[int(T.MARROW)] = 0.5
@@ -54,9 +56,10 @@ _FATTY[int(T.MARROW)] = 0.5
 class ContrastConfig:
     """Probabilities and ranges of the random appearance."""
 
-    random_share: float = 0.5  # images whose every tissue intensity is random
+    random_share: float = 0.25  # images whose every tissue intensity is random
     jitter: float = 0.12  # per-tissue jitter of a preset (absolute, fat ≈ 1)
     texture: tuple[float, float] = (0.0, 0.07)
+    coarse_texture: float = 0.35  # largest amplitude of blotchy texture (bowel, organs)
     fibres: tuple[float, float] = (0.0, 0.15)
     blur_px: tuple[float, float] = (0.0, 1.1)
     low_res: float = 0.3
@@ -125,6 +128,12 @@ def synthesize(tissue: torch.Tensor, gen: torch.Generator,
     means, name = tissue_means(gen, config)
     spread = torch.rand(N_TISSUES, generator=gen) * config.texture[1]
     image = means[tissue] + spread[tissue] * blur(torch.randn(shape, generator=gen), 0.7, 0.7)
+    blotch = torch.rand(N_TISSUES, generator=gen) * config.coarse_texture
+    # muscle, fat and fluids are fairly even; bowel, its content and organs are not
+    blotch[list(_EVEN)] *= 0.3
+    sigma = _u(gen, 1.5, 4.0)
+    noise = blur(torch.randn(shape, generator=gen), sigma, sigma)
+    image = image * (1 + blotch[tissue] * noise / noise.std().clamp_min(1e-6)).clamp_min(0)
     muscle = (tissue == int(T.MUSCLE)).float()
     fibres = _u(gen, *config.fibres) * blur(torch.randn(shape, generator=gen), 2.5, 0.6)
     image = image * (1 + muscle * fibres)

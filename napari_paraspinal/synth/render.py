@@ -32,10 +32,11 @@ class RenderConfig:
     rotation_deg: float = 25.0
     warp_mm: tuple[float, float] = (0.0, 4.0)
     lateral_jitter_mm: float = 8.0
-    back_jitter_mm: float = 8.0
+    back_jitter_mm: tuple[float, float] = (-32.0, 8.0)  # a body mask that reaches past the
+    # skin (noise and ghosts in the air behind the back) puts the body further forward
     fat_infiltration: tuple[float, float] = (0.0, 0.55)
     fov_cut: float = 0.15  # share of cases whose field of view cuts the body
-    real_shapes: float = 0.85  # share of cases with real MF/ES outlines (when given)
+    real_shapes: float = 0.95  # share of cases with real MF/ES outlines (when given)
 
 
 @dataclass
@@ -65,7 +66,7 @@ def render_case(seed: int, shapes: list[RealMuscles] | None = None,
     theta = np.deg2rad(rng.uniform(-config.rotation_deg, config.rotation_deg))
     c, s = np.cos(theta), np.sin(theta)
     back_y = (FRAME_BACK_MM - rng.uniform(0, 1) * (marks["skin_v"] - marks["back_muscle_edge_v"])
-              + rng.uniform(-config.back_jitter_mm, config.back_jitter_mm))
+              + rng.uniform(*config.back_jitter_mm))
     back_y = min(back_y, FRAME_BACK_MM)
     # anatomical (0, back) lands at (jx, back_y): p = R (u, v) + t
     jx = rng.normal(0, config.lateral_jitter_mm)
