@@ -1,23 +1,30 @@
-"""The shipped demo model on fresh phantoms (seeds never used for atlases or training), and
-left/right on the patient's side however the slice is stored.
+"""The shipped models: the default (synthetic training, body frame) on fresh phantoms and on
+the real cases of the shared data, left/right on the patient's side however a slice is
+stored, and the paper's atlas + CRF model still selectable.
 
-The full evaluation (50 phantoms) is ``paraspinal evaluate``; the figures are in the README.
+The full evaluations are ``paraspinal evaluate`` (phantoms) and ``paraspinal bench real``
+(real scans); the figures are in the README.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from napari_paraspinal.models import MODELS_DIR
 from test_orientation_phantom import STORAGES, store, world_x
 
+from napari_paraspinal.bench_real import DiceTally
 from napari_paraspinal.core.labels import ES_L, ES_R, MF_L, MF_R, PS_L, PS_R
 from napari_paraspinal.nets.bundle import load_card
 from napari_paraspinal.nets.metrics import mean_dice
 from napari_paraspinal.phantom import PhantomConfig, generate_phantom
+from napari_paraspinal.realdata import read_series_slice, real_series
 from napari_paraspinal.segment import default_model_path, load_model, segment_slice
 
-# measured on 50 fresh phantoms: see the README; a margin below the measured mean
-MIN_MEAN_DICE = 0.93
+# margins below the figures measured in the README (50 phantoms; every real slice)
+MIN_PHANTOM_DICE = 0.90
+MIN_REAL_DICE = 0.6
+PAPER_MODEL = MODELS_DIR / "paraspinal-phantom-t2w"
 
 
 @pytest.fixture(scope="module")
@@ -27,11 +34,19 @@ def model():
 
 def test_card_describes_the_shipped_model() -> None:
     card = load_card(default_model_path())
-    assert card.name == "paraspinal-phantom-t2w"
-    assert card.weights_sha256 and card.metrics["val_dice"]["mean"] > 0
-    assert card.training["batch_size"] == 4 and card.training["multi_data"]
-    assert card.network["unet"]["norm"] == "instance" and card.network["use_crf"]
-    assert (default_model_path() / "atlases" / "L5-S1" / "atlas.json").is_file()
+    assert card.name == "paraspinal-synth"
+    assert card.weights_sha256 and card.preprocessing["frame"] == "body"
+    assert card.preprocessing["postprocess"] == "largest_component"
+    assert card.network["unet"]["norm"] == "instance" and not card.network["use_crf"]
+    assert card.data["real_images_used"] == "none"
+    assert "mri515_t2_labels" in card.data["real_shapes"]
+
+
+def test_the_papers_model_is_still_shipped() -> None:
+    card = load_card(PAPER_MODEL)
+    assert card.name == "paraspinal-phantom-t2w" and card.network["use_crf"]
+    assert card.preprocessing.get("frame", "atlas") == "atlas"
+    assert (PAPER_MODEL / "atlases" / "L5-S1" / "atlas.json").is_file()
 
 
 @pytest.mark.slow
@@ -40,7 +55,7 @@ def test_fresh_phantoms_are_segmented(model) -> None:
     for k in range(4):
         case = generate_phantom(870_000 + k, PhantomConfig(level=("L4-L5", "L5-S1")[k % 2]))
         scores.append(mean_dice(segment_slice(case.image, model).labels, case.labels))
-    assert np.mean(scores) >= MIN_MEAN_DICE, scores
+    assert np.mean(scores) >= MIN_PHANTOM_DICE, scores
 
 
 @pytest.mark.slow
@@ -51,3 +66,22 @@ def test_left_and_right_follow_the_patient(model, storage) -> None:
     seg = segment_slice(case.image.with_data(data, geometry=geom), model, "L4-L5")
     for left, right in ((PS_L, PS_R), (MF_L, MF_R), (ES_L, ES_R)):
         assert world_x(seg.labels, geom, left) > world_x(seg.labels, geom, right), (left, storage)
+
+
+SERIES = {s.name: s for s in real_series()}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif("musclemap_sub0001/fat" not in SERIES,
+                    reason="real cases not found in shared/data beside the repository")
+def test_a_real_scan_never_seen(model) -> None:
+    series = SERIES["musclemap_sub0001/fat"]
+    tally = DiceTally((MF_L, MF_R, ES_L, ES_R))
+    for k in (5, 10, 15):
+        image, truth = read_series_slice(series, k)
+        labels = segment_slice(image, model).labels
+        tally.add(labels, truth)
+        for left, right in ((MF_L, MF_R), (ES_L, ES_R)):
+            assert world_x(labels, image.geometry, left) > world_x(labels, image.geometry,
+                                                                     right)
+    assert np.mean(list(tally.pooled().values())) >= MIN_REAL_DICE
