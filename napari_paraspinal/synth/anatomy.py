@@ -22,7 +22,7 @@ from enum import IntEnum
 import numpy as np
 
 from ..core.labels import DI, ES_L, ES_R, MF_L, MF_R, PS_L, PS_R, SP
-from ..phantom.anatomy import Part
+from ..phantom.anatomy import Part, Tissue
 from ..phantom.shapes import Compound, Ellipse
 from .real_shapes import RealMuscles
 
@@ -30,31 +30,13 @@ from .real_shapes import RealMuscles
 LEVEL_NAMES = ("L5-S1", "L4-L5", "L3-L4", "L2-L3", "L1-L2")
 
 
-class SynthTissue(IntEnum):
-    """Tissue classes, each of which gets its own random intensity per case."""
-
-    AIR = 0
-    FAT = 1
-    MUSCLE = 2
-    SKIN = 3
-    CSF = 4
-    NUCLEUS = 5
-    ANNULUS = 6
-    CORTEX = 7
-    MARROW = 8
-    NERVE = 9
-    VESSEL = 10
-    BOWEL_GAS = 11
-    BOWEL_FLUID = 12
-    BOWEL_WALL = 13
-    KIDNEY = 14
-    LIVER = 15
-    SPLEEN = 16
-    FASCIA = 17
-    MUSCLE_FAT = 18  # fat inside the labelled muscles (infiltration, septa)
-    CLUTTER_A = 19  # bowel content, mesentery, unnamed organs: random look-alikes
-    CLUTTER_B = 20
-    CLUTTER_C = 21
+#: Tissue classes, each of which gets its own random intensity per case: the phantom's
+#: tissues (same values) and the ones only synthetic training data need.
+SynthTissue = IntEnum("SynthTissue", [(t.name, t.value) for t in Tissue] + [
+    ("KIDNEY", 14), ("LIVER", 15), ("SPLEEN", 16), ("FASCIA", 17),
+    ("MUSCLE_FAT", 18),  # fat inside the labelled muscles (infiltration, septa)
+    ("CLUTTER_A", 19), ("CLUTTER_B", 20), ("CLUTTER_C", 21),  # bowel content, unnamed organs
+])
 
 
 N_TISSUES = len(SynthTissue)

@@ -86,10 +86,6 @@ class DistanceShape:
         return DistanceShape(self.distance, self.origin, self.spacing, pivot, scale, shift,
                              self.offset)
 
-    def extent(self) -> tuple[float, float, float, float]:
-        """(u0, u1, v0, v1) of the shape as placed (mm)."""
-        return self.bbox()
-
 
 @dataclass(frozen=True)
 class RealMuscles:
