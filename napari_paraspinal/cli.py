@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .cli_bench import add_bench_parser
 from .core.errors import InputError
+from .fat_options import DEFAULT_METHOD, METHODS
 
 
 def _spacing(text: str) -> tuple[float, float]:
@@ -22,48 +24,91 @@ def _spacing(text: str) -> tuple[float, float]:
     return parts[0], parts[1]
 
 
+def _slice_list(text: str) -> list[int]:
+    from .core.slices import parse_slices
+
+    try:
+        return parse_slices(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    from .case_input import pair_inputs
     from .fat import FatConfig
     from .pipeline import RunConfig, run
     from .preprocess.n4 import N4Config
 
-    config = RunConfig(out_dir=Path(args.out), slice_index=args.slice, spacing=args.spacing,
+    slices = args.slices if args.slices is not None else (
+        None if args.slice is None else [args.slice])
+    config = RunConfig(out_dir=Path(args.out), slices=slices, spacing=args.spacing,
                        overlays=not args.no_overlays,
                        labels_dir=Path(args.labels) if args.labels else None,
-                       fat=FatConfig(method=args.fat_method),
+                       fat=FatConfig(method=args.fat_method, fat_is_bright={
+                           "auto": None, "bright": True, "dark": False}[args.fat_contrast]),
                        n4=None if args.no_n4 else N4Config(),
                        model=Path(args.model) if args.model else None, level=args.level,
                        device=args.device, identifiers=args.identifiers)
+    if bool(args.water) != bool(args.fat):
+        given, missing = ("--water", "--fat") if args.water else ("--fat", "--water")
+        print(f"error: {given} needs {missing} (a Dixon pair: water and fat images)",
+              file=sys.stderr)
+        return 2
+    if not args.inputs and not args.water:
+        print("error: give images to run on, or --water and --fat", file=sys.stderr)
+        return 2
+    inputs: list = list(args.inputs)
+    if args.water:
+        inputs = pair_inputs(args.water, args.fat) + inputs
 
     def progress(done: int, total: int, what: str) -> None:
-        print(f"[{done + 1 if done < total else total}/{total}] {what}", file=sys.stderr)
+        print(f"[{done}/{total}] {what}", file=sys.stderr)
 
-    results = run(args.inputs, config, progress=None if args.quiet else progress)
+    results = run(inputs, config, progress=None if args.quiet else progress)
     failed = [r for r in results if r.status != "ok"]
     for r in results:
-        line = f"{r.case}: {r.status}"
-        if r.status == "ok":
-            row = r.row
-            line += (f"  {row['rows']}×{row['cols']} px, {row['spacing_col_mm']:g}×"
-                     f"{row['spacing_row_mm']:g} mm, orientation {row['orientation']}")
-            if "level" in row:
-                line += f", level {row['level']}, {row['seconds']:.1f} s"
-                if row.get("registration_flagged"):
-                    line += "  CHECK registration"
-            if row.get("notes"):
-                line += f"  ({row['notes']})"
-        else:
-            line += f"  {r.message}"
-        print(line)
+        print(f"{r.case}: {r.status}  {_case_line(r)}")
     print(f"{len(results) - len(failed)} of {len(results)} cases done; "
           f"tables in {config.out_dir / 'measurements.xlsx'} and .csv")
     if config.labels_dir is None and not any("label_source" in r.row for r in results):
         print("note: no segmentation model is installed; run read, checked and reported the "
               "inputs (give --model BUNDLE, or --labels to measure existing label maps).")
-    flagged = [r.case for r in results if r.row.get("registration_flagged")]
+    flagged = [_flagged(r) for r in results if any(x.get("registration_flagged")
+                                                   for x in r.rows)]
     if flagged:
-        print(f"check these cases (registration to the atlas looks poor): {', '.join(flagged)}")
+        print(f"check these (the quality check flagged them; reasons in the table): "
+              f"{'; '.join(flagged)}")
     return 1 if failed and len(failed) == len(results) else 0
+
+
+def _flagged(r) -> str:
+    """A case, or its flagged slices, for the terminal."""
+    if len(r.rows) == 1:
+        return r.case
+    ks = [str(x["slice"]) for x in r.rows if x.get("registration_flagged")]
+    return f"{r.case} slices {','.join(ks)} ({len(ks)} of {len(r.rows)})"
+
+
+def _case_line(r) -> str:
+    """One line about a case for the terminal."""
+    if r.status != "ok":
+        return r.message
+    row = r.row
+    line = (f"{row['rows']}×{row['cols']} px, {row['spacing_col_mm']:g}×"
+            f"{row['spacing_row_mm']:g} mm, orientation {row['orientation']}")
+    if len(r.rows) > 1:
+        bad = sum(1 for x in r.rows if x.get("status") == "failed")
+        line += f", {len(r.rows)} slices" + (f" ({bad} could not be used)" if bad else "")
+        seconds = sum(x.get("seconds", 0.0) for x in r.rows)
+        if seconds:
+            line += f", {seconds:.1f} s"
+    elif "level" in row:
+        line += f", level {row['level']}, {row['seconds']:.1f} s"
+        if row.get("registration_flagged"):
+            line += "  CHECK"
+    if row.get("notes") and len(r.rows) == 1:
+        line += f"  ({row['notes']})"
+    return line
 
 
 def cmd_phantom(args: argparse.Namespace) -> int:
@@ -99,116 +144,6 @@ def cmd_info(args: argparse.Namespace) -> int:
         for note in image.notes:
             print(f"  note: {note}")
     return status
-
-
-def torch_threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    from .export import markdown_table as format_table
-
-    if args.target == "network":  # needs torch only: runs where no image library is installed
-        from .nets.speed import load_network, network_throughput
-
-        if args.model is None:
-            from .segment import default_model_path
-
-            args.model = default_model_path()
-        net = load_network(args.model)
-        batches = [1, 8, 32] if args.n is None else [args.n]
-        print(f"network throughput in atlas space (256x256), {torch_threads()} torch threads:")
-        print(format_table(network_throughput(net, args.device, batches)))
-        return 0
-    if args.target == "real":
-        from .bench_real import bench_real, slice_indices, write_real_report
-        from .realdata import default_real_data_dir, real_series
-
-        root = default_real_data_dir()
-        if not real_series(root):
-            print(f"no labelled real cases found in {root} (set PARASPINAL_REAL_DATA to the "
-                  "folder holding lpm_tum01/ and musclemap_sub0001/)", file=sys.stderr)
-            return 2
-        try:
-            slice_indices(args.slices, 1)
-        except ValueError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        rows = bench_real(args.model, root, slices=args.slices, device=args.device,
-                          progress=lambda text: print(text, file=sys.stderr))
-        header = (f"Dice on the real cases in {root} (slices: {args.slices}), model "
-                  f"{args.model or 'shipped'}: pooled over slices per structure, empty where "
-                  "not annotated")
-        print(header)
-        print(format_table(rows))
-        if args.out is not None:
-            paths = write_real_report(rows, args.out, header)
-            print(f"wrote {paths[0]} and {paths[1]}")
-        if args.finetune:
-            from .bench_crossperson import (
-                crossperson_rows,
-                run_both_ways,
-                write_crossperson_report,
-            )
-            from .project.finetune import FinetuneConfig
-
-            results, floors = run_both_ways(
-                real_series(root), args.model, FinetuneConfig(device=args.device),
-                test_slices=args.slices, progress=lambda text: print(text, file=sys.stderr))
-            header = ("Cross-person fine-tuning: 10 corrected slices (MF, ES) of one person, "
-                      "test Dice (pooled, shared structures) before -> after fine-tuning (the "
-                      "candidate, active only if promoted); floor_mean: copied labels, no model")
-            print(header)
-            print(format_table(crossperson_rows(results, floors, arrows=True)))
-            if args.out is not None:
-                paths = write_crossperson_report(results, floors, args.out, header)
-                print(f"wrote {paths[0]} and {paths[1]}")
-        return 0
-    from .bench import (
-        bench_crf,
-        bench_fat,
-        bench_preprocess,
-        bench_registration,
-        bench_segment,
-        peak_rss_mb,
-        summarise_registration,
-    )
-
-    if args.target == "fat":
-        n = args.n or 100
-        rows = bench_fat(n=n, bias=not args.no_bias, n4=not args.no_n4)
-        field = "no bias field" if args.no_bias else (
-            "bias field left uncorrected" if args.no_n4 else "bias field corrected by N4")
-        print(f"fat % against phantom truth, {n} phantoms ({field}):")
-        print(format_table(rows))
-    elif args.target == "preprocess":
-        print("median time per slice and step (ms), phantoms, this process:")
-        rows = bench_preprocess(repeats=args.n or 5)
-        rows += bench_preprocess(repeats=args.n or 5, level="auto")
-        print(format_table(rows))
-    elif args.target == "segment":
-        print("median time per slice and stage (ms), file on disk to native labels, warm "
-              f"process, {torch_threads()} torch threads:")
-        print(format_table(bench_segment(repeats=args.n or 5)))
-    elif args.target == "finetune":
-        from .project.finetune_bench import bench_finetune
-
-        bench = bench_finetune(n_train=args.n or 10,
-                               progress=lambda text: print(text, file=sys.stderr))
-        print(format_table(bench.rows))
-        print(format_table([bench.summary]))
-    elif args.target == "crf":
-        print("CRF alone, median time per 256² atlas-space slice, ours against pydensecrf2 "
-              f"(same unary and kernels), {torch_threads()} torch threads:")
-        print(format_table(bench_crf(repeats=args.n or 5)))
-    elif args.target == "register":
-        rows = bench_registration(n=args.n or 40)
-        print(format_table(rows))
-        print(format_table([summarise_registration(rows)]))
-    print(f"peak RSS {peak_rss_mb():.0f} MB")
-    return 0
 
 
 def cmd_atlas(args: argparse.Namespace) -> int:
@@ -466,7 +401,9 @@ def cmd_project(args: argparse.Namespace) -> int:
         return 0
     with Project.open(args.project) as project:
         if args.action == "add":
-            result = project.add(args.inputs, slice_index=args.slice, spacing=args.spacing,
+            slices = args.slices if args.slices is not None else (
+                None if args.slice is None else [args.slice])
+            result = project.add(args.inputs, slices=slices, spacing=args.spacing,
                                  level=args.level)
             for err in result.failed:
                 print(f"skipped: {err}", file=sys.stderr)
@@ -616,19 +553,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="the main job: images in; labels, overlays and a "
                                    "measurements spreadsheet out")
-    p.add_argument("inputs", nargs="+", help="image files or folders (DICOM series, NIfTI, "
+    p.add_argument("inputs", nargs="*", help="image files or folders (DICOM series, NIfTI, "
                                              "NRRD, MHA, PNG/TIFF with --spacing)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--slice", type=int, default=None,
-                   help="slice index in 3-D inputs (default: the middle one)")
+    p.add_argument("--slices", type=_slice_list, default=None,
+                   help="slices of 3-D inputs, 0-based, e.g. 3,5-7 (default: every slice)")
+    p.add_argument("--slice", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--water", nargs="+", default=None,
+                   help="Dixon water images (files or folders); pairs with --fat by name")
+    p.add_argument("--fat", nargs="+", default=None,
+                   help="Dixon fat images, same grids as --water: segmented on water + fat, "
+                        "with the Dixon fat fraction per muscle")
     p.add_argument("--spacing", type=_spacing, default=None,
                    help="pixel spacing in mm for files without one (PNG/TIFF/JPEG)")
     p.add_argument("--labels", default=None,
                    help="folder of existing label maps with the inputs' file names (e.g. "
                         "manual segmentations): measured instead of segmented")
-    p.add_argument("--fat-method", choices=["kmeans", "gmm", "otsu"], default="kmeans",
-                   help="fat/muscle separation inside MF and ES (default: k-means, as in the "
-                        "paper)")
+    p.add_argument("--fat-method", choices=METHODS, default=DEFAULT_METHOD,
+                   help="fat/muscle separation inside MF and ES (default: calibrated, closest "
+                        "to the Dixon fat fraction on real scans; kmeans is the paper's)")
+    p.add_argument("--fat-contrast", choices=["auto", "bright", "dark"], default="auto",
+                   help="is fat bright (T2w, T1w, Dixon fat, in-phase) or dark (Dixon water, "
+                        "fat-suppressed)? default: told from each slice; fat columns stay "
+                        "empty and flagged where it cannot be told")
     p.add_argument("--no-n4", action="store_true",
                    help="measure fat on the raw intensities (no N4 bias correction)")
     p.add_argument("--model", default=None,
@@ -780,7 +727,10 @@ def build_parser() -> argparse.ArgumentParser:
     q = psub.add_parser("add", help="add files or folders (DICOM series included) as cases")
     q.add_argument("project", type=Path)
     q.add_argument("inputs", nargs="+")
-    q.add_argument("--slice", type=int, default=None, help="slice of a 3-D input")
+    q.add_argument("--slices", type=_slice_list, default=None,
+                   help="slices of 3-D inputs, 0-based, e.g. 3,5-7 (default: every slice, "
+                        "a case each)")
+    q.add_argument("--slice", type=int, default=None, help=argparse.SUPPRESS)
     q.add_argument("--spacing", type=_spacing, default=None)
     q.add_argument("--level", choices=["L4-L5", "L5-S1"], default=None)
     q = psub.add_parser("status", help="how many cases are new, predicted, corrected, ...")
@@ -837,29 +787,10 @@ def build_parser() -> argparse.ArgumentParser:
                                       "case) as XLSX and CSV with provenance")
     p.add_argument("project", type=Path)
     p.add_argument("--out", type=Path, required=True, help="XLSX file (CSV written beside it)")
-    p.add_argument("--fat-method", choices=["kmeans", "gmm", "otsu"], default="kmeans")
+    p.add_argument("--fat-method", choices=METHODS, default=DEFAULT_METHOD)
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("bench", help="measure accuracy and speed (benchmarks, not tests)")
-    p.add_argument("target", choices=["fat", "preprocess", "register", "segment", "network",
-                                          "crf", "finetune", "real"])
-    p.add_argument("--n", type=int, default=None,
-                   help="number of phantoms (fat: 100, register: 40) or repeats per size "
-                        "(preprocess: 5), batch size (network: 1, 8 and 32)")
-    p.add_argument("--model", default=None,
-                   help="model bundle (network, real; default: shipped)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                   help="where the network runs (network, real)")
-    p.add_argument("--no-bias", action="store_true", help="phantoms without a bias field")
-    p.add_argument("--no-n4", action="store_true", help="skip N4 bias correction")
-    p.add_argument("--slices", default="all",
-                   help="real: 'all' or 'everyK' (every K-th slice, a quick look)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="real: folder for bench_real.csv/.md (and bench_real_finetune.csv/.md)")
-    p.add_argument("--finetune", action="store_true",
-                   help="real: also fine-tune on 10 slices of one person, test on the other "
-                        "(both ways; minutes on CPU)")
-    p.set_defaults(func=cmd_bench)
+    add_bench_parser(sub)
 
     p = sub.add_parser("info", help="show the slices and geometry of inputs")
     p.add_argument("inputs", nargs="+")

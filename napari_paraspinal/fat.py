@@ -4,11 +4,15 @@ As in the paper, two-cluster k-means on the (bias-corrected) intensities inside 
 and side; the brighter cluster is fat on T2w. A Gaussian mixture and Otsu's threshold are
 alternatives. A muscle too small to split, or whose intensities are not bimodal, gets a
 value and a flag instead of a made-up split.
+
+``gmm3`` and ``calibrated`` (:mod:`.fat_methods`) give every pixel a fat fraction anchored on
+the slice's subcutaneous fat, so fat spread through the muscle below any threshold counts;
+their fat mask is the pixels at least half fat.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 from scipy import stats
@@ -16,18 +20,24 @@ from skimage.filters import threshold_otsu
 from sklearn.cluster import KMeans
 from sklearn.mixture import GaussianMixture
 
-from .core.geometry import Geometry
+from .core.geometry import Geometry, SliceImage
 from .core.labels import BY_VALUE, FAT_LABELS
+from .fat_contrast import fat_is_bright
+from .fat_methods import CONTINUOUS_METHODS, pixel_fat
+from .fat_options import DEFAULT_METHOD, METHODS, PAPER_METHOD, TWO_CLASS_METHODS
 
-METHODS = ("kmeans", "gmm", "otsu")
+__all__ = ["DEFAULT_METHOD", "METHODS", "PAPER_METHOD", "TWO_CLASS_METHODS", "FatConfig",
+           "FatResult", "MuscleFat", "bimodality_coefficient", "separate_fat",
+           "split_threshold"]
+
 
 
 @dataclass
 class FatConfig:
     """How fat is separated; stored with every measurement."""
 
-    method: str = "kmeans"
-    fat_is_bright: bool = True  # T2w and T1w; False for water-like contrasts
+    method: str = DEFAULT_METHOD
+    fat_is_bright: bool | None = None  # None: detected per slice (:mod:`.fat_contrast`)
     min_pixels: int = 20
     min_separation: float = 3.0  # cluster centres apart by this many within-cluster SDs...
     min_bimodality: float = 5 / 9  # ...or a bimodality coefficient above this (skewed tail)
@@ -47,7 +57,7 @@ class MuscleFat:
     label: int
     csa_mm2: float
     fat_fraction: float
-    flag: str = ""  # "", "too small", "not bimodal"
+    flag: str = ""  # "", "absent", "too small", "not bimodal", "no fat reference"
 
     @property
     def fat_csa_mm2(self) -> float:
@@ -66,17 +76,20 @@ class FatResult:
     fat_mask: np.ndarray
     config: FatConfig = field(default_factory=FatConfig)
 
-    def columns(self) -> dict[str, float | str]:
+    def columns(self) -> dict[str, float | str | None]:
         """Spreadsheet columns ``<short>_lean_csa_mm2``, ``<short>_fat_pct``, flags."""
-        row: dict[str, float | str] = {}
+        row: dict[str, float | str | None] = {}
         for value, m in self.muscles.items():
             short = BY_VALUE[value].short
-            row[f"{short}_lean_csa_mm2"] = round(m.lean_csa_mm2, 3)
-            row[f"{short}_fat_csa_mm2"] = round(m.fat_csa_mm2, 3)
-            row[f"{short}_fat_pct"] = round(100.0 * m.fat_fraction, 3)
+            known = np.isfinite(m.fat_fraction)
+            row[f"{short}_lean_csa_mm2"] = round(m.lean_csa_mm2, 3) if known else None
+            row[f"{short}_fat_csa_mm2"] = round(m.fat_csa_mm2, 3) if known else None
+            row[f"{short}_fat_pct"] = round(100.0 * m.fat_fraction, 3) if known else None
             if m.flag:
                 row[f"{short}_fat_flag"] = m.flag
         row["fat_method"] = self.config.method
+        bright = self.config.fat_is_bright
+        row["fat_contrast"] = "unknown" if bright is None else ("bright" if bright else "dark")
         return row
 
 
@@ -111,12 +124,26 @@ def bimodality_coefficient(values: np.ndarray) -> float:
 
 
 def separate_fat(data: np.ndarray, labels: np.ndarray, geometry: Geometry,
-                 config: FatConfig | None = None) -> FatResult:
-    """Fat fraction, fat and lean CSA of MF and ES on each side, and the fat mask."""
+                 config: FatConfig | None = None, body: np.ndarray | None = None
+                 ) -> FatResult:
+    """Fat fraction, fat and lean CSA of MF and ES on each side, and the fat mask.
+
+    Whether fat is bright comes from ``config`` or, when it says None, from the slice
+    (subcutaneous fat against muscle, :mod:`.fat_contrast`; ``body`` is the body mask when
+    known). Where the contrast cannot be told, every muscle's fat is left empty and flagged
+    rather than computed the wrong way round.
+    """
     config = config or FatConfig()
     data = np.asarray(data, np.float64)
     if data.shape != labels.shape or labels.shape != geometry.shape:
         raise ValueError("image, labels and geometry must share one grid")
+    if config.fat_is_bright is None:
+        bright = fat_is_bright(SliceImage(data.astype(np.float32), geometry), labels, body)
+        if bright is None:
+            return _unknown_contrast(labels, geometry, config)
+        config = replace(config, fat_is_bright=bright)
+    if config.method in CONTINUOUS_METHODS:
+        return _separate_continuous(data, labels, geometry, config, body)
     sign = 1.0 if config.fat_is_bright else -1.0
     fat_mask = np.zeros(labels.shape, bool)
     muscles: dict[int, MuscleFat] = {}
@@ -139,4 +166,31 @@ def separate_fat(data: np.ndarray, labels: np.ndarray, geometry: Geometry,
             continue
         fat_mask[inside] = is_fat
         muscles[value] = MuscleFat(value, csa, float(is_fat.mean()))
+    return FatResult(muscles=muscles, fat_mask=fat_mask, config=config)
+
+
+def _unknown_contrast(labels: np.ndarray, geometry: Geometry, config: FatConfig
+                      ) -> FatResult:
+    muscles = {v: MuscleFat(v, int((labels == v).sum()) * geometry.pixel_area_mm2, float("nan"),
+                            "fat contrast unknown") for v in FAT_LABELS}
+    return FatResult(muscles, np.zeros(labels.shape, bool), config)
+
+
+def _separate_continuous(data: np.ndarray, labels: np.ndarray, geometry: Geometry,
+                         config: FatConfig, body: np.ndarray | None) -> FatResult:
+    """Mean per-pixel fat fraction of each muscle (``gmm3``, ``calibrated``)."""
+    pixels = pixel_fat(data, labels, geometry, config.method, config.fat_is_bright, body=body)
+    muscles: dict[int, MuscleFat] = {}
+    for value in FAT_LABELS:
+        inside = labels == value
+        n = int(inside.sum())
+        csa = n * geometry.pixel_area_mm2
+        if n < config.min_pixels:
+            muscles[value] = MuscleFat(value, csa, 0.0, "too small" if n else "absent")
+        elif pixels.flag:
+            muscles[value] = MuscleFat(value, csa, 0.0, pixels.flag)
+        else:
+            muscles[value] = MuscleFat(value, csa, float(pixels.fraction[inside].mean()))
+    measured = [v for v, m in muscles.items() if not m.flag]
+    fat_mask = np.isin(labels, measured) & (pixels.fraction >= 0.5)
     return FatResult(muscles=muscles, fat_mask=fat_mask, config=config)

@@ -83,8 +83,8 @@ def method_provenance(n4: N4Config | None, fat: FatConfig) -> dict[str, str]:
 
 
 def measure_slice(image: SliceImage, labels: np.ndarray, fat: FatConfig | None = None,
-                  n4: N4Config | None = None, bias: np.ndarray | None = None
-                  ) -> SliceMeasurement:
+                  n4: N4Config | None = None, bias: np.ndarray | None = None,
+                  body: np.ndarray | None = None) -> SliceMeasurement:
     """CSA of every label, and lean/fat area and fat % of MF and ES, on the native grid.
 
     Fat is separated on bias-corrected intensities: ``image / bias`` when the bias field is
@@ -99,6 +99,6 @@ def measure_slice(image: SliceImage, labels: np.ndarray, fat: FatConfig | None =
         corrected = n4_correct(image, config=n4).corrected.data
     else:
         corrected = image.data
-    result = separate_fat(corrected, labels, g, fat)
+    result = separate_fat(corrected, labels, g, fat, body=body)
     row: dict[str, float | str | None] = {**csa_columns(labels, g), **result.columns()}
     return SliceMeasurement(row=row, fat_mask=result.fat_mask, fat=result)

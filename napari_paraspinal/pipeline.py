@@ -10,43 +10,47 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from threading import Event
 
+import numpy as np
+
+from .case_input import CaseSlice, DixonRef, dixon_slice_count, read_case_slice, slice_columns
 from .core.errors import InputError
-from .core.io import (
-    InputRef,
-    expand_inputs,
-    image_stem,
-    read_labels,
-    read_slice,
-    validate_slice,
-)
+from .core.io import InputRef, expand_inputs, image_stem, list_slices, read_labels
+from .core.volume import StackGrid, stack_grid, write_label_volume
 from .core.writers import write_labels
+from .dixon import dixon_columns
 from .export import write_csv, write_xlsx
 from .fat import FatConfig
+from .levels import UNKNOWN, assign_levels
 from .measure import geometry_columns, measure_slice, method_provenance
 from .overlay import save_overlay_png
 from .preprocess.n4 import N4Config
-from .segment import Model, default_model_path, load_model, segment_slice
+from .segment import Model, default_model_path, load_model, segment_many
 
 ProgressFn = Callable[[int, int, str], None]
 
 
 @dataclass
 class CaseResult:
-    """What happened to one input."""
+    """What happened to one input: one row per slice measured (one for a 2-D image)."""
 
     case: str
     source: str
     status: str  # "ok" or "failed"
     message: str = ""
-    row: dict = field(default_factory=dict)
+    rows: list[dict] = field(default_factory=list)
     outputs: dict[str, Path] = field(default_factory=dict)
     label_status: str = "none"  # "given" (--labels), "automatic" (the model) or "none"
     identifiers: dict[str, str] = field(default_factory=dict)  # only when asked for
+
+    @property
+    def row(self) -> dict:
+        """The first slice's row (the only one of a 2-D input)."""
+        return self.rows[0] if self.rows else {}
 
 
 @dataclass
@@ -54,7 +58,7 @@ class RunConfig:
     """Settings of a batch run."""
 
     out_dir: Path
-    slice_index: int | None = None
+    slices: Sequence[int] | None = None  # slices of 3-D inputs (None: every slice)
     spacing: tuple[float, float] | None = None
     overlays: bool = True
     labels_dir: Path | None = None  # existing label maps (same file names) to measure
@@ -66,9 +70,13 @@ class RunConfig:
     identifiers: bool = False  # DICOM patient id, name and study date on the provenance sheet
 
 
-def case_id(ref: InputRef, taken: set[str]) -> str:
+Source = InputRef | DixonRef
+
+
+def case_id(ref: Source, taken: set[str]) -> str:
     """A short, file-system-safe, unique id for a case (never patient data from headers)."""
-    base = re.sub(r"[^A-Za-z0-9_.-]+", "_", image_stem(ref.path)).strip("_") or "case"
+    path = ref.water.path if isinstance(ref, DixonRef) else ref.path
+    base = re.sub(r"[^A-Za-z0-9_.-]+", "_", image_stem(path)).strip("_") or "case"
     cid, n = base, 2
     while cid in taken:
         cid, n = f"{base}_{n}", n + 1
@@ -76,81 +84,204 @@ def case_id(ref: InputRef, taken: set[str]) -> str:
     return cid
 
 
-def process_case(ref: InputRef, cid: str, config: RunConfig,
-                 model: Model | None = None) -> CaseResult:
-    """Read and check one input, segment it (or read its given labels), measure, write."""
-    image = read_slice(ref, index=config.slice_index, spacing=config.spacing)
-    validate_slice(image)
-    g = image.geometry
-    row = {"case": cid, "status": "read", **geometry_columns(g), "notes": "; ".join(image.notes)}
-    result = CaseResult(case=cid, source=str(ref), status="ok", row=row)
+def case_slices(ref: Source, config: RunConfig) -> list[int]:
+    """The slice indices of an input that a run measures (every one unless chosen)."""
+    count = dixon_slice_count(ref) if isinstance(ref, DixonRef) else len(list_slices(ref))
+    if config.slices is None:
+        return list(range(count))
+    outside = [k for k in config.slices if not 0 <= k < count]
+    if outside:
+        raise InputError(str(ref), f"has {count} slices (0–{count - 1}); slice "
+                                   f"{outside[0]} does not exist")
+    return list(config.slices)
+
+
+def process_case(ref: Source, cid: str, config: RunConfig, model: Model | None = None,
+                 on_slice: Callable[[int], None] | None = None,
+                 cancel: Event | None = None) -> CaseResult:
+    """Read and check one input (a slice, a stack or a Dixon pair), segment each chosen slice
+    (or read its given labels), measure, and write the labels on the input's own grid.
+
+    A 3-D input gives one row per slice and one label volume; a slice that cannot be used
+    gets a failed row naming the problem and the others go on.
+    """
+    indices = case_slices(ref, config)
+    stack = isinstance(ref, DixonRef) or len(list_slices(_main_ref(ref))) > 1
+    grid = stack_grid(_main_ref(ref)) if stack else None  # an uneven stack fails here
+    result = CaseResult(case=cid, source=str(ref), status="ok")
+    images: dict[int, CaseSlice] = {}
+    for k in indices:
+        try:
+            images[k] = read_case_slice(ref, k, config.spacing)
+        except InputError as err:
+            result.rows.append(_failed_row(cid, k, err))
+    if not images:
+        raise InputError(str(ref), result.rows[0]["notes"] if result.rows else "no slices")
+    first = next(iter(images.values())).image
     if config.identifiers:
-        result.identifiers = {k: str(image.meta.get(k, ""))
+        result.identifiers = {k: str(first.meta.get(k, ""))
                               for k in ("patient_id", "patient_name", "study_date")}
-    labels = fat_mask = None
-    if config.labels_dir is not None:
-        labels = read_labels(config.labels_dir / ref.path.name, g)
-        row["label_source"] = "given"
-        result.label_status = "given"
-        measured = measure_slice(image, labels, config.fat, n4=config.n4)
-        row.update(measured.row)
-        fat_mask = measured.fat_mask
-    elif model is not None:
-        seg = segment_slice(image, model, config.level)
-        labels = seg.labels
-        reg = seg.preprocessed.registration
-        row["status"] = "segmented"
-        result.label_status = "automatic"
-        row["label_source"] = f"model {model.card.name} v{model.card.version}"
-        row.update(level=reg.level, **reg.qc_columns(), seconds=round(seg.seconds["total"], 3))
-        bias = seg.preprocessed.bias if config.n4 is not None else None
-        measured = measure_slice(image, labels, config.fat, bias=bias)
-        row.update(measured.row)
-        fat_mask = measured.fat_mask
-    if labels is not None:
-        result.outputs["labels"] = write_labels(labels, g, config.out_dir / "labels"
-                                                / f"{cid}.nii.gz")
-    if config.overlays:
-        path = config.out_dir / "overlays" / f"{cid}.png"
-        result.outputs["overlay"] = save_overlay_png(image, labels, path, fat_mask=fat_mask)
+    maps: dict[int, np.ndarray] = {}
+    for k, labels, extra in _labels_of(ref, images, config, model, result, cancel):
+        item = images[k]
+        bias = extra.pop("bias", None) if config.n4 is not None else None
+        body = extra.pop("body", None)
+        # water + fat: fat is bright by construction, no need to detect it
+        fat = replace(config.fat, fat_is_bright=True) if item.water is not None else config.fat
+        row = {"case": cid, "status": "read", **slice_columns(item.image),
+               **geometry_columns(item.image.geometry), "notes": "; ".join(item.notes), **extra}
+        if labels is not None:
+            maps[k] = labels
+            measured = measure_slice(item.image, labels, fat, n4=config.n4, bias=bias, body=body)
+            row.update(measured.row)
+            if item.water is not None:
+                row.update(dixon_columns(item.water, item.fat, labels, item.image.geometry))
+            if config.overlays:
+                name = f"{cid}_{k:03d}.png" if stack else f"{cid}.png"
+                save_overlay_png(item.image, labels, config.out_dir / "overlays" / name,
+                                 fat_mask=measured.fat_mask)
+        elif config.overlays and not stack:
+            save_overlay_png(item.image, None, config.out_dir / "overlays" / f"{cid}.png")
+        result.rows.append(row)
+        if on_slice is not None:
+            on_slice(k)
+    result.rows.sort(key=lambda r: r.get("slice", 0))
+    if grid is not None and result.label_status == "automatic":
+        count_levels(result.rows, grid)
+    if maps:
+        result.outputs["labels"] = _write_labels(maps, images, grid,
+                                                 config.out_dir / "labels" / f"{cid}.nii.gz")
+    if config.overlays and (config.out_dir / "overlays").is_dir():
+        result.outputs["overlays"] = config.out_dir / "overlays"
     return result
 
 
+def count_levels(rows: list[dict], grid: StackGrid) -> None:
+    """Name each segmented slice's level by counting the model's discs up from the sacrum
+    (:mod:`.levels`); ``unknown`` with the reason in ``level_note`` where that cannot be
+    done. Only rows whose level is not known otherwise (the body frame) are named."""
+    ok = [r for r in rows if r.get("status") == "segmented" and r.get("level") == UNKNOWN]
+    if len(ok) < 2:
+        return
+    up = 1.0 if grid.normal[2] >= 0 else -1.0  # positions toward the patient's head
+    try:
+        levels = assign_levels([r.get("DI_csa_mm2") or 0.0 for r in ok],
+                               [up * r["slice_position_mm"] for r in ok])
+    except ValueError as err:
+        for r in ok:
+            r["level_note"] = str(err)
+        return
+    for r, lv in zip(ok, levels, strict=True):
+        r["level"], r["mid_disc"] = lv.level, lv.mid_disc
+        if lv.reason:
+            r["level_note"] = lv.reason
+
+
+def _main_ref(ref: Source) -> InputRef:
+    return ref.water if isinstance(ref, DixonRef) else ref
+
+
+def _labels_of(ref: Source, images: dict[int, CaseSlice], config: RunConfig,
+               model: Model | None, result: CaseResult, cancel: Event | None
+               ) -> Iterator[tuple[int, np.ndarray | None, dict]]:
+    """Per slice, as soon as it is ready: its label map (given, from the model, or none)
+    and the row columns that say where it came from. A slice the model cannot use gets a
+    failed row instead; ``cancel`` stops between the model's batches."""
+    if config.labels_dir is not None:
+        result.label_status = "given"
+        path = config.labels_dir / _main_ref(ref).path.name
+        for k, item in images.items():
+            yield k, read_labels(path, item.image.geometry), {"label_source": "given"}
+        return
+    if model is None:
+        for k in images:
+            yield k, None, {}
+        return
+    result.label_status = "automatic"
+    keys = list(images)
+    source = f"model {model.card.name} v{model.card.version}"
+    for n, seg in segment_many([images[k].image for k in keys], model, config.level,
+                               cancel=cancel):
+        k = keys[n]
+        if isinstance(seg, InputError):
+            result.rows.append(_failed_row(result.case, k, seg))
+            continue
+        reg = seg.preprocessed.registration
+        yield k, seg.labels, {"status": "segmented", "label_source": source,
+                              "level": reg.level, **reg.qc_columns(),
+                              "seconds": round(seg.seconds["total"], 3),
+                              "bias": seg.preprocessed.bias, "body": seg.preprocessed.mask}
+
+
+def _failed_row(cid: str, k: int, err: InputError) -> dict:
+    return {"case": cid, "slice": k, "status": "failed", "notes": err.problem}
+
+
+def _write_labels(maps: dict[int, np.ndarray], images: dict[int, CaseSlice],
+                  grid: StackGrid | None, path: Path) -> Path:
+    """A 2-D input's labels on its grid; a stack's as one volume on the stack's grid (slices
+    not segmented stay 0)."""
+    if grid is None:
+        ((k, labels),) = maps.items()
+        return write_labels(labels, images[k].image.geometry, path)
+    volume = np.zeros((grid.count, *grid.first.shape), np.uint8)
+    for k, labels in maps.items():
+        volume[k] = labels
+    return write_label_volume(volume, grid, path)
+
+
 def run(
-    inputs: Sequence[str | Path],
+    inputs: Sequence[str | Path | DixonRef],
     config: RunConfig,
     progress: ProgressFn | None = None,
     cancel: Event | None = None,
 ) -> list[CaseResult]:
     """Process every input, then write ``measurements.xlsx`` and ``measurements.csv``.
 
-    Inputs that cannot be read are reported as failed rows; the others still run. Setting
-    ``cancel`` stops before the next case; what finished is still written.
+    Progress counts slices over all inputs. Inputs that cannot be read are reported as
+    failed rows; the others still run. Setting ``cancel`` stops before the next batch of
+    slices; what finished is still written.
     """
-    refs = expand_inputs(inputs)
+    refs: list[Source] = [r for r in inputs if isinstance(r, DixonRef)]
+    refs += expand_inputs([r for r in inputs if not isinstance(r, DixonRef)])
     config.out_dir.mkdir(parents=True, exist_ok=True)
     model = None
     if config.labels_dir is None and (config.model is not None or
                                       default_model_path().is_dir()):
         model = load_model(config.model, config.device)
+    counts = [_count(ref, config) for ref in refs]
+    total, done = sum(counts), 0
     taken: set[str] = set()
     results: list[CaseResult] = []
-    for n, ref in enumerate(refs):
+    for ref, count in zip(refs, counts, strict=True):
         if cancel is not None and cancel.is_set():
             break
         cid = case_id(ref, taken)
-        if progress:
-            progress(n, len(refs), str(ref))
+
+        def on_slice(k: int, ref: Source = ref, count: int = count) -> None:
+            nonlocal done
+            done += 1
+            if progress:
+                progress(done, total, f"{ref} slice {k}" if count > 1 else str(ref))
+
         try:
-            results.append(process_case(ref, cid, config, model))
+            results.append(process_case(ref, cid, config, model, on_slice, cancel))
         except InputError as err:
             results.append(CaseResult(case=cid, source=str(ref), status="failed",
-                                      message=str(err), row={"case": cid, "status": "failed",
-                                                             "notes": err.problem}))
+                                      message=str(err), rows=[{"case": cid, "status": "failed",
+                                                               "notes": err.problem}]))
+        done = sum(counts[:len(results)])
     if progress:
-        progress(len(results), len(refs), "writing tables")
+        progress(total, total, "writing tables")
     write_tables(results, config, model)
     return results
+
+
+def _count(ref: Source, config: RunConfig) -> int:
+    try:
+        return len(case_slices(ref, config))
+    except InputError:
+        return 1
 
 
 def write_tables(results: Sequence[CaseResult], config: RunConfig,
@@ -163,7 +294,7 @@ def write_tables(results: Sequence[CaseResult], config: RunConfig,
     patient identifier is written unless ``config.identifiers`` asks for them; case ids come
     from file names.
     """
-    rows = [r.row for r in results]
+    rows = [row for r in results for row in r.rows]
     provenance = [
         {
             "case": r.case,
@@ -174,9 +305,8 @@ def write_tables(results: Sequence[CaseResult], config: RunConfig,
             "labels": r.row.get("label_source", "none"),
             "label_status": r.label_status,
             **_model_provenance(model if r.label_status == "automatic" else None),
-            "qc_flags": json.dumps({k: r.row[k] for k in ("registration_flagged",
-                                                          "registration_check")
-                                    if k in r.row}),
+            "qc_flags": json.dumps({f"slice {row.get('slice', 0)}": row["registration_check"]
+                                    for row in r.rows if row.get("registration_flagged")}),
             "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
             **r.identifiers,
         }

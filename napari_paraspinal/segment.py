@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from itertools import repeat
 from pathlib import Path
+from threading import Event
 
 import numpy as np
 import torch
@@ -86,11 +90,52 @@ def load_model(path: str | os.PathLike[str] | None = None, device: str = "auto")
 
 def segment_slice(image: SliceImage, model: Model, level: str = AUTO) -> Segmentation:
     """Segment one slice; raises :class:`InputError` for a slice the chain cannot use."""
-    pre = preprocess_slice(image, model.atlases, level, model.preprocess)
-    t = time.perf_counter()
-    atlas_probs = model.segmenter.predict_proba(pre.atlas_image[None], batch_size=1,
-                                                device=model.device)[0]
-    t_net = time.perf_counter() - t
+    ((_, result),) = segment_many([image], model, level)
+    if isinstance(result, InputError):
+        raise result
+    return result
+
+
+def segment_many(images: Sequence[SliceImage], model: Model, level: str = AUTO,
+                 batch_size: int = 8, cancel: Event | None = None
+                 ) -> Iterator[tuple[int, Segmentation | InputError]]:
+    """Segment slices (e.g. of one stack), the network running on batches of them.
+
+    Yields ``(index, segmentation)`` in order, or ``(index, InputError)`` for a slice the
+    chain cannot use, so one bad slice never stops the others. Setting ``cancel`` stops
+    before the next batch.
+    """
+    workers = max(1, min(2, os.cpu_count() or 1))
+    with ThreadPoolExecutor(workers) as pool:  # SimpleITK, scipy and torch release the GIL
+        for start in range(0, len(images), batch_size):
+            if cancel is not None and cancel.is_set():
+                return
+            batch = range(start, min(start + batch_size, len(images)))
+            pre = dict(zip(batch, pool.map(_preprocess, [images[k] for k in batch],
+                                           repeat(model), repeat(level)), strict=True))
+            ready = [k for k in batch if isinstance(pre[k], Preprocessed)]
+            t = time.perf_counter()
+            probs = (model.segmenter.predict_proba(np.stack([pre[k].atlas_image for k in ready]),
+                                                   batch_size=batch_size, device=model.device)
+                     if ready else [])
+            t_net = (time.perf_counter() - t) / max(len(ready), 1)
+            done = dict(zip(ready, pool.map(_to_native, [images[k] for k in ready],
+                                            [pre[k] for k in ready], probs, repeat(model),
+                                            repeat(t_net)), strict=True))
+            for k in batch:
+                yield k, done.get(k, pre[k])
+
+
+def _preprocess(image: SliceImage, model: Model, level: str) -> Preprocessed | InputError:
+    try:
+        return preprocess_slice(image, model.atlases, level, model.preprocess)
+    except InputError as err:
+        return err
+
+
+def _to_native(image: SliceImage, pre: Preprocessed, atlas_probs: np.ndarray, model: Model,
+               t_net: float) -> Segmentation:
+    """Probabilities back on the slice's own grid, labels, clean-up and QC."""
     t = time.perf_counter()
     native = probabilities_to_native(atlas_probs, pre.registration.mapping)
     labels = native.argmax(0).astype(np.uint8)

@@ -13,6 +13,7 @@ from openpyxl import load_workbook
 from PIL import Image
 
 from napari_paraspinal.cli import main
+from napari_paraspinal.fat_options import METHODS
 from napari_paraspinal.preprocess.n4 import N4Config
 from napari_paraspinal.preprocess.registration import RegistrationConfig
 
@@ -124,7 +125,7 @@ def test_bench_fat_prints_the_three_methods() -> None:
     result = paraspinal("bench", "fat", "--n", "2")
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if line.startswith("| ")]
-    assert [line.split("|")[1].strip() for line in lines[1:]] == ["kmeans", "gmm", "otsu"]
+    assert [line.split("|")[1].strip() for line in lines[1:]] == list(METHODS)
     assert "peak RSS" in result.stdout
 
 

@@ -122,23 +122,28 @@ def test_add_files_folders_dicom_and_readd(project: Project, phantoms: dict,
 
     series = tmp_path / "dicom" / "series1"
     uid, origins, pixels = write_series(series, n=5)
-    result = project.add([series], slice_index=2)
-    assert result.added == ["series1"]
-    case = project.case("series1")
+    result = project.add([series], slices=[2])
+    assert result.added == ["series1_s002"]
+    case = project.case("series1_s002")
     assert (case.series_uid, case.slice_index, case.slice_count) == (uid, 2, 5)
-    np.testing.assert_array_equal(project.read_image("series1").data,
+    np.testing.assert_array_equal(project.read_image("series1_s002").data,
                                   read_slice(InputRef(series, uid), index=2).data)
     np.testing.assert_allclose(case.geometry.origin, origins[2], atol=1e-3)
 
     before = snapshot(project)
     again = project.add([phantoms["folder"] / "a.nii.gz", phantoms["folder"], mr])
     assert again.added == [] and again.existing == ["a", "a", "b", "MR_small"]
-    assert project.add([series], slice_index=2).existing == ["series1"]
+    assert project.add([series], slices=[2]).existing == ["series1_s002"]
     assert snapshot(project) == before
-    other = project.add([series], slice_index=4)
-    assert other.added == ["series1_2"]
-    assert project.status_counts() == {"new": 5, "predicted": 0, "corrected": 0,
+    # without a choice every slice of a stack becomes a case; slice 2 is there already
+    every = project.add([series])
+    assert every.added == ["series1_s000", "series1_s001", "series1_s003", "series1_s004"]
+    assert every.existing == ["series1_s002"]
+    assert [project.case(c).slice_index for c in every.added] == [0, 1, 3, 4]
+    assert project.status_counts() == {"new": 8, "predicted": 0, "corrected": 0,
                                        "verified": 0, "failed": 0}
+    missing = project.add([series], slices=[7])
+    assert not missing.added and "slice 7 does not exist" in str(missing.failed[0])
 
 
 def test_bad_inputs_are_reported_and_change_nothing(project: Project, phantoms: dict,

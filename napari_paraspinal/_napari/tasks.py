@@ -17,10 +17,11 @@ import numpy as np
 from ..core.errors import InputError
 from ..core.geometry import SliceImage
 from ..core.labels import BY_VALUE, FAT_LABELS, LABELS
-from ..fat import FatConfig
+from ..core.slices import parse_slices
+from ..fat import DEFAULT_METHOD, FatConfig
 from ..measure import SliceMeasurement, measure_slice
 from ..preprocess.n4 import N4Config, n4_correct
-from ..segment import Segmentation, load_model, segment_slice
+from ..segment import Segmentation, load_model, segment_many
 
 
 @dataclass
@@ -46,20 +47,19 @@ def segment_planes(
 ) -> Iterator[SegmentStep]:
     """Load the model, then segment ``slices[k]`` for every ``k`` in ``planes``, one at a time.
 
-    Yields once when the model is loaded and once per plane. A plane the chain cannot use
-    yields its error and the run goes on; setting ``cancel`` stops before the next plane.
+    Yields once when the model is loaded and once per plane (the network runs on a few
+    planes at a time). A plane the chain cannot use yields its error and the run goes on;
+    setting ``cancel`` stops before the next few planes.
     """
     total = len(planes)
     model = load_model(model_path, device)
     name = f"{model.card.name} v{model.card.version}"
     yield SegmentStep(0, total, f"model {name} on {model.device}", model=name)
-    for n, k in enumerate(planes):
-        if cancel is not None and cancel.is_set():
-            return
-        try:
-            seg = segment_slice(slices[k], model, level)
-        except InputError as err:
-            yield SegmentStep(n + 1, total, f"plane {k}: {err.problem}", name, k, error=str(err))
+    images = [slices[k] for k in planes]
+    for n, seg in segment_many(images, model, level, batch_size=4, cancel=cancel):
+        k = planes[n]
+        if isinstance(seg, InputError):
+            yield SegmentStep(n + 1, total, f"plane {k}: {seg.problem}", name, k, error=str(seg))
             continue
         msg = f"plane {k}: {seg.preprocessed.level}, {seg.seconds['total']:.1f} s"
         yield SegmentStep(n + 1, total, msg, name, k, seg)
@@ -70,22 +70,7 @@ def parse_planes(text: str, count: int) -> list[int]:
 
     ValueError naming the problem for anything else or a slice outside ``0..count-1``.
     """
-    planes: list[int] = []
-    for part in text.replace(";", ",").split(","):
-        part = part.strip()
-        if not part:
-            continue
-        lo, sep, hi = part.partition("-")
-        try:
-            first, last = int(lo), int(hi) if sep else int(lo)
-        except ValueError:
-            raise ValueError(f"not a slice number or range: {part!r}") from None
-        if first > last or first < 0 or last >= count:
-            raise ValueError(f"slices must lie in 0-{count - 1}, got {part!r}")
-        planes.extend(k for k in range(first, last + 1) if k not in planes)
-    if not planes:
-        raise ValueError("no slice given (e.g. 3, 5-7)")
-    return planes
+    return parse_slices(text, count)
 
 
 def bias_field(image: SliceImage, n4: N4Config | None = None) -> np.ndarray:
@@ -93,7 +78,7 @@ def bias_field(image: SliceImage, n4: N4Config | None = None) -> np.ndarray:
     return n4_correct(image, config=n4 or N4Config()).bias
 
 
-def measure_plane(image: SliceImage, labels: np.ndarray, method: str = "kmeans",
+def measure_plane(image: SliceImage, labels: np.ndarray, method: str = DEFAULT_METHOD,
                   n4: bool = True, bias: np.ndarray | None = None
                   ) -> tuple[SliceMeasurement, np.ndarray | None]:
     """Areas and fat of one native plane, and the bias field used (to reuse next time).

@@ -51,7 +51,15 @@ import numpy as np
 from ..core.atomic import fsync_path, fsync_tree, sha256_of
 from ..core.errors import InputError
 from ..core.geometry import Geometry, SliceImage
-from ..core.io import InputRef, expand_inputs, image_stem, read_labels, read_slice, validate_slice
+from ..core.io import (
+    InputRef,
+    expand_inputs,
+    image_stem,
+    list_slices,
+    read_labels,
+    read_slice,
+    validate_slice,
+)
 from ..core.writers import write_labels
 from .records import (
     AddResult,
@@ -195,17 +203,21 @@ class Project:
         self,
         inputs: Sequence[str | os.PathLike[str]],
         *,
+        slices: Sequence[int] | None = None,
         slice_index: int | None = None,
         spacing: tuple[float, float] | None = None,
         level: str | None = None,
     ) -> AddResult:
-        """Add files and folders (each DICOM series in a folder is one case).
+        """Add files and folders (each DICOM series in a folder is one input), a case per
+        slice: every slice of a 3-D input, or the ``slices`` chosen (``slice_index``: one).
 
         Each slice is read and checked before it is added, one transaction per case.
         Adding the same source and slice again is a no-op reporting the existing id. A bad
-        input is collected as an :class:`InputError` naming it and leaves the project
-        unchanged; the other inputs are still added.
+        input or slice is collected as an :class:`InputError` naming it and leaves the
+        project unchanged; the others are still added.
         """
+        if slice_index is not None:
+            slices = [slice_index]
         result = AddResult()
         for raw in inputs:
             try:
@@ -215,23 +227,33 @@ class Project:
                 continue
             for ref in refs:
                 try:
-                    cid, new, notes = self._add_one(ref, slice_index, spacing, level)
+                    count = len(list_slices(ref))
+                    chosen = list(range(count)) if slices is None else list(slices)
+                    outside = [k for k in chosen if not 0 <= k < count]
+                    if outside:
+                        raise InputError(str(ref), f"has {count} slices (0–{count - 1}); "
+                                                   f"slice {outside[0]} does not exist")
                 except InputError as err:
                     result.failed.append(err)
                     continue
-                (result.added if new else result.existing).append(cid)
-                if notes:
-                    result.notes[cid] = notes
+                for k in chosen:
+                    try:
+                        cid, new, notes = self._add_one(ref, k, spacing, level, count > 1)
+                    except InputError as err:
+                        result.failed.append(err)
+                        continue
+                    (result.added if new else result.existing).append(cid)
+                    if notes:
+                        result.notes[cid] = notes
         return result
 
-    def _add_one(self, ref: InputRef, index: int | None, spacing: tuple[float, float] | None,
-                 level: str | None) -> tuple[str, bool, list[str]]:
+    def _add_one(self, ref: InputRef, index: int, spacing: tuple[float, float] | None,
+                 level: str | None, stack: bool) -> tuple[str, bool, list[str]]:
         source = str(ref.path.resolve())
         uid = ref.series_uid or ""
-        if index is not None:
-            found = self._find_case(source, uid, index)
-            if found is not None:
-                return found, False, []
+        found = self._find_case(source, uid, index)
+        if found is not None:
+            return found, False, []
         image = read_slice(ref, index=index, spacing=spacing)
         validate_slice(image)
         k = int(image.meta.get("slice_index", 0))
@@ -241,7 +263,7 @@ class Project:
             found = self._find_case(source, uid, k)
             if found is not None:
                 return found, False, []
-            cid = self._new_case_id(ref)
+            cid = self._new_case_id(ref, f"_s{k:03d}" if stack else "")
             db.execute(
                 "INSERT INTO cases (id, source, series_uid, slice_index, slice_count, "
                 "spacing_json, level, geometry_json, added_at, updated_at) "
@@ -249,19 +271,22 @@ class Project:
                 (cid, source, uid, k, count, None if spacing is None else _dumps(spacing),
                  level, _dumps(image.geometry.to_dict()), now, now))
             self._log(db, cid, "add", f"{ref} slice {k} of {count}")
-        return cid, True, list(image.notes)
+        notes = [n for n in image.notes if "middle" not in n]
+        return cid, True, notes
 
     def _find_case(self, source: str, uid: str, index: int) -> str | None:
         row = self.db.execute("SELECT id FROM cases WHERE source = ? AND series_uid = ? AND "
                               "slice_index = ?", (source, uid, index)).fetchone()
         return None if row is None else row[0]
 
-    def _new_case_id(self, ref: InputRef) -> str:
-        """Like the batch runner's ids (the file name, made safe), unique ignoring case."""
+    def _new_case_id(self, ref: InputRef, suffix: str = "") -> str:
+        """Like the batch runner's ids (the file name, made safe, with ``_sNNN`` for a
+        stack's slice), unique ignoring case."""
         taken = {r[0].casefold() for r in self.db.execute("SELECT id FROM cases")}
         base = re.sub(r"[^A-Za-z0-9_.-]+", "_", image_stem(ref.path)).strip("_.")[:80]
         if not _SAFE_ID.match(base):
             base = "case"
+        base += suffix
         cid, n = base, 2
         while cid.casefold() in taken:
             cid, n = f"{base}_{n}", n + 1

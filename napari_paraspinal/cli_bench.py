@@ -1,0 +1,170 @@
+"""``paraspinal bench``: accuracy and speed measured on phantoms and on the real cases
+(benchmarks print numbers; tests never time anything)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def cmd_bench(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per target
+    from .export import markdown_table as format_table
+
+    if args.target == "network":  # needs torch only: runs where no image library is installed
+        from .nets.speed import load_network, network_throughput
+
+        if args.model is None:
+            from .segment import default_model_path
+
+            args.model = default_model_path()
+        net = load_network(args.model)
+        batches = [1, 8, 32] if args.n is None else [args.n]
+        print(f"network throughput in atlas space (256x256), {torch_threads()} torch threads:")
+        print(format_table(network_throughput(net, args.device, batches)))
+        return 0
+    if args.target == "stack":
+        from .bench_stack import bench_stack
+        from .realdata import default_real_data_dir
+
+        if not (default_real_data_dir() / "lpm_tum01").is_dir():
+            print(f"the real Dixon case is not in {default_real_data_dir()}", file=sys.stderr)
+            return 2
+        print(f"paraspinal run on the 29-slice 400x400 real Dixon stack, fresh process each, "
+              f"{torch_threads()} torch threads:")
+        print(format_table(bench_stack(overlays=not args.no_overlays)))
+        return 0
+    if args.target == "fat" and args.real:
+        from .bench_fat_real import bench_fat_real, write_fat_real_report
+
+        rows = bench_fat_real()
+        header = ("Fat % on the in-phase image (water + fat) of the real Dixon case, true MF/ES "
+                  "labels, against the Dixon fat fraction F/(W+F): per muscle and slice")
+        print(header)
+        print(format_table(rows))
+        if args.out is not None:
+            paths = write_fat_real_report(rows, args.out, header)
+            print(f"wrote {paths[0]} and {paths[1]}")
+        return 0
+    if args.target == "real":
+        from .bench_real import bench_real, slice_indices, write_real_report
+        from .realdata import default_real_data_dir, real_series
+
+        root = default_real_data_dir()
+        if not real_series(root):
+            print(f"no labelled real cases found in {root} (set PARASPINAL_REAL_DATA to the "
+                  "folder holding lpm_tum01/ and musclemap_sub0001/)", file=sys.stderr)
+            return 2
+        try:
+            slice_indices(args.slices, 1)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        rows = bench_real(args.model, root, slices=args.slices, device=args.device,
+                          progress=lambda text: print(text, file=sys.stderr))
+        header = (f"Dice on the real cases in {root} (slices: {args.slices}), model "
+                  f"{args.model or 'shipped'}: pooled over slices per structure, empty where "
+                  "not annotated")
+        print(header)
+        print(format_table(rows))
+        if args.out is not None:
+            paths = write_real_report(rows, args.out, header)
+            print(f"wrote {paths[0]} and {paths[1]}")
+        if args.finetune:
+            from .bench_crossperson import (
+                crossperson_rows,
+                run_both_ways,
+                write_crossperson_report,
+            )
+            from .project.finetune import FinetuneConfig
+
+            results, floors = run_both_ways(
+                real_series(root), args.model, FinetuneConfig(device=args.device),
+                test_slices=args.slices, progress=lambda text: print(text, file=sys.stderr))
+            header = ("Cross-person fine-tuning: 10 corrected slices (MF, ES) of one person, "
+                      "test Dice (pooled, shared structures) before -> after fine-tuning (the "
+                      "candidate, active only if promoted); floor_mean: copied labels, no model")
+            print(header)
+            print(format_table(crossperson_rows(results, floors, arrows=True)))
+            if args.out is not None:
+                paths = write_crossperson_report(results, floors, args.out, header)
+                print(f"wrote {paths[0]} and {paths[1]}")
+        return 0
+    from .bench import (
+        bench_crf,
+        bench_fat,
+        bench_preprocess,
+        bench_registration,
+        bench_segment,
+        peak_rss_mb,
+        summarise_registration,
+    )
+
+    if args.target == "fat":
+        n = args.n or 100
+        rows = bench_fat(n=n, bias=not args.no_bias, n4=not args.no_n4)
+        field = "no bias field" if args.no_bias else (
+            "bias field left uncorrected" if args.no_n4 else "bias field corrected by N4")
+        print(f"fat % against phantom truth, {n} phantoms ({field}):")
+        print(format_table(rows))
+    elif args.target == "preprocess":
+        print("median time per slice and step (ms), phantoms, this process:")
+        rows = bench_preprocess(repeats=args.n or 5)
+        rows += bench_preprocess(repeats=args.n or 5, level="auto")
+        print(format_table(rows))
+    elif args.target == "segment":
+        print("median time per slice and stage (ms), file on disk to native labels, warm "
+              f"process, {torch_threads()} torch threads:")
+        print(format_table(bench_segment(repeats=args.n or 5)))
+    elif args.target == "finetune":
+        from .project.finetune_bench import bench_finetune
+
+        bench = bench_finetune(n_train=args.n or 10,
+                               progress=lambda text: print(text, file=sys.stderr))
+        print(format_table(bench.rows))
+        print(format_table([bench.summary]))
+    elif args.target == "crf":
+        print("CRF alone, median time per 256² atlas-space slice, ours against pydensecrf2 "
+              f"(same unary and kernels), {torch_threads()} torch threads:")
+        print(format_table(bench_crf(repeats=args.n or 5)))
+    elif args.target == "register":
+        rows = bench_registration(n=args.n or 40)
+        print(format_table(rows))
+        print(format_table([summarise_registration(rows)]))
+    print(f"peak RSS {peak_rss_mb():.0f} MB")
+    return 0
+
+
+def add_bench_parser(sub) -> None:  # noqa: ANN001 - argparse's private subparsers type
+    """The ``bench`` subcommand and its options."""
+    p = sub.add_parser("bench", help="measure accuracy and speed (benchmarks, not tests)")
+    p.add_argument("target", choices=["fat", "preprocess", "register", "segment", "network",
+                                          "crf", "finetune", "real", "stack"])
+    p.add_argument("--n", type=int, default=None,
+                   help="number of phantoms (fat: 100, register: 40) or repeats per size "
+                        "(preprocess: 5), batch size (network: 1, 8 and 32)")
+    p.add_argument("--model", default=None,
+                   help="model bundle (network, real; default: shipped)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="where the network runs (network, real)")
+    p.add_argument("--no-bias", action="store_true", help="phantoms without a bias field")
+    p.add_argument("--no-n4", action="store_true", help="skip N4 bias correction")
+    p.add_argument("--real", action="store_true",
+                   help="fat: every method against the Dixon fat fraction of the real Dixon "
+                        "case (true labels) instead of phantoms")
+    p.add_argument("--no-overlays", action="store_true", help="stack: skip the overlay PNGs")
+    p.add_argument("--slices", default="all",
+                   help="real: 'all' or 'everyK' (every K-th slice, a quick look)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="real: folder for bench_real.csv/.md (and bench_real_finetune.csv/.md)")
+    p.add_argument("--finetune", action="store_true",
+                   help="real: also fine-tune on 10 slices of one person, test on the other "
+                        "(both ways; minutes on CPU)")
+    p.set_defaults(func=cmd_bench)
+
