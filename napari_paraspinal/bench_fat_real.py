@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from .bench_real import write_report
 from .core.errors import InputError
 from .core.labels import BY_VALUE, FAT_LABELS
 from .dixon import dixon_columns, pair_dixon
-from .export import markdown_table, write_csv
 from .fat import METHODS, FatConfig, separate_fat
 from .preprocess.n4 import N4Config, n4_correct
 from .realdata import RealSeries, default_real_data_dir, read_series_slice, real_series
@@ -125,11 +125,4 @@ def bench_fat_real(root: Path | None = None, methods: Sequence[str] = METHODS,
 def write_fat_real_report(rows: Sequence[dict], out_dir: str | os.PathLike[str],
                           header: str = "") -> tuple[Path, Path]:
     """``bench_fat_real.csv`` and ``bench_fat_real.md`` (``header`` above the table)."""
-    from .core.atomic import write_text_atomic
-
-    out = Path(out_dir)
-    csv_path = write_csv(rows, out / "bench_fat_real.csv")
-    md_path = out / "bench_fat_real.md"
-    text = (header.rstrip() + "\n\n" if header else "") + markdown_table(rows)
-    write_text_atomic(md_path, text)
-    return csv_path, md_path
+    return write_report(rows, out_dir, "bench_fat_real", header)

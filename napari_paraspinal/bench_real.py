@@ -167,14 +167,20 @@ def bench_real(model_path: str | None = None, root: Path | None = None, slices: 
     return rows
 
 
-def write_real_report(rows: Sequence[dict], out_dir: str | os.PathLike[str],
-                      header: str = "") -> tuple[Path, Path]:
-    """``bench_real.csv`` and ``bench_real.md`` (``header`` above the table) in ``out_dir``."""
+def write_report(rows: Sequence[dict], out_dir: str | os.PathLike[str], name: str,
+                 header: str = "") -> tuple[Path, Path]:
+    """``<name>.csv`` and ``<name>.md`` (``header`` above the table) in ``out_dir``."""
     from .core.atomic import write_text_atomic
 
     out = Path(out_dir)
-    csv_path = write_csv(rows, out / "bench_real.csv")
-    md_path = out / "bench_real.md"
+    csv_path = write_csv(rows, out / f"{name}.csv")
+    md_path = out / f"{name}.md"
     text = (header.rstrip() + "\n\n" if header else "") + markdown_table(rows)
     write_text_atomic(md_path, text)
     return csv_path, md_path
+
+
+def write_real_report(rows: Sequence[dict], out_dir: str | os.PathLike[str],
+                      header: str = "") -> tuple[Path, Path]:
+    """``bench_real.csv`` and ``bench_real.md`` in ``out_dir``."""
+    return write_report(rows, out_dir, "bench_real", header)

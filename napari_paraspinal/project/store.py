@@ -271,8 +271,7 @@ class Project:
                 (cid, source, uid, k, count, None if spacing is None else _dumps(spacing),
                  level, _dumps(image.geometry.to_dict()), now, now))
             self._log(db, cid, "add", f"{ref} slice {k} of {count}")
-        notes = [n for n in image.notes if "middle" not in n]
-        return cid, True, notes
+        return cid, True, list(image.notes)
 
     def _find_case(self, source: str, uid: str, index: int) -> str | None:
         row = self.db.execute("SELECT id FROM cases WHERE source = ? AND series_uid = ? AND "
