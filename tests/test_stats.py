@@ -16,6 +16,7 @@ from scipy import stats as sps
 
 from napari_paraspinal.export import markdown_table, write_csv, write_xlsx
 from napari_paraspinal.stats import (
+    MIN_COHORT_CASES,
     agreement,
     benjamini_hochberg,
     bland_altman,
@@ -242,7 +243,8 @@ def test_cohort_stats_edge_cases() -> None:
     assert rows["MF_L_fat_pct"]["n"] == 11
     assert rows["MF_L_csa_mm2"]["note"] == "constant measure"
     assert math.isnan(rows["MF_L_csa_mm2"]["rho_age"]) and math.isnan(rows["MF_L_csa_mm2"]["q_age"])
-    assert rows["PS_asym_pct"]["n"] == 2 and "fewer than 4" in rows["PS_asym_pct"]["note"]
+    assert rows["PS_asym_pct"]["n"] == 2
+    assert f"fewer than {MIN_COHORT_CASES}" in rows["PS_asym_pct"]["note"]
     assert math.isnan(rows["PS_asym_pct"]["p_sex"])
     women = [c | {"sex": "F"} for c in covariates]
     one_sex = {r["measure"]: r for r in cohort_stats(measures, women)}["MF_L_fat_pct"]
@@ -310,7 +312,7 @@ def test_run_stats_small_table_gives_notes_not_a_crash(tmp_path: Path) -> None:
     c = write_csv(covariates, tmp_path / "c.csv")
     paths = run_stats(m, c, tmp_path / "out")
     rows = read_table(paths["csv"])
-    assert all(r["n"] == 3 and r["rho_age"] is None and "fewer than 4" in r["note"]
+    assert all(r["n"] == 3 and r["rho_age"] is None and "fewer than 10" in r["note"]
                for r in rows)
     assert "n/a" in paths["md"].read_text()
 
