@@ -29,6 +29,9 @@ from .preprocess.atlas_space import probabilities_to_native
 from .preprocess.chain import AUTO, BODY, PreprocessConfig, Preprocessed, preprocess_slice
 from .preprocess.registration import RegistrationConfig
 from .seg_qc import segmentation_qc
+from .sides import CHOICES as SIDES_CHOICES
+from .sides import DEFAULT as SIDES_DEFAULT
+from .sides import assign_sides
 
 
 @dataclass
@@ -42,6 +45,7 @@ class Model:
     path: Path
     device: torch.device
     postprocess: str = "none"  # "largest_component": each muscle kept as one piece
+    sides: str = SIDES_DEFAULT  # "midline": left/right from the spine's midline
 
 
 @dataclass
@@ -61,8 +65,15 @@ def default_model_path() -> Path:
     return MODELS_DIR / DEFAULT_MODEL
 
 
-def load_model(path: str | os.PathLike[str] | None = None, device: str = "auto") -> Model:
-    """Load a bundle (default: the shipped model); only safetensors and JSON are read."""
+def load_model(path: str | os.PathLike[str] | None = None, device: str = "auto",
+               sides: str = SIDES_DEFAULT) -> Model:
+    """Load a bundle (default: the shipped model); only safetensors and JSON are read.
+
+    ``sides``: ``"midline"`` gives each muscle pair's pixels to the side of the spine's
+    midline they lie on (:mod:`.sides`); ``"network"`` keeps the network's own left/right.
+    """
+    if sides not in SIDES_CHOICES:
+        raise ValueError(f"sides must be one of {SIDES_CHOICES}, not {sides!r}")
     path = Path(path) if path is not None else default_model_path()
     if not path.is_dir():
         raise InputError(path, "no model bundle here (a folder with weights.safetensors and "
@@ -85,7 +96,7 @@ def load_model(path: str | os.PathLike[str] | None = None, device: str = "auto")
         raise InputError(path / "card.json", f"unknown postprocess {postprocess!r}; "
                                              f"expected one of {CHOICES}")
     return Model(segmenter, card, load_atlases(path / "atlases"), preprocess, path, dev,
-                 postprocess)
+                 postprocess, sides)
 
 
 def segment_slice(image: SliceImage, model: Model, level: str = AUTO) -> Segmentation:
@@ -137,6 +148,8 @@ def _to_native(image: SliceImage, pre: Preprocessed, atlas_probs: np.ndarray, mo
                t_net: float) -> Segmentation:
     """Probabilities back on the slice's own grid, labels, clean-up and QC."""
     t = time.perf_counter()
+    if model.sides == "midline":
+        atlas_probs = assign_sides(atlas_probs)
     native = probabilities_to_native(atlas_probs, pre.registration.mapping)
     labels = native.argmax(0).astype(np.uint8)
     if model.postprocess == "largest_component":

@@ -1,0 +1,89 @@
+"""Left and right from the spine's midline (napari_paraspinal.sides): a muscle label can only
+lie on its own side of the patient, on drawn probabilities and on the real Dixon case whose
+fat and water images the network alone labels with left and right swapped."""
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_paraspinal.core.labels import ES_L, ES_R, MF_L, MF_R, SP
+from napari_paraspinal.seg_qc import swapped_pairs
+from napari_paraspinal.sides import assign_sides, midline
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+LPM = DATA / "lpm_tum01"
+
+
+def disc(shape: tuple[int, int], centre: tuple[float, float], radius: float) -> np.ndarray:
+    rows, cols = np.indices(shape)
+    return np.hypot(rows - centre[0], cols - centre[1]) <= radius
+
+
+def probabilities(pieces: dict[int, list[np.ndarray]], shape=(256, 256)) -> np.ndarray:
+    """One-hot C×H×W probabilities (9 classes) painted from masks."""
+    probs = np.zeros((9, *shape), np.float32)
+    probs[0] = 1.0
+    for value, masks in pieces.items():
+        for mask in masks:
+            probs[:, mask] = 0.0
+            probs[value, mask] = 1.0
+    return probs
+
+
+def test_stray_piece_on_the_wrong_side_takes_its_sides_label() -> None:
+    shape = (256, 256)
+    sp = disc(shape, (200, 140), 6)  # spine 12 px to the patient's left of the centre
+    mf_left, mf_right = disc(shape, (210, 160), 9), disc(shape, (210, 120), 9)
+    stray = disc(shape, (180, 100), 5)  # labelled ES_L, on the patient's right
+    probs = probabilities({SP: [sp], MF_L: [mf_left], MF_R: [mf_right], ES_L: [stray]})
+    point, direction = midline(probs)
+    assert point[1] == pytest.approx(140, abs=0.5)
+    assert tuple(direction) == (1.0, 0.0)
+    labels = assign_sides(probs).argmax(0)
+    assert (labels[stray] == ES_R).all()
+    assert (labels[mf_left] == MF_L).all() and (labels[mf_right] == MF_R).all()
+    # the probability of each pair is kept, only moved between its two labels
+    fixed = assign_sides(probs)
+    np.testing.assert_allclose(fixed[ES_L] + fixed[ES_R], probs[ES_L] + probs[ES_R])
+
+
+def test_a_piece_across_the_midline_is_split_there() -> None:
+    shape = (256, 256)
+    sp = disc(shape, (200, 128), 5)
+    both = disc(shape, (215, 128), 15)  # the two multifidi merged, all labelled MF_R
+    labels = assign_sides(probabilities({SP: [sp], MF_R: [both]})).argmax(0)
+    rows, cols = np.nonzero(both & ~sp)
+    on_left = cols > 128.5
+    assert (labels[rows[on_left], cols[on_left]] == MF_L).all()
+    assert (labels[rows[cols < 127.5], cols[cols < 127.5]] == MF_R).all()
+
+
+def test_a_spine_label_far_from_the_centre_does_not_move_the_midline() -> None:
+    shape = (256, 256)
+    bowel = disc(shape, (60, 60), 12)  # posterior-elements label put in the bowel
+    mf_left, mf_right = disc(shape, (210, 145), 9), disc(shape, (210, 111), 9)
+    probs = probabilities({SP: [bowel], MF_L: [mf_left], MF_R: [mf_right]})
+    point, _ = midline(probs)
+    assert point[1] == pytest.approx(128, abs=1.0)  # from the multifidi, not the bowel
+
+
+@pytest.mark.skipif(not (LPM / "fat.nii.gz").exists(),
+                    reason=f"real Dixon case not found in {LPM} (shared/data beside the "
+                           "repository)")
+def test_no_left_right_swap_on_the_real_dixon_slices_the_network_swaps() -> None:
+    from napari_paraspinal.realdata import read_series_slice, real_series
+    from napari_paraspinal.segment import load_model, segment_many
+
+    series = {s.name: s for s in real_series(DATA)}["lpm_tum01/fat"]
+    slices = (14, 22, 28)  # slices the network alone labels with a side swapped
+    images = [read_series_slice(series, k)[0] for k in slices]
+    model = load_model(device="cpu")
+    assert model.sides == "midline"
+    by_network = [swapped_pairs(seg.labels, images[i].geometry)
+                  for i, seg in segment_many(images, replace(model, sides="network"))]
+    by_midline = [swapped_pairs(seg.labels, images[i].geometry)
+                  for i, seg in segment_many(images, model)]
+    assert any(by_network), "the network alone no longer swaps these slices: pick others"
+    assert not any(by_midline)
