@@ -1,6 +1,6 @@
 """Model bundles: safetensors + JSON card, hash-checked, never overwritten, never unpickled."""
 
-import json
+import hashlib
 
 import pytest
 import torch
@@ -15,14 +15,14 @@ def make_state() -> dict[str, torch.Tensor]:
 
 
 def test_round_trip(tmp_path) -> None:
-    card = ModelCard(name="demo", network={"width": 16}, metrics={"dice": 0.9})
+    card = ModelCard(name="demo", network={"unet": {"base_width": 16}}, metrics={"dice": 0.9})
     save_bundle(tmp_path / "m1", make_state(), card)
     state, loaded = load_bundle(tmp_path / "m1")
     for key, value in make_state().items():
         assert torch.equal(state[key], value)
-    assert loaded.network == {"width": 16} and loaded.metrics == {"dice": 0.9}
+    assert loaded.network == {"unet": {"base_width": 16}} and loaded.metrics == {"dice": 0.9}
     assert [lab["short"] for lab in loaded.labels][:2] == ["SP", "DI"]
-    assert len(loaded.weights_sha256) == 64
+    assert len(loaded.weights_sha256) == 64 and loaded.files_sha256 == {}
     assert sorted(p.name for p in (tmp_path / "m1").iterdir()) == [CARD, WEIGHTS]
     assert [p.name for p in tmp_path.iterdir()] == ["m1"]  # no temporary folder left
 
@@ -48,10 +48,12 @@ def test_a_pickle_is_not_a_bundle(tmp_path) -> None:
     bundle = tmp_path / "evil"
     bundle.mkdir()
     torch.save(make_state(), bundle / "weights.pt")
-    (bundle / CARD).write_text(json.dumps({"name": "evil"}))
+    pickled = (bundle / "weights.pt").read_bytes()
+    digest = hashlib.sha256(pickled).hexdigest()
+    (bundle / CARD).write_text(ModelCard(name="evil", weights_sha256=digest).to_json())
     with pytest.raises(InputError, match="weights.safetensors is missing"):
         load_bundle(bundle)
-    (bundle / WEIGHTS).write_bytes((bundle / "weights.pt").read_bytes())
+    (bundle / WEIGHTS).write_bytes(pickled)  # the card's hash matches: only the format fails
     with pytest.raises(InputError, match="cannot read the weights"):
         load_bundle(bundle)
 

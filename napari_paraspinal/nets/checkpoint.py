@@ -32,6 +32,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..core.atomic import fsync_path
+from ..core.bundlefiles import BundleError, read_regular, regular_size
 from ..core.errors import InputError
 
 StateDict = dict[str, torch.Tensor]
@@ -44,6 +45,8 @@ STATE = "checkpoint.json"
 FILES = (MODEL, BEST, OPTIMIZER, RNG, STATE)
 FORMAT = "napari-paraspinal-checkpoint"
 VERSION = 1
+MAX_STATE_BYTES = 256 << 20
+MAX_TENSORS_BYTES = 8 << 30
 
 
 @dataclass
@@ -136,10 +139,22 @@ def find_checkpoint(folder: str | os.PathLike[str]) -> Path | None:
     return None
 
 
+def _regular(path: Path, cap: int) -> None:
+    """A checkpoint file must be a regular file of at most ``cap`` bytes (stat before any
+    open: a named pipe in its place would block the resume forever)."""
+    try:
+        regular_size(path, path.parent, path.name, cap)
+    except BundleError as err:
+        raise InputError(path, f"corrupt checkpoint: {err.problem}") from None
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        payload = json.loads(read_regular(path, path.parent, path.name,
+                                          MAX_STATE_BYTES).decode("utf-8"))
+    except BundleError as err:
+        raise InputError(path, f"corrupt checkpoint: {err.problem}") from None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
         raise InputError(path, f"corrupt checkpoint: {err}") from err
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise InputError(path, "corrupt checkpoint: not a napari-paraspinal checkpoint")
@@ -154,8 +169,9 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _read_tensors(path: Path) -> StateDict:
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise InputError(path, "corrupt checkpoint: file missing")
+    _regular(path, MAX_TENSORS_BYTES)
     try:
         return load_file(str(path))
     except Exception as err:  # safetensors raises its own error types

@@ -17,17 +17,20 @@ position, not the first case's) and averages again.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from collections.abc import Callable, Hashable
+import re
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import SimpleITK as sitk
 
 from ..core.atomic import atomic_path, write_text_atomic
+from ..core.bundlefiles import BundleError, check_sha256, confined, read_regular, regular_size
 from ..core.errors import InputError
 from ..core.geometry import SliceImage
 from ..core.labels import NUM_CLASSES
@@ -49,6 +52,13 @@ WIDE_SPACING = 2.0
 ATLAS_FORMAT = 1
 _FILES = {"image": "image.nii.gz", "probabilities": "probabilities.nii.gz",
           "wide_image": "wide_image.nii.gz", "wide_body": "wide_body.nii.gz"}
+_SHAPES = {"image": (ATLAS_SIZE, ATLAS_SIZE), "probabilities": (NUM_CLASSES, ATLAS_SIZE,
+                                                                 ATLAS_SIZE),
+           "wide_image": (ATLAS_SIZE, ATLAS_SIZE), "wide_body": (ATLAS_SIZE, ATLAS_SIZE)}
+ATLAS_JSON = "atlas.json"
+MAX_ATLAS_JSON_BYTES = 1 << 20
+MAX_ATLAS_FILE_BYTES = 64 << 20
+_LEVEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
 
 
 def wide_reference() -> sitk.Image:
@@ -103,31 +113,121 @@ class Atlas:
         return out
 
     @classmethod
-    def load(cls, directory: str | os.PathLike[str]) -> Atlas:
-        """Read an atlas written by :meth:`save`."""
+    def load(cls, directory: str | os.PathLike[str],
+             hashes: Mapping[str, str] | None = None) -> Atlas:
+        """Read an atlas written by :meth:`save`; see :func:`read_atlas_card` for the checks.
+
+        ``hashes`` (file name relative to ``directory`` → SHA-256, as a model card lists
+        them): when given, every file read must be listed there and match.
+        """
         d = Path(directory)
-        card_path = d / "atlas.json"
-        if not card_path.is_file():
-            raise InputError(d, "not an atlas folder (no atlas.json)")
-        card = json.loads(card_path.read_text())
+        card, digest = read_atlas_card(d)
+        if hashes is not None and hashes.get(ATLAS_JSON) != digest:
+            raise BundleError(d, ATLAS_JSON, "is not listed with its SHA-256 in the model card"
+                              if ATLAS_JSON not in hashes else "does not match its SHA-256 in "
+                              "the model card (corrupt or replaced file)")
         arrays = {}
-        for name, filename in card.get("files", _FILES).items():
-            arrays[name] = sitk.GetArrayFromImage(sitk.ReadImage(str(d / filename))).astype(
-                np.float32)
-        if arrays["probabilities"].shape != (NUM_CLASSES, ATLAS_SIZE, ATLAS_SIZE):
-            raise InputError(d, f"probabilities have shape {arrays['probabilities'].shape}, "
-                                f"expected {(NUM_CLASSES, ATLAS_SIZE, ATLAS_SIZE)}")
+        for name, filename in card["files"].items():
+            where = f"{ATLAS_JSON} files.{name} ({filename})"
+            path = confined(d, filename, where)
+            if hashes is not None:
+                check_sha256(path, d, where, hashes.get(PurePosixPath(filename).as_posix()),
+                             MAX_ATLAS_FILE_BYTES)
+            arrays[name] = _read_array(path, d, where, _SHAPES[name])
         meta = {k: v for k, v in card.items() if k not in ("format", "level", "files")}
         return cls(level=card["level"], meta=meta, **arrays)
 
 
-def load_atlases(directory: str | os.PathLike[str]) -> dict[str, Atlas]:
-    """All atlases in the sub-folders of ``directory``, by level."""
-    atlases = {}
-    for sub in sorted(Path(directory).iterdir()):
-        if (sub / "atlas.json").is_file():
-            atlas = Atlas.load(sub)
-            atlases[atlas.level] = atlas
+def read_atlas_card(directory: str | os.PathLike[str]) -> tuple[dict[str, Any], str]:
+    """An atlas folder's ``atlas.json``, checked, and its SHA-256.
+
+    The folder is untrusted (it may come inside a model bundle): the card must be a small
+    regular file of JSON with a known format, a plain level name and the four image names,
+    each a relative path that stays inside the folder.
+    """
+    d = Path(directory)
+    if not os.path.lexists(d / ATLAS_JSON):
+        raise InputError(d, f"not an atlas folder (no {ATLAS_JSON})")
+    raw = read_regular(confined(d, ATLAS_JSON, ATLAS_JSON), d, ATLAS_JSON, MAX_ATLAS_JSON_BYTES)
+    try:
+        card = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise BundleError(d, ATLAS_JSON, f"is not valid JSON ({err})") from None
+    if not isinstance(card, dict):
+        raise BundleError(d, ATLAS_JSON, "must be a JSON object")
+    fmt = card.get("format", ATLAS_FORMAT)
+    if isinstance(fmt, bool) or fmt != ATLAS_FORMAT:
+        raise BundleError(d, f"{ATLAS_JSON} format", f"must be {ATLAS_FORMAT}, got {fmt!r}")
+    level = card.get("level")
+    if not isinstance(level, str) or not _LEVEL.fullmatch(level):
+        raise BundleError(d, f"{ATLAS_JSON} level", f"must be a level name such as 'L4-L5', "
+                                                    f"got {str(level)[:80]!r}")
+    files = card.setdefault("files", dict(_FILES))
+    if not isinstance(files, dict) or set(files) != set(_FILES):
+        raise BundleError(d, f"{ATLAS_JSON} files", f"must name exactly the images "
+                                                    f"{sorted(_FILES)}")
+    for name, filename in files.items():
+        confined(d, filename, f"{ATLAS_JSON} files.{name}")
+    return card, hashlib.sha256(raw).hexdigest()
+
+
+def _read_array(path: Path, root: Path, where: str, shape: tuple[int, ...]) -> np.ndarray:
+    """An atlas image as float32: a regular file, its header's size checked before any
+    pixel is read, its values finite."""
+    regular_size(path, root, where, MAX_ATLAS_FILE_BYTES)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+        found = tuple(reversed(reader.GetSize()))
+        if found != shape or reader.GetNumberOfComponents() != 1:
+            raise BundleError(root, where, f"has shape {found}, expected {shape}")
+        array = sitk.GetArrayFromImage(reader.Execute()).astype(np.float32)
+    except RuntimeError as err:
+        problem = str(err).strip().splitlines()[-1] if str(err).strip() else "unreadable"
+        raise BundleError(root, where, f"is not a readable image ({problem[:200]})") from None
+    if array.shape != shape or not np.isfinite(array).all():
+        raise BundleError(root, where, "holds non-finite values or the wrong shape")
+    return array
+
+
+def _atlas_folders(root: Path) -> list[Path]:
+    """The sub-folders of ``root`` holding an ``atlas.json``, each confined to ``root``."""
+    if not root.is_dir():
+        raise InputError(root, "no atlas found (not a folder)")
+    subs = [sub for sub in sorted(root.iterdir()) if os.path.lexists(sub / ATLAS_JSON)]
+    for sub in subs:
+        confined(root, sub.name, sub.name)
+    return subs
+
+
+def atlas_files(directory: str | os.PathLike[str]) -> list[str]:
+    """Every file :func:`load_atlases` reads from ``directory``, relative to it (checked as
+    :func:`read_atlas_card` does): what a model card must hash."""
+    names = []
+    for sub in _atlas_folders(Path(directory)):
+        card, _ = read_atlas_card(sub)
+        names += [f"{sub.name}/{ATLAS_JSON}"] + [
+            f"{sub.name}/{PurePosixPath(f).as_posix()}" for f in card["files"].values()]
+    return names
+
+
+def load_atlases(directory: str | os.PathLike[str],
+                 hashes: Mapping[str, str] | None = None) -> dict[str, Atlas]:
+    """All atlases in the sub-folders of ``directory``, by level.
+
+    ``hashes`` (path relative to ``directory`` → SHA-256): when given, every file read must
+    be listed and match (see :meth:`Atlas.load`).
+    """
+    atlases: dict[str, Atlas] = {}
+    for sub in _atlas_folders(Path(directory)):
+        prefix = f"{sub.name}/"
+        mine = None if hashes is None else {k[len(prefix):]: v for k, v in hashes.items()
+                                             if k.startswith(prefix)}
+        atlas = Atlas.load(sub, mine)
+        if atlas.level in atlases:
+            raise InputError(sub, f"a second atlas of level {atlas.level!r}")
+        atlases[atlas.level] = atlas
     if not atlases:
         raise InputError(directory, "no atlas found (expected sub-folders with atlas.json)")
     return atlases
