@@ -21,7 +21,7 @@ import torch
 
 from .core.errors import InputError
 from .core.geometry import SliceImage
-from .nets.bundle import ModelCard, load_bundle
+from .nets.bundle import ModelCard, atlas_hashes, load_bundle
 from .nets.segmenter import Segmenter, resolve_device
 from .postprocess import CHOICES, largest_components
 from .preprocess.atlas import Atlas, load_atlases
@@ -31,7 +31,7 @@ from .preprocess.registration import RegistrationConfig
 from .seg_qc import segmentation_qc
 from .sides import CHOICES as SIDES_CHOICES
 from .sides import DEFAULT as SIDES_DEFAULT
-from .sides import assign_sides
+from .sides import assign_sides, mirror_channels
 
 
 @dataclass
@@ -46,6 +46,7 @@ class Model:
     device: torch.device
     postprocess: str = "none"  # "largest_component": each muscle kept as one piece
     sides: str = SIDES_DEFAULT  # "midline": left/right from the spine's midline
+    mirror: bool = True  # average with the network's view of the mirrored slice
 
 
 @dataclass
@@ -66,11 +67,13 @@ def default_model_path() -> Path:
 
 
 def load_model(path: str | os.PathLike[str] | None = None, device: str = "auto",
-               sides: str = SIDES_DEFAULT) -> Model:
+               sides: str = SIDES_DEFAULT, mirror: bool = True) -> Model:
     """Load a bundle (default: the shipped model); only safetensors and JSON are read.
 
     ``sides``: ``"midline"`` gives each muscle pair's pixels to the side of the spine's
     midline they lie on (:mod:`.sides`); ``"network"`` keeps the network's own left/right.
+    ``mirror``: average the network's probabilities with those of the mirrored slice (read
+    back with left and right exchanged), at twice the network's cost.
     """
     if sides not in SIDES_CHOICES:
         raise ValueError(f"sides must be one of {SIDES_CHOICES}, not {sides!r}")
@@ -95,8 +98,8 @@ def load_model(path: str | os.PathLike[str] | None = None, device: str = "auto",
     if postprocess not in CHOICES:
         raise InputError(path / "card.json", f"unknown postprocess {postprocess!r}; "
                                              f"expected one of {CHOICES}")
-    return Model(segmenter, card, load_atlases(path / "atlases"), preprocess, path, dev,
-                 postprocess, sides)
+    atlases = load_atlases(path / "atlases", atlas_hashes(card))  # each file checked as read
+    return Model(segmenter, card, atlases, preprocess, path, dev, postprocess, sides, mirror)
 
 
 def segment_slice(image: SliceImage, model: Model, level: str = AUTO) -> Segmentation:
@@ -126,8 +129,7 @@ def segment_many(images: Sequence[SliceImage], model: Model, level: str = AUTO,
                                            repeat(model), repeat(level)), strict=True))
             ready = [k for k in batch if isinstance(pre[k], Preprocessed)]
             t = time.perf_counter()
-            probs = (model.segmenter.predict_proba(np.stack([pre[k].atlas_image for k in ready]),
-                                                   batch_size=batch_size, device=model.device)
+            probs = (_predict(model, np.stack([pre[k].atlas_image for k in ready]), batch_size)
                      if ready else [])
             t_net = (time.perf_counter() - t) / max(len(ready), 1)
             done = dict(zip(ready, pool.map(_to_native, [images[k] for k in ready],
@@ -135,6 +137,17 @@ def segment_many(images: Sequence[SliceImage], model: Model, level: str = AUTO,
                                             repeat(t_net)), strict=True))
             for k in batch:
                 yield k, done.get(k, pre[k])
+
+
+def _predict(model: Model, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """Class probabilities of frame images (N×H×W); with ``model.mirror`` averaged with those
+    of the mirrored images, mirrored back with left and right labels exchanged."""
+    probs = model.segmenter.predict_proba(images, batch_size=batch_size, device=model.device)
+    if not model.mirror:
+        return probs
+    mirrored = model.segmenter.predict_proba(images[:, :, ::-1].copy(), batch_size=batch_size,
+                                             device=model.device)[:, :, :, ::-1]
+    return 0.5 * (probs + mirrored[:, mirror_channels(probs.shape[1])])
 
 
 def _preprocess(image: SliceImage, model: Model, level: str) -> Preprocessed | InputError:

@@ -99,3 +99,13 @@ def assign_sides(probabilities: np.ndarray) -> np.ndarray:
         probs[lab_left] = np.where(to_left, pair, 0.0)
         probs[lab_right] = np.where(to_left, 0.0, pair)
     return probs
+
+
+def mirror_channels(num_classes: int) -> list[int]:
+    """Channel order that exchanges each left label with its right one (a mirrored slice's
+    probabilities read as the original's)."""
+    order = list(range(num_classes))
+    for left, right in PAIRS:
+        if max(left, right) < num_classes:
+            order[left], order[right] = right, left
+    return order

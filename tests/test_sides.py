@@ -87,3 +87,31 @@ def test_no_left_right_swap_on_the_real_dixon_slices_the_network_swaps() -> None
                   for i, seg in segment_many(images, model)]
     assert any(by_network), "the network alone no longer swaps these slices: pick others"
     assert not any(by_midline)
+
+
+def test_mirror_channels_exchange_left_and_right_only() -> None:
+    from napari_paraspinal.sides import mirror_channels
+
+    order = mirror_channels(9)
+    assert order == [0, 1, 2, 4, 3, 6, 5, 8, 7]
+    assert mirror_channels(3) == [0, 1, 2]  # a model without the muscles
+
+
+def test_mirrored_averaging_makes_the_network_mirror_symmetric() -> None:
+    """With ``mirror`` the network's answer on a mirrored slice is the mirror of its answer
+    on the slice, left and right exchanged; without it, it is not."""
+    from napari_paraspinal.segment import _predict, load_model
+    from napari_paraspinal.sides import mirror_channels
+
+    rng = np.random.default_rng(3)
+    image = rng.normal(size=(1, 256, 256)).astype(np.float32)
+    image[0, 100:200, 60:120] += 2.0  # something not symmetric
+    flipped = image[:, :, ::-1].copy()
+    swap = mirror_channels(9)
+    model = load_model(device="cpu")
+    assert model.mirror
+    a, b = _predict(model, image, 1), _predict(model, flipped, 1)
+    np.testing.assert_allclose(b, a[:, swap, :, ::-1], atol=1e-5)
+    plain = replace(model, mirror=False)
+    a, b = _predict(plain, image, 1), _predict(plain, flipped, 1)
+    assert np.abs(b - a[:, swap, :, ::-1]).max() > 1e-3
