@@ -5,12 +5,20 @@ shipped model is registered and activated first when the project has none), reco
 and the registration QC, and stores the measurements. Cases a person corrected or verified are
 never segmented again: their work stays the latest version. A case the chain cannot use is
 marked failed with the reason, and the batch goes on.
+
+Several runs may work on one project at once (two ``project segment`` commands, the napari
+widget, a person saving corrections): each case is claimed before it is segmented and its
+automatic version saved by compare-and-set (:mod:`.claims`), so runs split the cases, none is
+segmented twice, and a version a person saved meanwhile stays the latest. A case whose source
+changed or vanished since it was added (:mod:`.fingerprint`) is marked failed, not segmented;
+export measures the others and lists it on an ``excluded`` sheet.
 """
 
 from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from threading import Event
@@ -20,6 +28,10 @@ from ..fat import FatConfig
 from ..measure import geometry_columns, measure_slice, method_provenance
 from ..preprocess.chain import UNKNOWN
 from ..preprocess.n4 import N4Config
+from .claims import Claims
+from .fingerprint import SourceChecker
+from .records import StaleVersionError
+from .schema import HUMAN_KINDS
 from .store import Project
 
 ProgressFn = Callable[[int, int, str], None]
@@ -31,8 +43,10 @@ class BatchResult:
 
     segmented: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
-    skipped: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # not_taken ones included
     cancelled: bool = False
+    #: listed but left to others: claimed by another worker, or changed meanwhile (why)
+    not_taken: dict[str, str] = field(default_factory=dict)
 
 
 def active_model_id(project: Project) -> str:
@@ -62,23 +76,45 @@ def segment_project(project: Project, statuses: Sequence[str] = ("new", "failed"
 
     model_id = active_model_id(project)
     model = load_model(project.model(model_id).path, device)
-    cases = [c for c in project.cases() if c.status in statuses]
-    result = BatchResult(skipped=[c.id for c in project.cases() if c.status not in statuses])
-    for n, case in enumerate(cases):
+    result, todo = BatchResult(), []
+    for case in project.cases():
+        latest = project.latest_version(case.id)
+        if case.status not in statuses or (latest is not None and latest.kind in HUMAN_KINDS):
+            result.skipped.append(case.id)  # a failed case a person labelled stays theirs
+        else:
+            todo.append((case, 0 if latest is None else latest.version))
+    claims, sources = Claims(project), SourceChecker(full=True)
+    for n, (case, seen) in enumerate(todo):
         if cancel is not None and cancel.is_set():
             result.cancelled = True
             break
         if progress is not None:
-            progress(n, len(cases), case.id)
-        try:
-            image = project.read_image(case.id)
-            seg = segment_slice(image, model, level or case.level or "auto")
-        except InputError as err:
-            project.set_status(case.id, "failed", err.problem)
-            result.failed[case.id] = err.problem
+            progress(n, len(todo), case.id)
+        why = claims.claim(case.id, statuses, seen)
+        if why is not None:
+            result.skipped.append(case.id)
+            result.not_taken[case.id] = why
             continue
-        reg = seg.preprocessed.registration
-        version = project.save_labels(case.id, seg.labels, "automatic", model_id=model_id)
+        try:
+            try:
+                state = sources.state(case)
+                if not state.usable:
+                    raise InputError(state.source, f"source {state.state}: {state.detail}")
+                image = project.read_image(case.id)
+                seg = segment_slice(image, model, level or case.level or "auto")
+            except InputError as err:
+                project.set_status(case.id, "failed", err.problem, expect_version=seen)
+                result.failed[case.id] = err.problem
+                continue
+            reg = seg.preprocessed.registration
+            version = project.save_labels(case.id, seg.labels, "automatic", model_id=model_id,
+                                          expect_version=seen)
+        except StaleVersionError as err:  # a person saved a version meanwhile: theirs stays
+            result.skipped.append(case.id)
+            result.not_taken[case.id] = err.problem
+            continue
+        finally:
+            claims.release(case.id)
         if reg.level != UNKNOWN:
             project.set_level(case.id, reg.level)
         project.set_qc(case.id, reg.qc_columns())
@@ -86,7 +122,7 @@ def segment_project(project: Project, statuses: Sequence[str] = ("new", "failed"
         project.save_measurements(case.id, version.id, measured.row)
         result.segmented.append(case.id)
     if progress is not None:
-        progress(len(result.segmented) + len(result.failed), len(cases), "done")
+        progress(len(result.segmented) + len(result.failed), len(todo), "done")
     return result
 
 
@@ -96,16 +132,30 @@ def project_sheets(project: Project, fat: FatConfig | None = None,
 
     Each case is measured on its latest version (automatic, corrected or verified: the
     ``label_status`` column says which), on its native grid, fat on N4-corrected intensities.
+    A case whose source changed or vanished since it was added, or whose labels or image
+    cannot be read, is not measured: it is listed with the reason on an ``excluded`` sheet
+    (present only then) and in a warning, and the other cases are still measured.
     """
     fat = fat or FatConfig()
     n4 = n4 if n4 is not None else N4Config()
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-    rows, provenance = [], []
+    rows, provenance, excluded = [], [], []
+    sources = SourceChecker(full=True)
     for case in project.cases():
-        if project.latest_version(case.id) is None:
+        latest = project.latest_version(case.id)
+        if latest is None:
             continue
-        labels, version = project.latest_labels(case.id)
-        image = project.read_image(case.id)
+        state = sources.state(case)
+        try:
+            if not state.usable:
+                raise InputError(state.source, f"source {state.state}: {state.detail}")
+            labels, version = project.latest_labels(case.id)
+            image = project.read_image(case.id)
+        except InputError as err:
+            excluded.append({"case": case.id, "label_status": latest.kind,
+                             "label_version": latest.version, "source": str(case.ref),
+                             "problem": err.problem})
+            continue
         measured = measure_slice(image, labels, fat, n4=n4)
         model = project.model(version.model_id) if version.model_id else None
         rows.append({"case": case.id, "label_status": version.kind,
@@ -125,6 +175,14 @@ def project_sheets(project: Project, fat: FatConfig | None = None,
             "preprocessing": json.dumps(model.card.get("preprocessing", {})) if model else "",
             "qc_flags": json.dumps(case.qc_flags),
             "labels_saved": version.created_at,
+            "source_sha256": case.fingerprint.sha256 if case.fingerprint else "",
+            "source_check": state.state,
             "time": stamp,
         })
-    return {"measurements": rows, "provenance": provenance}
+    sheets = {"measurements": rows, "provenance": provenance}
+    if excluded:
+        sheets["excluded"] = excluded
+        warnings.warn(f"{len(excluded)} case(s) not measured (listed on the 'excluded' sheet): "
+                      + "; ".join(f"{r['case']}: {r['problem']}" for r in excluded),
+                      stacklevel=2)
+    return sheets

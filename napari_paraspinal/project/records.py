@@ -14,6 +14,21 @@ class ProjectError(InputError):
     """A project cannot be opened or created, or a request does not fit its state."""
 
 
+class StaleVersionError(ProjectError):
+    """An automatic save lost a race: the case changed since the worker read it (or its
+    latest version is a person's, which an automatic one never supersedes)."""
+
+
+@dataclass(frozen=True)
+class SourceFingerprint:
+    """A case's source as it was when the case was added: total bytes, newest mtime and
+    SHA-256 (of the file; of its files' names and hashes for a DICOM series)."""
+
+    size: int
+    mtime_ns: int
+    sha256: str
+
+
 @dataclass(frozen=True)
 class CaseRow:
     """One case: which slice of which source, on which grid, and where it stands."""
@@ -32,6 +47,7 @@ class CaseRow:
     verified_labels: list[int]  # labels a person vouched for in the latest versions
     added_at: str
     updated_at: str
+    fingerprint: SourceFingerprint | None = None  # None: added before fingerprints existed
 
     @property
     def ref(self) -> InputRef:
@@ -115,13 +131,17 @@ class CheckReport:
     inconsistent: list[str] = field(default_factory=list)  # e.g. status vs latest version
     orphan_files: list[str] = field(default_factory=list)  # files no row points to
     temp_files: list[str] = field(default_factory=list)  # staging left by interrupted runs
+    sources: list[str] = field(default_factory=list)  # case sources changed or missing
+    stale_claims: list[str] = field(default_factory=list)  # claims of dead or lost workers
+    notes: list[str] = field(default_factory=list)  # e.g. not fingerprinted, claims held
+    checked: dict[str, int] = field(default_factory=dict)  # what was looked at, counted
     repaired: list[str] = field(default_factory=list)
 
     @property
     def problems(self) -> list[str]:
-        """Real problems; orphans and temporary files are harmless leftovers."""
+        """Real problems; orphans, temporary files and stale claims are harmless leftovers."""
         return [*self.integrity, *self.foreign_keys, *self.missing_files,
-                *self.hash_mismatches, *self.inconsistent]
+                *self.hash_mismatches, *self.inconsistent, *self.sources]
 
     @property
     def ok(self) -> bool:
@@ -130,5 +150,6 @@ class CheckReport:
 
     @property
     def clean(self) -> bool:
-        """True when there is not even a leftover file."""
-        return self.ok and not self.orphan_files and not self.temp_files
+        """True when there is not even a leftover file or claim."""
+        return self.ok and not self.orphan_files and not self.temp_files and \
+            not self.stale_claims

@@ -2,10 +2,14 @@
 
 One place for what the SQLite file and the folder layout promise: the store
 (:mod:`.store`) writes by it, and a reader of a project needs nothing else to know what a
-status, a label version's kind or a bundle's files are called.
+status, a label version's kind or a bundle's files are called. Schema changes are
+additive migrations (:data:`MIGRATIONS`), applied by :func:`upgrade` when an older project
+is opened, so every project ever made still opens.
 """
 
 from __future__ import annotations
+
+import sqlite3
 
 from ..core.labels import BY_VALUE
 
@@ -14,7 +18,7 @@ LABELS_DIR = "labels"
 MODELS_DIR = "models"
 ORPHANS_DIR = "orphans"
 APPLICATION = "napari-paraspinal project"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 STATUSES = ("new", "predicted", "corrected", "verified", "failed")
 KINDS = ("automatic", "corrected", "verified")
@@ -27,7 +31,8 @@ HUMAN_KINDS = ("corrected", "verified")
 WEIGHTS = "weights.safetensors"
 CARD = "card.json"
 
-SCHEMA = f"""
+#: The first schema; :data:`MIGRATIONS` bring it (and every older project) up to date.
+SCHEMA_V1 = f"""
 CREATE TABLE meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -92,3 +97,48 @@ CREATE TABLE events (
 );
 CREATE INDEX events_case ON events (case_id);
 """
+
+#: Statements that bring a project of the previous schema version up to each version.
+#: Version 2: each case's source fingerprint (NULL for cases added before it: "not
+#: fingerprinted") and per-case claims of batch workers.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: (
+        "ALTER TABLE cases ADD COLUMN source_size INTEGER",
+        "ALTER TABLE cases ADD COLUMN source_mtime_ns INTEGER",
+        "ALTER TABLE cases ADD COLUMN source_sha256 TEXT",
+        """CREATE TABLE claims (
+    case_id TEXT PRIMARY KEY REFERENCES cases (id),
+    owner TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    claimed_at TEXT NOT NULL,
+    seen_version INTEGER NOT NULL
+)""",
+    ),
+}
+
+#: A new project's schema: the first one with every migration applied, so new and
+#: upgraded projects are the same.
+SCHEMA = SCHEMA_V1 + "".join(
+    f"{stmt};\n" for v in sorted(MIGRATIONS) for stmt in MIGRATIONS[v])
+
+
+def upgrade(db: sqlite3.Connection) -> int:
+    """Bring an older project's database up to :data:`SCHEMA_VERSION`; returns the version
+    it had. One ``BEGIN IMMEDIATE`` transaction, the version read again inside it, so two
+    processes opening the same old project upgrade it once."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        old = int(row[0]) if row else 1
+        for version in range(old + 1, SCHEMA_VERSION + 1):
+            for stmt in MIGRATIONS[version]:
+                db.execute(stmt)
+        if old < SCHEMA_VERSION:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                       (str(SCHEMA_VERSION),))
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return old

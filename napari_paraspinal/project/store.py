@@ -25,6 +25,11 @@ Why it is built this way:
 - Model bundles are copied to a staging folder and renamed into place; their cards are
   read as JSON only, nothing is ever unpickled.
 - Case ids come from file names (never from DICOM headers) and are safe as folder names.
+- Each case records its source's fingerprint (size, mtime, SHA-256; :mod:`.fingerprint`),
+  so a source changed or gone since is reported, not measured. Batch workers claim cases
+  and save automatic versions by compare-and-set (:mod:`.claims`), so concurrent runs split
+  the cases and a person's version saved meanwhile is never buried.
+- Older projects are upgraded on open (:func:`.schema.upgrade`, one transaction).
 
 The schema and the names of folders, files and states are in :mod:`.schema`; the rows and
 reports handed out are in :mod:`.records`.
@@ -61,6 +66,8 @@ from ..core.io import (
     validate_slice,
 )
 from ..core.writers import write_labels
+from .claims import check_latest
+from .fingerprint import fingerprint_of
 from .records import (
     AddResult,
     CaseRow,
@@ -69,6 +76,7 @@ from .records import (
     MeasurementRow,
     ModelRow,
     ProjectError,
+    SourceFingerprint,
     TrainingCase,
 )
 from .schema import (
@@ -80,12 +88,12 @@ from .schema import (
     LABEL_VALUES,
     LABELS_DIR,
     MODELS_DIR,
-    ORPHANS_DIR,
     SCHEMA,
     SCHEMA_VERSION,
     STATUS_OF_KIND,
     STATUSES,
     WEIGHTS,
+    upgrade,
 )
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
@@ -177,6 +185,13 @@ class Project:
         if str(mode).lower() != "wal":
             db.close()
             raise ProjectError(path, f"cannot use the WAL journal here (got {mode!r})")
+        if version < SCHEMA_VERSION:
+            try:
+                upgrade(db)
+            except sqlite3.Error as err:
+                db.close()
+                raise ProjectError(path, f"cannot upgrade the project database ({err})") \
+                    from None
         return cls(root, db)
 
     @staticmethod
@@ -219,6 +234,7 @@ class Project:
         if slice_index is not None:
             slices = [slice_index]
         result = AddResult()
+        hashed: dict = {}  # each source hashed once for all its slices
         for raw in inputs:
             try:
                 refs = expand_inputs([raw])
@@ -238,7 +254,8 @@ class Project:
                     continue
                 for k in chosen:
                     try:
-                        cid, new, notes = self._add_one(ref, k, spacing, level, count > 1)
+                        cid, new, notes = self._add_one(ref, k, spacing, level, count > 1,
+                                                        hashed)
                     except InputError as err:
                         result.failed.append(err)
                         continue
@@ -248,12 +265,16 @@ class Project:
         return result
 
     def _add_one(self, ref: InputRef, index: int, spacing: tuple[float, float] | None,
-                 level: str | None, stack: bool) -> tuple[str, bool, list[str]]:
+                 level: str | None, stack: bool, hashed: dict) -> tuple[str, bool, list[str]]:
         source = str(ref.path.resolve())
         uid = ref.series_uid or ""
         found = self._find_case(source, uid, index)
         if found is not None:
             return found, False, []
+        try:  # before reading: a change after this is caught, never taken as the original
+            fp = fingerprint_of(ref, hashed)
+        except FileNotFoundError:
+            raise InputError(str(ref), "not found: no such file or folder") from None
         image = read_slice(ref, index=index, spacing=spacing)
         validate_slice(image)
         k = int(image.meta.get("slice_index", 0))
@@ -266,10 +287,11 @@ class Project:
             cid = self._new_case_id(ref, f"_s{k:03d}" if stack else "")
             db.execute(
                 "INSERT INTO cases (id, source, series_uid, slice_index, slice_count, "
-                "spacing_json, level, geometry_json, added_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "spacing_json, level, geometry_json, added_at, updated_at, source_size, "
+                "source_mtime_ns, source_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (cid, source, uid, k, count, None if spacing is None else _dumps(spacing),
-                 level, _dumps(image.geometry.to_dict()), now, now))
+                 level, _dumps(image.geometry.to_dict()), now, now, fp.size, fp.mtime_ns,
+                 fp.sha256))
             self._log(db, cid, "add", f"{ref} slice {k} of {count}")
         return cid, True, list(image.notes)
 
@@ -324,15 +346,19 @@ class Project:
                                             "slice no longer lies on the case's grid")
         return image
 
-    def set_status(self, case_id: str, status: str, message: str = "") -> None:
+    def set_status(self, case_id: str, status: str, message: str = "",
+                   expect_version: int | None = None) -> None:
         """Set a case's status, e.g. ``failed`` with the reason.
 
         Other than ``failed``, a status must agree with the case's labels: ``new`` without
-        any version, otherwise the status of the latest version's kind.
+        any version, otherwise the status of the latest version's kind. ``expect_version``:
+        only if the latest version number is still this one (else StaleVersionError).
         """
         _check_choice("status", status, STATUSES)
         with self._transaction() as db:
             self.case(case_id)
+            if expect_version is not None:
+                check_latest(db, self.root, case_id, expect_version, None)
             expected = self._derived_status(db, case_id)
             if status not in ("failed", expected):
                 raise ProjectError(self.root, f"case {case_id!r} cannot be {status!r}: its "
@@ -367,6 +393,7 @@ class Project:
         kind: str,
         labelled: Iterable[int] | None = None,
         model_id: str | None = None,
+        expect_version: int | None = None,
     ) -> LabelVersion:
         """Save a new label version of a case and set its status from ``kind``.
 
@@ -374,7 +401,10 @@ class Project:
         (all labels when None; e.g. only multifidus and erector spinae for a partial
         correction); ``model_id`` names the registered model that predicted it. The file is
         written first, under a new name that never existed, then recorded in one
-        transaction that assigns the next version number.
+        transaction that assigns the next version number. ``expect_version`` (batch
+        workers) makes it a compare-and-set: saved only while the case's latest version
+        number is still this one (0: none) and, for an automatic version, not a person's;
+        else :class:`.StaleVersionError` and nothing is recorded.
         """
         _check_choice("kind", kind, KINDS)
         marks = _labelled(labelled, kind)
@@ -391,6 +421,8 @@ class Project:
             write_labels(data, case.geometry, stage)
             digest = sha256_of(stage)
             with self._transaction() as db:
+                if expect_version is not None:
+                    check_latest(db, self.root, case.id, expect_version, kind)
                 version = self._next_version(db, case.id, folder)
                 rel = f"{LABELS_DIR}/{case.id}/v{version:03d}_{kind}.nii.gz"
                 _place_new(stage, self.root / rel)
@@ -617,104 +649,21 @@ class Project:
     # ----------------------------------------------------------------- check and repair
 
     def check(self, verify_hashes: bool = True) -> CheckReport:
-        """Compare the database with the files: integrity, missing or changed files,
-        statuses that disagree with the labels, orphan and temporary files."""
-        report = CheckReport()
-        with self._lock:
-            report.integrity = [r[0] for r in self.db.execute("PRAGMA integrity_check")
-                                if r[0] != "ok"]
-            report.foreign_keys = [f"{r[0]} row {r[1]} refers to a missing {r[2]} row"
-                                   for r in self.db.execute("PRAGMA foreign_key_check")]
-            versions = [self._version_row(r) for r in self.db.execute(
-                "SELECT * FROM label_versions ORDER BY case_id, version").fetchall()]
-            models = self.models()
-            cases = self.cases()
-        known = {v.relpath for v in versions}
-        for v in versions:
-            what = f"{v.case_id} v{v.version} {v.kind} ({v.relpath})"
-            if not v.path.is_file():
-                report.missing_files.append(f"{what}: file is missing")
-            elif verify_hashes and sha256_of(v.path) != v.sha256:
-                report.hash_mismatches.append(f"{what}: file differs from its SHA-256")
-        for m in models:
-            weights = m.path / WEIGHTS
-            if not weights.is_file():
-                report.missing_files.append(f"model {m.id} ({m.relpath}): {WEIGHTS} missing")
-            elif verify_hashes and sha256_of(weights) != m.weights_sha256:
-                report.hash_mismatches.append(f"model {m.id}: {WEIGHTS} differs from its "
-                                              "SHA-256")
-        by_case: dict[str, list[LabelVersion]] = {}
-        for v in versions:
-            by_case.setdefault(v.case_id, []).append(v)
-        for case in cases:
-            mine = by_case.get(case.id, [])
-            expected = STATUS_OF_KIND[mine[-1].kind] if mine else "new"
-            if case.status not in ("failed", expected):
-                report.inconsistent.append(f"case {case.id}: status {case.status!r} but its "
-                                           f"labels make it {expected!r}")
-            if case.verified_labels != _verified_of(mine):
-                report.inconsistent.append(f"case {case.id}: verified labels "
-                                           f"{case.verified_labels} but its versions give "
-                                           f"{_verified_of(mine)}")
-        self._scan_leftovers(report, known, {m.relpath for m in models})
-        return report
+        """Compare the database with the files: integrity, missing or changed label files and
+        sources, statuses that disagree with the labels, claims, orphan and temporary files
+        (see :mod:`.checking`)."""
+        from .checking import check_project
 
-    def _scan_leftovers(self, report: CheckReport, labels: set[str], models: set[str]) -> None:
-        for p in self.root.iterdir():
-            if p.name.startswith(_STAGE):
-                report.temp_files.append(p.name)
-        label_root = self.root / LABELS_DIR
-        for p in sorted(label_root.rglob("*")) if label_root.is_dir() else []:
-            rel = p.relative_to(self.root).as_posix()
-            if p.is_dir():
-                continue
-            if p.name.startswith("."):
-                report.temp_files.append(rel)
-            elif rel not in labels:
-                report.orphan_files.append(rel)
-        model_root = self.root / MODELS_DIR
-        for p in sorted(model_root.iterdir()) if model_root.is_dir() else []:
-            rel = p.relative_to(self.root).as_posix()
-            if p.name.startswith("."):
-                report.temp_files.append(rel)
-            elif rel not in models:
-                report.orphan_files.append(rel)
+        return check_project(self, verify_hashes)
 
     def repair(self) -> CheckReport:
-        """Set orphans aside under ``orphans/``, remove temporary files, and recompute
-        statuses and verified labels from the label versions. Missing or changed label
-        files cannot be repaired and stay in the report. Run it while no other process
-        writes to the project."""
-        report = self.check(verify_hashes=False)
-        done: list[str] = []
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-        for rel in report.orphan_files:
-            dest = self.root / ORPHANS_DIR / stamp / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(self.root / rel, dest)
-            done.append(f"moved orphan {rel} to {dest.relative_to(self.root).as_posix()}")
-        for rel in report.temp_files:
-            p = self.root / rel
-            if p.is_dir():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                p.unlink(missing_ok=True)
-            done.append(f"removed temporary {rel}")
-        if report.inconsistent:
-            with self._transaction() as db:
-                for case in self.cases():
-                    expected = self._derived_status(db, case.id)
-                    status = case.status if case.status == "failed" else expected
-                    verified = self._derived_verified(db, case.id)
-                    if status != case.status or verified != case.verified_labels:
-                        db.execute("UPDATE cases SET status = ?, verified_labels_json = ?, "
-                                   "updated_at = ? WHERE id = ?",
-                                   (status, _dumps(verified), _now(), case.id))
-                        done.append(f"case {case.id}: status {status}, verified {verified}")
-                self._log(db, None, "repair", "; ".join(done))
-        after = self.check()
-        after.repaired = done
-        return after
+        """Set orphans aside under ``orphans/``, remove temporary files and stale claims,
+        recompute statuses and verified labels, fingerprint sources that have none. Missing
+        or changed files cannot be repaired and stay in the report. Run it while no other
+        process writes to the project."""
+        from .checking import repair_project
+
+        return repair_project(self)
 
     # ----------------------------------------------------------------- internals
 
@@ -757,7 +706,8 @@ class Project:
             level=d["level"], geometry=Geometry.from_dict(json.loads(d["geometry_json"])),
             status=d["status"], message=d["message"], qc_flags=json.loads(d["qc_flags_json"]),
             verified_labels=json.loads(d["verified_labels_json"]), added_at=d["added_at"],
-            updated_at=d["updated_at"])
+            updated_at=d["updated_at"], fingerprint=None if d["source_sha256"] is None else
+            SourceFingerprint(d["source_size"], d["source_mtime_ns"], d["source_sha256"]))
 
     def _version_row(self, d: sqlite3.Row) -> LabelVersion:
         return LabelVersion(
