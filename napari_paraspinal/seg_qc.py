@@ -3,8 +3,9 @@
 The body frame (:mod:`.preprocess.frame`) has no fit whose quality could flag a slice, so
 the result is checked instead, with rules any reader can verify: every multifidus and
 erector spinae present, each in one piece, on its own side of the body, not wildly
-asymmetric, and predicted with confidence. A slice failing a rule is flagged with the
-reason, and the flag travels with its numbers (``registration_flagged`` /
+asymmetric, predicted with confidence, and physically plausible (pixel spacing, an axial
+plane, areas a body can have: :mod:`.plausibility`). A slice failing a rule is flagged
+with the reason, and the flag travels with its numbers (``registration_flagged`` /
 ``registration_check`` columns, shared with the atlas frame's registration QC).
 """
 
@@ -18,6 +19,7 @@ from scipy import ndimage as ndi
 from .core.geometry import Geometry
 from .core.labels import BY_VALUE, ES_L, ES_R, MF_L, MF_R, PS_L, PS_R
 from .core.orientation import canonical_reorientation
+from .plausibility import label_areas, plausibility_reasons
 
 PAIRS = ((MF_L, MF_R), (ES_L, ES_R))
 
@@ -81,4 +83,4 @@ def segmentation_qc(labels: np.ndarray, probabilities: np.ndarray, geometry: Geo
         confidence = float(np.asarray(probabilities).max(0)[muscles].mean())
         if confidence < config.min_confidence:
             reasons.append(f"low confidence ({confidence:.2f})")
-    return reasons
+    return reasons + plausibility_reasons(geometry, label_areas(labels, geometry))

@@ -116,3 +116,33 @@ def axis_codes(geometry: Geometry) -> str:
         k = int(np.argmax(np.abs(axis)))
         codes.append(letters[k][0] if axis[k] > 0 else letters[k][1])
     return "".join(codes)
+
+
+#: Largest angle (degrees) between the slice normal and the patient's head-foot axis for
+#: the slice to count as axial. Beyond it the plane is closer to sagittal or coronal, and
+#: "left" and "right" labels (and areas meant as axial cross-sections) lose their meaning.
+MAX_AXIAL_TILT_DEG = 45.0
+
+
+def plane_tilt_deg(geometry: Geometry) -> float:
+    """Angle (degrees, 0-90) between the slice normal and the head-foot axis: 0 is axial."""
+    m = geometry.matrix
+    normal = np.cross(m[:, 0], m[:, 1])  # from the in-plane axes: the stored normal may lag
+    norm = float(np.linalg.norm(normal))
+    if norm == 0:
+        return 90.0
+    return float(np.degrees(np.arccos(min(1.0, abs(float(normal[2])) / norm))))
+
+
+def not_axial_reason(geometry: Geometry) -> str | None:
+    """A QC reason when the slice is not axial (sagittal, coronal, strongly oblique), else None.
+
+    Left/right labels come from the in-plane axis closest to the patient's left; on such a
+    plane that axis is mostly head-foot or front-back, so left/right numbers are not
+    comparable with axial ones and must carry a flag, not only a note.
+    """
+    tilt = plane_tilt_deg(geometry)
+    if tilt <= MAX_AXIAL_TILT_DEG:
+        return None
+    return (f"not an axial slice (plane {tilt:.0f}° from axial, over "
+            f"{MAX_AXIAL_TILT_DEG:.0f}°): left/right and areas not comparable")

@@ -67,6 +67,10 @@ REGION_SPREADS = 2.0
 MASK_PIXEL_MM = 1.75
 #: Floor added before the log, relative to the bright end of the image.
 LOG_FLOOR = 1e-3
+#: Percentile taken as the zero of intensities when below 0 (not the minimum: outliers).
+FLOOR_PERCENTILE = 1.0
+#: Percentile that, with the span below it, bounds bright outliers.
+CEIL_PERCENTILE = 99.9
 
 
 def _log_images(image: SliceImage) -> tuple[np.ndarray, np.ndarray]:
@@ -76,7 +80,7 @@ def _log_images(image: SliceImage) -> tuple[np.ndarray, np.ndarray]:
         raise InputError(image.source, "image has non-finite pixels; cannot find the body")
     if np.ptp(data) == 0:
         raise InputError(image.source, "image is constant; no body found")
-    data = data - min(float(data.min()), 0.0)
+    data = data - robust_floor(data)
     sx, sy = image.geometry.spacing[:2]
     size = tuple(int(np.clip(2 * round(MEDIAN_MM / s / 2) + 1, 3, 9)) for s in (sy, sx))
     median = _median(data, size)
@@ -85,6 +89,28 @@ def _log_images(image: SliceImage) -> tuple[np.ndarray, np.ndarray]:
     if top <= 0:
         raise InputError(image.source, "image has no signal; no body found")
     return np.log(median / top + LOG_FLOOR), np.log(gauss / top + LOG_FLOOR)
+
+
+def robust_floor(data: np.ndarray) -> float:
+    """The zero of the intensity scale: 0, or the ``FLOOR_PERCENTILE`` where lower.
+
+    Why not the minimum: one pixel of -32768 (an int16 padding value) or one large negative
+    float would lift every other pixel by that much, squeeze body and air together in the
+    log domain and make a good slice look like noise.
+    """
+    return min(float(np.percentile(data, FLOOR_PERCENTILE)), 0.0)
+
+
+def clip_outliers(data: np.ndarray) -> np.ndarray:
+    """``data`` (float) with pixels beyond the robust range pulled to its bounds.
+
+    The range runs from :func:`robust_floor` up to the ``CEIL_PERCENTILE`` plus the span
+    between the two, so ordinary tissue stays as it is and a few absurd pixels (-32768, 1e30)
+    cannot dominate a filter, a mean or a threshold.
+    """
+    lo = robust_floor(data)
+    hi = float(np.percentile(data, CEIL_PERCENTILE))
+    return np.clip(data, lo, hi + max(hi - lo, 0.0))
 
 
 def _median(data: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -222,12 +248,17 @@ def _binned(image: SliceImage, factors: tuple[int, int]) -> SliceImage:
 def body_mask(image: SliceImage) -> np.ndarray:
     """Boolean mask (same shape as the slice) of the patient's body.
 
-    Raises :class:`InputError` when no body is found: constant or non-finite images, images
-    without a clear body/air contrast (e.g. pure noise) or a body under 1 % of the field of view.
+    Intensities are taken on a robust scale (:func:`clip_outliers`): a few absurd pixels do
+    not change the mask. Raises :class:`InputError` when no body is found: constant or
+    non-finite images, images without a clear body/air contrast (e.g. pure noise) or a body
+    under 1 % of the field of view.
     """
     data = np.asarray(image.data)
     if not np.all(np.isfinite(data)):
         raise InputError(image.source, "image has non-finite pixels; cannot find the body")
+    if np.ptp(data) == 0:
+        raise InputError(image.source, "image is constant; no body found")
+    image = image.with_data(clip_outliers(np.asarray(data, np.float64)))
     spacing = (float(image.geometry.spacing[0]), float(image.geometry.spacing[1]))
     factors = _binning(spacing)
     if factors == (1, 1):

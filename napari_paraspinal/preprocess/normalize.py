@@ -13,6 +13,11 @@ Methods:
   ``high_percentile`` -> ``high_value``, linear in between.
 - ``"median_iqr"``: ``(x - median) / (p75 - p25)`` of the body.
 Both then clip to ``[clip_low, clip_high]`` (``None``: no bound on that side).
+
+Outliers: before scaling, pixels beyond the body's robust range (its 1st-99th percentile
+widened by that span on each side) are pulled to it, so one pixel of -32768 or 1e30 cannot
+reach the network as an extreme value even without clipping, nor set the scale of a
+min/max configuration (percentiles 0 and 100); ordinary tissue lies well inside.
 """
 
 from __future__ import annotations
@@ -84,6 +89,8 @@ def normalize(
     if not np.all(np.isfinite(body)):
         raise InputError(image.source, "non-finite pixels in the body; cannot normalise")
 
+    data = _fence(data, body)
+    body = data[mask]
     if config.method == "percentile":
         lo, hi = np.percentile(body, [config.low_percentile, config.high_percentile])
         scale = (hi - lo) / (config.high_value - config.low_value)
@@ -98,3 +105,11 @@ def normalize(
     if config.clip_low is not None or config.clip_high is not None:
         out = np.clip(out, config.clip_low, config.clip_high)
     return image.with_data(out.astype(np.float32))
+
+
+def _fence(data: np.ndarray, body: np.ndarray) -> np.ndarray:
+    """``data`` with pixels beyond the body's 1st-99th percentile, widened by that span on
+    each side, pulled to those bounds (robust: percentiles, not min/max)."""
+    lo, hi = np.percentile(body, [1.0, 99.0])
+    span = max(float(hi - lo), 0.0)
+    return np.clip(data, lo - span, hi + span)
