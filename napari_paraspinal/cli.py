@@ -11,6 +11,7 @@ import numpy as np
 
 from . import __version__
 from .cli_bench import add_bench_parser
+from .cli_run import add_run_parser, exit_on_error, notices_to_stderr
 from .core.errors import InputError
 from .fat_options import DEFAULT_METHOD, METHODS
 
@@ -31,84 +32,6 @@ def _slice_list(text: str) -> list[int]:
         return parse_slices(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from .case_input import pair_inputs
-    from .fat import FatConfig
-    from .pipeline import RunConfig, run
-    from .preprocess.n4 import N4Config
-
-    slices = args.slices if args.slices is not None else (
-        None if args.slice is None else [args.slice])
-    config = RunConfig(out_dir=Path(args.out), slices=slices, spacing=args.spacing,
-                       overlays=not args.no_overlays,
-                       labels_dir=Path(args.labels) if args.labels else None,
-                       fat=FatConfig(method=args.fat_method, fat_is_bright={
-                           "auto": None, "bright": True, "dark": False}[args.fat_contrast]),
-                       n4=None if args.no_n4 else N4Config(),
-                       model=Path(args.model) if args.model else None, level=args.level,
-                       device=args.device, identifiers=args.identifiers)
-    if bool(args.water) != bool(args.fat):
-        given, missing = ("--water", "--fat") if args.water else ("--fat", "--water")
-        print(f"error: {given} needs {missing} (a Dixon pair: water and fat images)",
-              file=sys.stderr)
-        return 2
-    if not args.inputs and not args.water:
-        print("error: give images to run on, or --water and --fat", file=sys.stderr)
-        return 2
-    inputs: list = list(args.inputs)
-    if args.water:
-        inputs = pair_inputs(args.water, args.fat) + inputs
-
-    def progress(done: int, total: int, what: str) -> None:
-        print(f"[{done}/{total}] {what}", file=sys.stderr)
-
-    results = run(inputs, config, progress=None if args.quiet else progress)
-    failed = [r for r in results if r.status != "ok"]
-    for r in results:
-        print(f"{r.case}: {r.status}  {_case_line(r)}")
-    print(f"{len(results) - len(failed)} of {len(results)} cases done; "
-          f"tables in {config.out_dir / 'measurements.xlsx'} and .csv")
-    if config.labels_dir is None and not any("label_source" in r.row for r in results):
-        print("note: no segmentation model is installed; run read, checked and reported the "
-              "inputs (give --model BUNDLE, or --labels to measure existing label maps).")
-    flagged = [_flagged(r) for r in results if any(x.get("registration_flagged")
-                                                   for x in r.rows)]
-    if flagged:
-        print(f"check these (the quality check flagged them; reasons in the table): "
-              f"{'; '.join(flagged)}")
-    return 1 if failed and len(failed) == len(results) else 0
-
-
-def _flagged(r) -> str:
-    """A case, or its flagged slices, for the terminal."""
-    if len(r.rows) == 1:
-        return r.case
-    ks = [str(x["slice"]) for x in r.rows if x.get("registration_flagged")]
-    return f"{r.case} slices {','.join(ks)} ({len(ks)} of {len(r.rows)})"
-
-
-def _case_line(r) -> str:
-    """One line about a case for the terminal."""
-    if r.status != "ok":
-        return r.message
-    row = r.row
-    line = (f"{row['rows']}×{row['cols']} px, {row['spacing_col_mm']:g}×"
-            f"{row['spacing_row_mm']:g} mm, orientation {row['orientation']}")
-    if len(r.rows) > 1:
-        bad = sum(1 for x in r.rows if x.get("status") == "failed")
-        line += f", {len(r.rows)} slices" + (f" ({bad} could not be used)" if bad else "")
-        seconds = sum(x.get("seconds", 0.0) for x in r.rows)
-        if seconds:
-            line += f", {seconds:.1f} s"
-    elif "level" in row:
-        line += f", level {row['level']}, {row['seconds']:.1f} s"
-        if row.get("registration_flagged"):
-            line += "  CHECK"
-    if row.get("notes") and len(r.rows) == 1:
-        line += f"  ({row['notes']})"
-    return line
 
 
 def cmd_phantom(args: argparse.Namespace) -> int:
@@ -386,7 +309,8 @@ def _table_job(job, first: Path, second: Path, out: Path) -> int:  # noqa: ANN00
     try:
         paths = job(first, second, out)
     except ValueError as err:
-        raise InputError(first, str(err)) from err
+        print(f"error: {err}", file=sys.stderr)  # the message names its own file and line
+        return 2
     print(paths["md"].read_text())
     print("written: " + ", ".join(str(p) for p in paths.values()))
     return 0
@@ -450,10 +374,15 @@ def cmd_project(args: argparse.Namespace) -> int:
             print(f"{case.id}: saved version {version.version} ({version.kind})")
             return 0
         if args.action == "check":
+            from .project.checking import accept_sources, report_lines
+
+            accepted = accept_sources(project) if args.accept_sources else []
             report = project.repair() if args.repair else project.check()
-            for problem in report.problems:
-                print(problem)
-            print("consistent" if report.ok else "problems found")
+            report.repaired[:0] = accepted
+            if (args.repair or args.accept_sources) and not report.repaired:
+                report.repaired.append("nothing needed it")
+            for line in report_lines(report):
+                print(line)
             return 0 if report.ok else 1
         if args.action == "models":
             from .export import markdown_table
@@ -551,44 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("run", help="the main job: images in; labels, overlays and a "
-                                   "measurements spreadsheet out")
-    p.add_argument("inputs", nargs="*", help="image files or folders (DICOM series, NIfTI, "
-                                             "NRRD, MHA, PNG/TIFF with --spacing)")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--slices", type=_slice_list, default=None,
-                   help="slices of 3-D inputs, 0-based, e.g. 3,5-7 (default: every slice)")
-    p.add_argument("--slice", type=int, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--water", nargs="+", default=None,
-                   help="Dixon water images (files or folders); pairs with --fat by name")
-    p.add_argument("--fat", nargs="+", default=None,
-                   help="Dixon fat images, same grids as --water: segmented on water + fat, "
-                        "with the Dixon fat fraction per muscle")
-    p.add_argument("--spacing", type=_spacing, default=None,
-                   help="pixel spacing in mm for files without one (PNG/TIFF/JPEG)")
-    p.add_argument("--labels", default=None,
-                   help="folder of existing label maps with the inputs' file names (e.g. "
-                        "manual segmentations): measured instead of segmented")
-    p.add_argument("--fat-method", choices=METHODS, default=DEFAULT_METHOD,
-                   help="fat/muscle separation inside MF and ES (default: calibrated, closest "
-                        "to the Dixon fat fraction on real scans; kmeans is the paper's)")
-    p.add_argument("--fat-contrast", choices=["auto", "bright", "dark"], default="auto",
-                   help="is fat bright (T2w, T1w, Dixon fat, in-phase) or dark (Dixon water, "
-                        "fat-suppressed)? default: told from each slice; fat columns stay "
-                        "empty and flagged where it cannot be told")
-    p.add_argument("--no-n4", action="store_true",
-                   help="measure fat on the raw intensities (no N4 bias correction)")
-    p.add_argument("--model", default=None,
-                   help="model bundle folder (default: the shipped model)")
-    p.add_argument("--level", choices=["auto", "L4-L5", "L5-S1"], default="auto",
-                   help="spinal level of the slices (default: detected per slice)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
-    p.add_argument("--identifiers", action="store_true",
-                   help="also write DICOM patient id, name and study date on the provenance "
-                        "sheet (default: none; case ids come from file names)")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
-    p.set_defaults(func=cmd_run)
+    add_run_parser(sub, _spacing, _slice_list)
 
     p = sub.add_parser("phantom", help="write synthetic lumbar slices with exact labels")
     p.add_argument("out_dir", type=Path)
@@ -753,10 +645,16 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--kind", choices=["corrected", "verified"], default="corrected")
     q.add_argument("--labelled", default=None,
                    help="label values the correction vouches for, e.g. 5,6,7,8 (default: all)")
-    q = psub.add_parser("check", help="verify the database and every label file")
+    q = psub.add_parser("check", help="verify the database, every label file and every case's "
+                                      "source; list what was checked and found")
     q.add_argument("project", type=Path)
     q.add_argument("--repair", action="store_true",
-                   help="move orphan files aside and recompute statuses")
+                   help="move orphan files aside, clear stale claims, recompute statuses, "
+                        "fingerprint sources of cases added before fingerprints; says what "
+                        "it did")
+    q.add_argument("--accept-sources", action="store_true",
+                   help="record the current fingerprint of changed sources (only once you "
+                        "know the cases' labels still fit the images as they are now)")
     q = psub.add_parser("models", help="the model versions of the project")
     q.add_argument("project", type=Path)
     q = psub.add_parser("activate", help="make a registered model version the active one")
@@ -838,13 +736,16 @@ def _training_configs(args: argparse.Namespace):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``paraspinal`` console script."""
+    """Entry point of the ``paraspinal`` console script: bad input, an unusable file or
+    folder, Ctrl-C or a closed pipe end with a message and exit status, not a traceback."""
     args = build_parser().parse_args(argv)
+    notices_to_stderr()
     try:
-        return int(args.func(args) or 0)
-    except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # a reader that went away shows here, not at interpreter exit
+        return status
+    except (InputError, OSError, KeyboardInterrupt) as err:
+        return exit_on_error(err)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,16 @@
 """The main job: inputs in; per case outputs and one measurements table out.
 
-Each case is read and checked; a bad case is reported and the batch goes on. The work is a
-plain function reporting progress through a callback and honouring a cancel flag, so the
-CLI, the napari plugin and the app all run the same code.
+Each case is isolated: whatever goes wrong in it (an unreadable input, an output that cannot
+be written, a bug) makes it a failed row naming the problem, and the batch goes on. The
+tables and a run manifest are rewritten as each case finishes (:mod:`.run_output`), so a
+killed run keeps its finished cases. The work is a plain function reporting progress through
+a callback and honouring a cancel flag, so the CLI, the napari plugin and the app all run
+the same code.
 """
 
 from __future__ import annotations
 
-import json
-import re
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -19,19 +21,24 @@ import numpy as np
 
 from .case_input import CaseSlice, DixonRef, dixon_slice_count, read_case_slice, slice_columns
 from .core.errors import InputError
-from .core.io import InputRef, expand_inputs, image_stem, list_slices, read_labels
+from .core.io import InputRef, describe_error, image_stem, list_inputs, list_slices, read_labels
+from .core.listing import path_problem
+from .core.names import safe_id
 from .core.volume import StackGrid, stack_grid, write_label_volume
 from .core.writers import write_labels
 from .dixon import dixon_columns
-from .export import write_csv, write_xlsx
 from .fat import FatConfig
 from .levels import UNKNOWN, assign_levels
-from .measure import geometry_columns, measure_slice, method_provenance
+from .measure import geometry_columns, measure_slice
 from .overlay import save_overlay_png
+from .plausibility import check_row
 from .preprocess.n4 import N4Config
+from .run_output import SUPERSEDED, OutputError, RunOutput, make_output_folder, writing
+from .run_tables import table_sheets
 from .segment import Model, default_model_path, load_model, segment_many
 
 ProgressFn = Callable[[int, int, str], None]
+NoticeFn = Callable[[str], None]
 
 
 @dataclass
@@ -46,6 +53,7 @@ class CaseResult:
     outputs: dict[str, Path] = field(default_factory=dict)
     label_status: str = "none"  # "given" (--labels), "automatic" (the model) or "none"
     identifiers: dict[str, str] = field(default_factory=dict)  # only when asked for
+    finished: str = ""  # when the case ended (ISO time)
 
     @property
     def row(self) -> dict:
@@ -74,13 +82,14 @@ Source = InputRef | DixonRef
 
 
 def case_id(ref: Source, taken: set[str]) -> str:
-    """A short, file-system-safe, unique id for a case (never patient data from headers)."""
+    """A short, file-system-safe id for a case from its file name (:func:`safe_id`; never
+    patient data from headers), unique in ``taken`` ignoring case (as file systems may)."""
     path = ref.water.path if isinstance(ref, DixonRef) else ref.path
-    base = re.sub(r"[^A-Za-z0-9_.-]+", "_", image_stem(path)).strip("_") or "case"
+    base = safe_id(image_stem(path))
     cid, n = base, 2
-    while cid in taken:
+    while cid.casefold() in taken:
         cid, n = f"{base}_{n}", n + 1
-    taken.add(cid)
+    taken.add(cid.casefold())
     return cid
 
 
@@ -105,8 +114,7 @@ def process_case(ref: Source, cid: str, config: RunConfig, model: Model | None =
     A 3-D input gives one row per slice and one label volume; a slice that cannot be used
     gets a failed row naming the problem and the others go on.
     """
-    indices = case_slices(ref, config)
-    stack = isinstance(ref, DixonRef) or len(list_slices(_main_ref(ref))) > 1
+    indices, stack = _layout(ref, config)
     grid = stack_grid(_main_ref(ref)) if stack else None  # an uneven stack fails here
     result = CaseResult(case=cid, source=str(ref), status="ok")
     images: dict[int, CaseSlice] = {}
@@ -124,8 +132,9 @@ def process_case(ref: Source, cid: str, config: RunConfig, model: Model | None =
     maps: dict[int, np.ndarray] = {}
     for k, labels, extra in _labels_of(ref, images, config, model, result, cancel):
         item = images[k]
-        bias = extra.pop("bias", None) if config.n4 is not None else None
-        body = extra.pop("body", None)
+        bias, body = extra.pop("bias", None), extra.pop("body", None)  # never in the row
+        if config.n4 is None:
+            bias = None
         # water + fat: fat is bright by construction, no need to detect it
         fat = replace(config.fat, fat_is_bright=True) if item.water is not None else config.fat
         row = {"case": cid, "status": "read", **slice_columns(item.image),
@@ -137,11 +146,14 @@ def process_case(ref: Source, cid: str, config: RunConfig, model: Model | None =
             if item.water is not None:
                 row.update(dixon_columns(item.water, item.fat, labels, item.image.geometry))
             if config.overlays:
-                name = f"{cid}_{k:03d}.png" if stack else f"{cid}.png"
-                save_overlay_png(item.image, labels, config.out_dir / "overlays" / name,
-                                 fat_mask=measured.fat_mask)
+                path = config.out_dir / "overlays" / overlay_name(cid, k, stack)
+                with writing(path):
+                    save_overlay_png(item.image, labels, path, fat_mask=measured.fat_mask)
         elif config.overlays and not stack:
-            save_overlay_png(item.image, None, config.out_dir / "overlays" / f"{cid}.png")
+            path = config.out_dir / "overlays" / overlay_name(cid, k, stack)
+            with writing(path):
+                save_overlay_png(item.image, None, path)
+        check_row(row, item.image.geometry)
         result.rows.append(row)
         if on_slice is not None:
             on_slice(k)
@@ -149,8 +161,9 @@ def process_case(ref: Source, cid: str, config: RunConfig, model: Model | None =
     if grid is not None and result.label_status == "automatic":
         count_levels(result.rows, grid)
     if maps:
-        result.outputs["labels"] = _write_labels(maps, images, grid,
-                                                 config.out_dir / "labels" / f"{cid}.nii.gz")
+        path = labels_path(config, cid)
+        with writing(path):
+            result.outputs["labels"] = _write_labels(maps, images, grid, path)
     if config.overlays and (config.out_dir / "overlays").is_dir():
         result.outputs["overlays"] = config.out_dir / "overlays"
     return result
@@ -235,20 +248,25 @@ def run(
     config: RunConfig,
     progress: ProgressFn | None = None,
     cancel: Event | None = None,
+    notice: NoticeFn | None = None,
 ) -> list[CaseResult]:
-    """Process every input, then write ``measurements.xlsx`` and ``measurements.csv``.
+    """Process every input; ``measurements.csv``/``.xlsx`` and the manifest ``run.json``
+    in ``config.out_dir`` are rewritten as each case finishes (:mod:`.run_output`).
 
-    Progress counts slices over all inputs. Inputs that cannot be read are reported as
-    failed rows; the others still run. Setting ``cancel`` stops before the next batch of
-    slices; what finished is still written.
+    Progress counts slices over all inputs. Any error of one case becomes its failed row and
+    the others still run. What the folder listing skipped (hidden files, pipes, link loops,
+    over-long paths, ...) goes to ``notice``, as does a table that could not be updated
+    mid-run. Setting ``cancel`` stops before the next batch of slices; what finished is
+    kept. A given path that does not exist, a model that cannot be loaded or an output
+    folder that cannot be used raise :class:`InputError` before anything is written.
     """
-    refs: list[Source] = [r for r in inputs if isinstance(r, DixonRef)]
-    refs += expand_inputs([r for r in inputs if not isinstance(r, DixonRef)])
-    config.out_dir.mkdir(parents=True, exist_ok=True)
-    model = None
-    if config.labels_dir is None and (config.model is not None or
-                                      default_model_path().is_dir()):
-        model = load_model(config.model, config.device)
+    refs, skipped = _listed(inputs, config.out_dir)
+    make_output_folder(config.out_dir)  # before the model loads: a bad folder fails fast
+    model = load_model(config.model, config.device) if model_available(config) else None
+    out = RunOutput.start(config.out_dir, [str(r) for r in refs], [str(e) for e in skipped])
+    for err in skipped:
+        if notice:
+            notice(f"skipped {err}")
     counts = [_count(ref, config) for ref in refs]
     total, done = sum(counts), 0
     taken: set[str] = set()
@@ -264,65 +282,103 @@ def run(
             if progress:
                 progress(done, total, f"{ref} slice {k}" if count > 1 else str(ref))
 
-        try:
-            results.append(process_case(ref, cid, config, model, on_slice, cancel))
-        except InputError as err:
-            results.append(CaseResult(case=cid, source=str(ref), status="failed",
-                                      message=str(err), rows=[{"case": cid, "status": "failed",
-                                                               "notes": err.problem}]))
+        results.append(_isolated_case(ref, cid, config, model, out, on_slice, cancel))
         done = sum(counts[:len(results)])
+        try:
+            out.write_tables(table_sheets(results, config, model))
+        except OutputError as err:  # tried again after the next case and at the end
+            if notice:
+                notice(f"tables not updated: {err}")
     if progress:
         progress(total, total, "writing tables")
-    write_tables(results, config, model)
+    cancelled = cancel is not None and cancel.is_set()
+    out.finish(table_sheets(results, config, model), "cancelled" if cancelled else "complete")
     return results
+
+
+def model_available(config: RunConfig) -> bool:
+    """Whether a run segments with a model: no ``--labels`` and a model given or shipped."""
+    return config.labels_dir is None and (config.model is not None
+                                          or default_model_path().is_dir())
+
+
+def labels_path(config: RunConfig, cid: str) -> Path:
+    """Where a case's label map is written."""
+    return config.out_dir / "labels" / f"{cid}.nii.gz"
+
+
+def overlay_name(cid: str, k: int, stack: bool) -> str:
+    """File name of a slice's overlay (a stack's carry the slice index)."""
+    return f"{cid}_{k:03d}.png" if stack else f"{cid}.png"
+
+
+def _isolated_case(ref: Source, cid: str, config: RunConfig, model: Model | None,
+                   out: RunOutput, on_slice: Callable[[int], None],
+                   cancel: Event | None) -> CaseResult:
+    """One case, whatever happens: an exception becomes the case's failed row."""
+    try:
+        out.case_started(cid, str(ref), _planned(ref, cid, config))
+        result = process_case(ref, cid, config, model, on_slice, cancel)
+    except OutputError as err:  # full disk, name too long, ...: name the file
+        result = _failed_case(ref, cid, str(err), str(err))
+    except InputError as err:
+        result = _failed_case(ref, cid, err.problem, str(err))
+    except OSError as err:
+        where = f"{err.filename}: " if err.filename else ""
+        result = _failed_case(ref, cid, f"{where}{path_problem(err)}",
+                              f"{ref}: {where}{path_problem(err)}")
+    except Exception as err:  # noqa: BLE001  a bug in one case must not lose the batch
+        problem = (f"unexpected error ({type(err).__name__}: {describe_error(err)}); "
+                   "please report it")
+        result = _failed_case(ref, cid, problem, f"{ref}: {problem}")
+    result.finished = time.strftime("%Y-%m-%dT%H:%M:%S")
+    out.case_finished(cid, result.status, result.message, len(result.rows))
+    return result
+
+
+def _failed_case(ref: Source, cid: str, problem: str, message: str) -> CaseResult:
+    return CaseResult(case=cid, source=str(ref), status="failed", message=message,
+                      rows=[{"case": cid, "status": "failed", "notes": problem}])
+
+
+def _layout(ref: Source, config: RunConfig) -> tuple[list[int], bool]:
+    """The slices a run measures, and whether the input is a stack (several slices)."""
+    indices = case_slices(ref, config)
+    return indices, isinstance(ref, DixonRef) or len(list_slices(_main_ref(ref))) > 1
+
+
+def _planned(ref: Source, cid: str, config: RunConfig) -> list[Path]:
+    """Every file a case may write (its label map and overlays)."""
+    try:
+        indices, stack = _layout(ref, config)
+    except Exception:  # noqa: BLE001  the case itself reports it
+        indices, stack = [0], False
+    paths = [labels_path(config, cid)]
+    if config.overlays:
+        paths += [config.out_dir / "overlays" / overlay_name(cid, k, stack) for k in indices]
+    return paths
+
+
+def _listed(inputs: Sequence[str | Path | DixonRef], out_dir: Path
+            ) -> tuple[list[Source], list[InputError]]:
+    """The cases of the inputs and what was skipped; the run's own output folders (labels,
+    overlays, superseded) are never read back as inputs."""
+    listing = list_inputs([r for r in inputs if not isinstance(r, DixonRef)])
+    ours = [os.path.abspath(out_dir / d) for d in ("labels", "overlays", SUPERSEDED)]
+    refs: list[Source] = [r for r in inputs if isinstance(r, DixonRef)]
+    skipped = list(listing.skipped)
+    for ref in listing.refs:
+        path = os.path.abspath(ref.path)
+        if any(path == d or path.startswith(d + os.sep) for d in ours):
+            skipped.append(InputError(ref.path, "is in this run's output folder (earlier "
+                                                "results): not read as an input"))
+        else:
+            refs.append(ref)
+    return refs, skipped
 
 
 def _count(ref: Source, config: RunConfig) -> int:
     try:
         return len(case_slices(ref, config))
-    except InputError:
+    except Exception:  # noqa: BLE001  the case itself reports it
         return 1
-
-
-def write_tables(results: Sequence[CaseResult], config: RunConfig,
-                 model: Model | None = None) -> None:
-    """The measurements table (one row per case) and its provenance sheet.
-
-    Provenance names the software, the labels' origin and status (``automatic`` from the
-    model, ``given`` from ``--labels``), the model with its weights' hash and preprocessing,
-    the registration QC, bias correction and fat method, so every number can be traced. No
-    patient identifier is written unless ``config.identifiers`` asks for them; case ids come
-    from file names.
-    """
-    rows = [row for r in results for row in r.rows]
-    provenance = [
-        {
-            "case": r.case,
-            "source": r.source,
-            "status": r.status,
-            "message": r.message,
-            **method_provenance(config.n4, config.fat),
-            "labels": r.row.get("label_source", "none"),
-            "label_status": r.label_status,
-            **_model_provenance(model if r.label_status == "automatic" else None),
-            "qc_flags": json.dumps({f"slice {row.get('slice', 0)}": row["registration_check"]
-                                    for row in r.rows if row.get("registration_flagged")}),
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            **r.identifiers,
-        }
-        for r in results
-    ]
-    write_xlsx({"measurements": rows, "provenance": provenance},
-               config.out_dir / "measurements.xlsx")
-    write_csv(rows, config.out_dir / "measurements.csv")
-
-
-def _model_provenance(model: Model | None) -> dict[str, str]:
-    if model is None:
-        return {"model": "", "model_weights_sha256": "", "preprocessing": ""}
-    card = model.card
-    # the settings run: the card's atlases and space, with the loaded model's N4,
-    # normalisation and registration (this version's registration, see load_model)
-    run = {**card.preprocessing, **model.preprocess.to_dict()}
-    return {"model": f"{card.name} v{card.version}", "model_weights_sha256": card.weights_sha256,
-            "preprocessing": json.dumps(run)}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,21 +32,42 @@ _GROUPING_TAGS = ["SeriesInstanceUID", "SeriesNumber", "Rows"]
 _IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 
 
+def _head(path: str | os.PathLike[str], n: int) -> bytes:
+    """The first ``n`` bytes of a regular file (b"" for anything else: a pipe would block)."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return b""
+        with open(path, "rb") as fh:
+            return fh.read(n)
+    except OSError:
+        return b""
+
+
 def has_dicom_magic(path: str | os.PathLike[str]) -> bool:
     """True when the file has the DICOM preamble marker ("DICM" at byte 128); never raises."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(132)
-    except OSError:
-        return False
+    head = _head(path, 132)
     return len(head) == 132 and head[128:] == b"DICM"
 
 
+def looks_like_bare_dataset(path: str | os.PathLike[str]) -> bool:
+    """True when a file without the preamble starts like a DICOM data set (little-endian
+    group 0002 or 0008, explicit or implicit VR), as some scanners and tools write them."""
+    head = _head(path, 8)
+    if len(head) < 8 or head[:2] not in (b"\x02\x00", b"\x08\x00") or head[3] != 0:
+        return False
+    if head[4:6].isalpha() and head[4:6].isupper():  # explicit VR
+        return True
+    length = int.from_bytes(head[4:8], "little")  # implicit VR: a short element
+    return length < 1024 and length % 2 == 0
+
+
 def is_dicom_candidate(path: Path) -> bool:
-    """A file that should be read as DICOM: DICOM suffix or preamble (never DICOMDIR)."""
+    """A file that should be read as DICOM: DICOM suffix, preamble, or a bare data set
+    (never DICOMDIR)."""
     if path.name.upper() == "DICOMDIR":
         return False
-    return path.name.lower().endswith(DICOM_SUFFIXES) or has_dicom_magic(path)
+    return (path.name.lower().endswith(DICOM_SUFFIXES) or has_dicom_magic(path)
+            or looks_like_bare_dataset(path))
 
 
 def folder_has_dicom(folder: Path) -> bool:
@@ -63,11 +85,14 @@ def folder_has_dicom(folder: Path) -> bool:
 def read_header(path: Path, tags: Sequence[str] | None = None) -> Dataset:
     """The header (no pixel data) of a DICOM file; InputError when it is not DICOM.
 
-    Files without the preamble are accepted only when they parse to an image header.
+    Files without the preamble are read with ``force`` and accepted when they parse to a
+    DICOM object (an image, or an object with a SOP class).
     """
     if path.stat().st_size == 0:
         raise InputError(path, "is empty (0 bytes)")
     magic = has_dicom_magic(path)
+    if tags and not magic:
+        tags = [*tags, "Rows", "Columns", "SOPClassUID"]  # what tells DICOM from noise
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True, force=not magic,
                              specific_tags=list(tags) if tags else None)
@@ -76,7 +101,7 @@ def read_header(path: Path, tags: Sequence[str] | None = None) -> Dataset:
             raise
         raise InputError(path, "is not a DICOM file (no 'DICM' marker and no readable "
                                "DICOM header)") from err
-    if not magic and ("Rows" not in ds or "SOPClassUID" not in ds):
+    if not magic and not (("Rows" in ds and "Columns" in ds) or "SOPClassUID" in ds):
         raise InputError(path, "is not a DICOM file (no 'DICM' marker and no readable "
                                "DICOM header)")
     return ds

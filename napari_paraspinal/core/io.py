@@ -9,7 +9,8 @@ corrupt files, unsupported dimensions, colour, absurd spacing, oversized images 
 NIfTI pixels are read with nibabel because SimpleITK silently fills a truncated NIfTI with
 zeros; geometry of 3-D NIfTI, NRRD and MetaImage comes from SimpleITK's header reader (RAS to
 LPS, sform/qform); 2-D NIfTI geometry comes from nibabel's affine, which SimpleITK would cut
-down to 2-D.
+down to 2-D. Inputs are listed (folders walked, special files refused) by :mod:`.listing`,
+whose names are re-exported here.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import io as _bytes_io
 import operator
 import os
 import re
+import stat
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -35,35 +37,20 @@ from . import dicom, raster
 from .errors import InputError
 from .geometry import Geometry, SliceImage
 from .labels import NUM_CLASSES
+from .listing import ITK as _ITK
+from .listing import NIFTI as _NIFTI
+from .listing import SUPPORTED as _SUPPORTED
+from .listing import InputRef, Listing, expand_inputs, list_inputs, stat_input
+from .listing import format_of as _format_of
+
+__all__ = ["MAX_SIZE", "MAX_SPACING_MM", "InputRef", "Listing", "SliceInfo", "describe_error",
+           "expand_inputs", "image_stem", "is_supported", "labelled_pairs", "list_inputs",
+           "list_slices", "read_labels", "read_slice", "validate_slice"]
 
 #: Largest in-plane size accepted (pixels along each axis).
 MAX_SIZE = 4096
 #: Largest plausible in-plane pixel spacing (mm).
 MAX_SPACING_MM = 10.0
-
-_NIFTI = (".nii", ".nii.gz")
-_ITK = (".nrrd", ".nhdr", ".mha", ".mhd")
-_SUPPORTED = "DICOM, NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr), MetaImage (.mha, .mhd), " \
-             "PNG, TIFF, JPEG"
-
-
-@dataclass(frozen=True)
-class InputRef:
-    """One input: a file, or a DICOM series (its folder and, when known, its series UID)."""
-
-    path: Path
-    series_uid: str | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.path, Path):
-            object.__setattr__(self, "path", Path(self.path))
-
-    def __str__(self) -> str:
-        if self.series_uid is None:
-            return str(self.path)
-        uid = self.series_uid
-        short = uid if len(uid) <= 24 else f"{uid[:10]}…{uid[-10:]}"
-        return f"{self.path}{os.sep} (series {short})"
 
 
 @dataclass(frozen=True)
@@ -99,24 +86,6 @@ def is_supported(path: str | os.PathLike[str]) -> bool:
         return p.is_file() and _format_of(p) is not None
     except Exception:
         return False
-
-
-def expand_inputs(paths: Sequence[str | os.PathLike[str]]) -> list[InputRef]:
-    """Inputs as cases: files as given; a folder gives one case per DICOM series in each of
-    its folders plus every other supported file, walked in sorted order."""
-    refs: list[InputRef] = []
-    for raw in paths:
-        p = Path(raw)
-        if p.is_dir():
-            found = _expand_folder(p)
-            if not found:
-                raise InputError(p, f"no supported images in this folder ({_SUPPORTED})")
-            refs.extend(found)
-        elif p.exists():
-            refs.append(InputRef(p))
-        else:
-            raise InputError(p, "not found: no such file or folder")
-    return refs
 
 
 def image_stem(path: str | os.PathLike[str]) -> str:
@@ -175,6 +144,7 @@ def read_labels(
     the geometry's position is taken unless ``index`` is given (without either, the middle).
     """
     ref = InputRef(Path(path))
+    stat_input(ref.path)
     if _format_of(ref.path) not in ("nifti", "itk"):
         raise InputError(ref.path, "label maps must be NIfTI, NRRD or MetaImage files")
     stack = _open(ref)
@@ -229,41 +199,10 @@ def _as_ref(source: str | os.PathLike[str] | InputRef) -> InputRef:
     return source if isinstance(source, InputRef) else InputRef(Path(source))
 
 
-def _format_of(path: Path) -> str | None:
-    """'nifti', 'itk', 'raster' or 'dicom' by suffix, then by DICOM preamble; else None."""
-    name = path.name.lower()
-    if name.endswith(_NIFTI):
-        return "nifti"
-    if name.endswith(_ITK):
-        return "itk"
-    if name.endswith(raster.RASTER_SUFFIXES):
-        return "raster"
-    if dicom.is_dicom_candidate(path):
-        return "dicom"
-    return None
-
-
-def _expand_folder(root: Path) -> list[InputRef]:
-    refs: list[InputRef] = []
-    for folder, subdirs, files in os.walk(root):
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
-        paths = [Path(folder) / n for n in sorted(files) if not n.startswith(".")]
-        formats = {p: _format_of(p) for p in paths}
-        series, unreadable = dicom.group_series([p for p in paths if formats[p] == "dicom"])
-        refs.extend(InputRef(Path(folder), uid) for uid in series)
-        refs.extend(InputRef(p) for p in unreadable)
-        refs.extend(InputRef(p) for p in paths if formats[p] not in (None, "dicom"))
-    return refs
-
-
 def _open(ref: InputRef) -> _Stack:
     """The stack of an input (cached while the file or folder is unchanged)."""
-    path = ref.path
-    try:
-        st = path.stat()
-    except OSError:
-        raise InputError(str(ref), "not found: no such file or folder") from None
-    if path.is_file() and st.st_size == 0:
+    st = stat_input(ref.path, str(ref))  # a pipe or device is refused before any open
+    if stat.S_ISREG(st.st_mode) and st.st_size == 0:
         raise InputError(str(ref), "is empty (0 bytes)")
     stack = _open_cached(ref, st.st_mtime_ns, st.st_size)
     _check_size(str(ref), stack.shape)
@@ -296,10 +235,10 @@ def _reading(ref: InputRef) -> Iterator[None]:
         raise
     except Exception as err:
         raise InputError(str(ref), "cannot be read: the file is truncated, corrupt or not "
-                                   f"what its name says ({_reason(err)})") from err
+                                   f"what its name says ({describe_error(err)})") from err
 
 
-def _reason(err: BaseException) -> str:
+def describe_error(err: BaseException) -> str:
     """The informative part of a library error, without SimpleITK's source locations and
     object addresses (NRRD puts its detail on the last line)."""
     lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]

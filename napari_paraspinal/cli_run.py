@@ -1,0 +1,198 @@
+"""``paraspinal run``: the main job from the command line, and the top-level error handling
+of every command (a clear message and exit status instead of a traceback)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from .core.listing import path_problem
+from .fat_options import DEFAULT_METHOD, METHODS
+
+#: Exit status when some cases failed (the others are in the tables), and for usage errors.
+EXIT_CASES_FAILED = 1
+EXIT_ERROR = 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a command whose reader went away
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the batch; one line per case, a summary line, exit 1 when any case failed."""
+    from .case_input import pair_inputs
+    from .fat import FatConfig
+    from .pipeline import RunConfig, model_available, run
+    from .preprocess.n4 import N4Config
+    from .run_output import MANIFEST
+
+    slices = args.slices if args.slices is not None else (
+        None if args.slice is None else [args.slice])
+    config = RunConfig(out_dir=Path(args.out), slices=slices, spacing=args.spacing,
+                       overlays=not args.no_overlays,
+                       labels_dir=Path(args.labels) if args.labels else None,
+                       fat=FatConfig(method=args.fat_method, fat_is_bright={
+                           "auto": None, "bright": True, "dark": False}[args.fat_contrast]),
+                       n4=None if args.no_n4 else N4Config(),
+                       model=Path(args.model) if args.model else None, level=args.level,
+                       device=args.device, identifiers=args.identifiers)
+    if bool(args.water) != bool(args.fat):
+        given, missing = ("--water", "--fat") if args.water else ("--fat", "--water")
+        print(f"error: {given} needs {missing} (a Dixon pair: water and fat images)",
+              file=sys.stderr)
+        return EXIT_ERROR
+    if not args.inputs and not args.water:
+        print("error: give images to run on, or --water and --fat", file=sys.stderr)
+        return EXIT_ERROR
+    inputs: list = list(args.inputs)
+    if args.water:
+        inputs = pair_inputs(args.water, args.fat) + inputs
+
+    def progress(done: int, total: int, what: str) -> None:
+        print(f"[{done}/{total}] {what}", file=sys.stderr)
+
+    def notice(text: str) -> None:
+        print(text, file=sys.stderr)
+
+    results = run(inputs, config, progress=None if args.quiet else progress, notice=notice)
+    failed = [r for r in results if r.status != "ok"]
+    for r in results:
+        print(f"{r.case}: {r.status}  {_case_line(r)}")
+    print(_summary(results, failed) + f"; tables in {config.out_dir / 'measurements.xlsx'} "
+          f"and .csv, run record {config.out_dir / MANIFEST}")
+    if config.labels_dir is None and not model_available(config):
+        print("note: no segmentation model is installed; run read, checked and reported the "
+              "inputs (give --model BUNDLE, or --labels to measure existing label maps).")
+    flagged = [_flagged(r) for r in results if any(x.get("registration_flagged")
+                                                   for x in r.rows)]
+    if flagged:
+        print(f"check these (the quality check flagged them; reasons in the table): "
+              f"{'; '.join(flagged)}")
+    return EXIT_CASES_FAILED if failed else 0
+
+
+def _summary(results: list, failed: list) -> str:
+    """``N of M cases done, K failed (ids)``, and unusable slices of the done cases."""
+    text = f"{len(results) - len(failed)} of {len(results)} cases done"
+    if failed:
+        ids = ", ".join(r.case for r in failed[:5]) + (", ..." if len(failed) > 5 else "")
+        text += f", {len(failed)} failed ({ids})"
+    bad = sum(1 for r in results if r.status == "ok" for x in r.rows
+              if x.get("status") == "failed")
+    if bad:
+        text += f"; {bad} slice(s) of done cases could not be used"
+    return text
+
+
+def _flagged(r) -> str:  # noqa: ANN001
+    """A case, or its flagged slices, for the terminal."""
+    if len(r.rows) == 1:
+        return r.case
+    ks = [str(x["slice"]) for x in r.rows if x.get("registration_flagged")]
+    return f"{r.case} slices {','.join(ks)} ({len(ks)} of {len(r.rows)})"
+
+
+def _case_line(r) -> str:  # noqa: ANN001
+    """One line about a case for the terminal."""
+    if r.status != "ok":
+        return r.message
+    row = r.row
+    if len(r.rows) == 1 and row.get("status") == "failed":
+        return str(row.get("notes") or "the slice could not be used")
+    line = (f"{row['rows']}×{row['cols']} px, {row['spacing_col_mm']:g}×"
+            f"{row['spacing_row_mm']:g} mm, orientation {row['orientation']}")
+    if len(r.rows) > 1:
+        bad = sum(1 for x in r.rows if x.get("status") == "failed")
+        line += f", {len(r.rows)} slices" + (f" ({bad} could not be used)" if bad else "")
+        seconds = sum(x.get("seconds", 0.0) for x in r.rows)
+        if seconds:
+            line += f", {seconds:.1f} s"
+    elif "level" in row:
+        line += f", level {row['level']}, {row['seconds']:.1f} s"
+        if row.get("registration_flagged"):
+            line += "  CHECK"
+    if row.get("notes") and len(r.rows) == 1:
+        line += f"  ({row['notes']})"
+    return line
+
+
+class _Stderr(logging.Handler):
+    """Log records as plain lines on the current ``sys.stderr``."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(self.format(record), file=sys.stderr)
+
+
+def notices_to_stderr() -> None:
+    """Show the input listing's notes (what it skipped and why) on stderr, whatever logging
+    is set up elsewhere: no command skips an input silently."""
+    logger = logging.getLogger("napari_paraspinal.inputs")
+    if not any(isinstance(h, _Stderr) for h in logger.handlers):
+        logger.addHandler(_Stderr())
+    logger.propagate = False
+
+
+def exit_on_error(err: BaseException) -> int:
+    """The exit status for an error that reached the top of a command, after a one-line
+    message on stderr (none for a closed pipe: the reader has gone)."""
+    if isinstance(err, BrokenPipeError):
+        try:  # Python would complain again when it flushes stdout at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return EXIT_BROKEN_PIPE
+    if isinstance(err, KeyboardInterrupt):
+        print("interrupted", file=sys.stderr)
+        return 130
+    if isinstance(err, OSError):
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"error: {where}{path_problem(err)}", file=sys.stderr)
+    else:
+        print(f"error: {err}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def add_run_parser(sub: argparse._SubParsersAction, spacing: Callable[[str], object],
+                   slice_list: Callable[[str], object]) -> None:
+    """The ``run`` command's options (``spacing``/``slice_list``: the CLI's argument types)."""
+    p = sub.add_parser("run", help="the main job: images in; labels, overlays and a "
+                                   "measurements spreadsheet out")
+    p.add_argument("inputs", nargs="*", help="image files or folders (DICOM series, NIfTI, "
+                                             "NRRD, MHA, PNG/TIFF with --spacing)")
+    p.add_argument("--out", required=True, help="output folder (a rerun moves the previous "
+                                                "run's files to OUT/superseded/)")
+    p.add_argument("--slices", type=slice_list, default=None,
+                   help="slices of 3-D inputs, 0-based, e.g. 3,5-7 (default: every slice)")
+    p.add_argument("--slice", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--water", nargs="+", default=None,
+                   help="Dixon water images (files or folders); pairs with --fat by name")
+    p.add_argument("--fat", nargs="+", default=None,
+                   help="Dixon fat images, same grids as --water: segmented on water + fat, "
+                        "with the Dixon fat fraction per muscle")
+    p.add_argument("--spacing", type=spacing, default=None,
+                   help="pixel spacing in mm for files without one (PNG/TIFF/JPEG)")
+    p.add_argument("--labels", default=None,
+                   help="folder of existing label maps with the inputs' file names (e.g. "
+                        "manual segmentations): measured instead of segmented")
+    p.add_argument("--fat-method", choices=METHODS, default=DEFAULT_METHOD,
+                   help="fat/muscle separation inside MF and ES (default: calibrated, closest "
+                        "to the Dixon fat fraction on real scans; kmeans is the paper's)")
+    p.add_argument("--fat-contrast", choices=["auto", "bright", "dark"], default="auto",
+                   help="is fat bright (T2w, T1w, Dixon fat, in-phase) or dark (Dixon water, "
+                        "fat-suppressed)? default: told from each slice; fat columns stay "
+                        "empty and flagged where it cannot be told")
+    p.add_argument("--no-n4", action="store_true",
+                   help="measure fat on the raw intensities (no N4 bias correction)")
+    p.add_argument("--model", default=None,
+                   help="model bundle folder (default: the shipped model)")
+    p.add_argument("--level", choices=["auto", "L4-L5", "L5-S1"], default="auto",
+                   help="spinal level of the slices (default: detected per slice)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
+    p.add_argument("--identifiers", action="store_true",
+                   help="also write DICOM patient id, name and study date on the provenance "
+                        "sheet (default: none; case ids come from file names)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_run)
+
