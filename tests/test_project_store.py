@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import select
 import signal
 import sqlite3
@@ -18,19 +19,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from _helpers_io import bundled, write_series
-from safetensors.numpy import save_file
 
 from napari_paraspinal.core.errors import InputError
 from napari_paraspinal.core.geometry import Geometry, SliceImage
 from napari_paraspinal.core.io import InputRef, read_labels, read_slice
 from napari_paraspinal.core.labels import ES_L, ES_R, MF_L, MF_R, PS_L, PS_R
 from napari_paraspinal.core.writers import write_image
+from napari_paraspinal.nets.bundle import ModelCard, load_bundle, save_bundle
+from napari_paraspinal.nets.segmenter import Segmenter, SegmenterConfig
 from napari_paraspinal.phantom import PhantomConfig, generate_phantom
 from napari_paraspinal.project import Project, ProjectError
 from napari_paraspinal.project import store as store_module
+from napari_paraspinal.project.records import StaleVersionError
 
 PARTIAL = [MF_L, MF_R, ES_L, ES_R]
+NOTES = "atlas/notes.md"
 TABLES = ("meta", "cases", "label_versions", "measurements", "models", "events")
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
 
@@ -68,17 +73,22 @@ def files_under(folder: Path) -> list[str]:
 
 def make_bundle(folder: Path, name: str, version: str, parent: str | None = None,
                 seed: int = 0) -> Path:
-    """A small bundle: safetensors weights, a JSON card with their hash, an extra file."""
-    folder.mkdir(parents=True)
-    weights = {"w": np.random.default_rng(seed).normal(size=16).astype(np.float32)}
-    save_file(weights, str(folder / "weights.safetensors"))
-    card = {"name": name, "version": version, "parent": parent,
-            "data": {"cases": 12}, "metrics": {"dice": 0.9 + seed / 100},
-            "weights_sha256": sha256(folder / "weights.safetensors")}
-    (folder / "card.json").write_text(json.dumps(card))
-    (folder / "atlas").mkdir()
-    (folder / "atlas" / "notes.md").write_text("extra file")
-    return folder
+    """A real bundle, as training writes one (:func:`save_bundle`): a small Segmenter's
+    weights, a card that fits the schema and hashes every file, and an extra file."""
+    torch.manual_seed(seed)
+    model = Segmenter(SegmenterConfig(unet={"base_width": 4}, use_crf=False))
+    notes = folder.parent / f"{folder.name}-notes.md"
+    notes.write_text(f"extra file {seed}")
+    card = ModelCard(name=name, version=version, parent=parent, network=model.to_dict(),
+                     data={"cases": 12}, metrics={"dice": 0.9 + seed / 100})
+    return save_bundle(folder, model.state_dict(), card, extra_files={NOTES: notes})
+
+
+def edit_card(bundle: Path, *remove: str, **fields: object) -> None:
+    """Rewrite a bundle's card.json: fields removed, fields set."""
+    card = json.loads((bundle / "card.json").read_text())
+    card = {k: v for k, v in {**card, **fields}.items() if k not in remove}
+    (bundle / "card.json").write_text(json.dumps(card))
 
 
 # --------------------------------------------------------------------------- create, open
@@ -294,17 +304,33 @@ def test_partial_labels_training_cases_and_status(project: Project, phantoms: di
                                        "verified": 0, "failed": 0}
     assert [c.id for c in project.cases("corrected")] == ["b"]
 
-    project.save_labels("b", lb, "automatic")
-    assert project.case("b").verified_labels == [] and project.training_cases() == []
+    # an automatic version never supersedes a person's, even without expect_version
+    before = snapshot(project)
+    for labels in (lb, np.zeros_like(lb)):
+        with pytest.raises(StaleVersionError, match="latest version 3 is corrected by a "
+                                                    "person; an automatic version never "
+                                                    "supersedes it"):
+            project.save_labels("b", labels, "automatic")
+    assert snapshot(project) == before
+    assert files_under(project.root / "labels" / "b") == [
+        "v001_automatic.nii.gz", "v002_corrected.nii.gz", "v003_corrected.nii.gz"]
+    assert project.case("b").status == "corrected"
+    assert project.case("b").verified_labels == [PS_L, PS_R, *PARTIAL]
+    assert [t.case.id for t in project.training_cases()] == ["b"]
+    v2 = project.save_labels("a", la, "automatic")  # automatic over automatic: a re-run
+    assert v2.version == 2 and project.case("a").status == "predicted"
 
     project.save_labels("a", la, "verified", labelled=PARTIAL)
+    with pytest.raises(StaleVersionError, match="is verified by a person"):
+        project.save_labels("a", la, "automatic")
     project.set_status("a", "failed", "registration failed")
     assert project.case("a").message == "registration failed"
-    assert project.training_cases() == []
+    assert [t.case.id for t in project.training_cases()] == ["b"]
     with pytest.raises(ProjectError, match="cannot be 'corrected'"):
         project.set_status("a", "corrected")
     project.set_status("a", "verified")
-    assert [t.case.id for t in project.training_cases()] == ["a"]
+    assert [t.case.id for t in project.training_cases()] == ["a", "b"]
+    assert project.save_labels("a", la, "corrected", labelled=[PS_L]).version == 4
     with pytest.raises(ValueError, match="status"):
         project.set_status("a", "done")
     assert project.check().clean
@@ -348,6 +374,10 @@ def test_model_registry(project: Project, tmp_path: Path) -> None:
         assert files_under(m.path) == ["atlas", "atlas/notes.md", "card.json",
                                        "weights.safetensors"]
         assert sha256(m.path / "weights.safetensors") == m.weights_sha256
+        assert m.card["weights_sha256"] == m.weights_sha256
+        assert m.card["files_sha256"] == {NOTES: sha256(m.path / NOTES)}
+        state, card = load_bundle(m.path)  # what the project holds loads as a model
+        Segmenter.from_dict(card.network).load_state_dict(state)
 
     project.activate(first)
     assert [m.id for m in project.models() if m.active] == [first]
@@ -370,14 +400,64 @@ def test_model_registry(project: Project, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not valid JSON"):
         project.register_model(broken)
     lying = make_bundle(tmp_path / "b6", "y", "1")
-    card = json.loads((lying / "card.json").read_text())
-    (lying / "card.json").write_text(json.dumps({**card, "weights_sha256": "0" * 64}))
-    with pytest.raises(InputError, match="do not match"):
+    edit_card(lying, weights_sha256="0" * 64)
+    with pytest.raises(InputError, match="do not match") as refused:
         project.register_model(lying)
+    assert refused.value.source == str(lying)  # the bundle given, not the staging copy
     (lying / "weights.safetensors").unlink()
     with pytest.raises(InputError, match="weights.safetensors is missing"):
         project.register_model(lying)
     assert len(project.models()) == 3 and project.check().clean
+
+
+@pytest.mark.parametrize("attack", ["no weights hash", "empty weights hash", "hash left out",
+                                    "extra file changed", "file not listed", "pickle",
+                                    "link out", "bad card field"])
+def test_only_bundles_that_load_are_registered(project: Project, tmp_path: Path,
+                                               attack: str) -> None:
+    """Every file of a bundle is hashed and the hash is required; the card fits the schema;
+    the weights are safetensors; nothing of a refused bundle stays in the project."""
+    bundle = make_bundle(tmp_path / "bundle", "net", "1")
+    expected = {
+        "no weights hash": "weights_sha256: is missing",
+        "empty weights hash": "weights_sha256: must be the weights' SHA-256",
+        "hash left out": "atlas/notes.md: is not listed in card.json files_sha256",
+        "extra file changed": "atlas/notes.md: does not match its SHA-256",
+        "file not listed": "training_log.csv: is not listed in card.json files_sha256",
+        "pickle": "cannot read the weights",
+        "link out": "leads out of the folder",
+        "bad card field": "network.crf.iterations: must be an integer from 1 to 50",
+    }[attack]
+    if attack == "no weights hash":
+        edit_card(bundle, "weights_sha256")
+    elif attack == "empty weights hash":  # once skipped the check: now refused
+        edit_card(bundle, weights_sha256="")
+    elif attack == "hash left out":
+        edit_card(bundle, files_sha256={})
+    elif attack == "extra file changed":
+        (bundle / NOTES).write_text("changed after the card was written")
+    elif attack == "file not listed":
+        (bundle / "training_log.csv").write_text("epoch,loss\n1,0.5\n")
+    elif attack == "pickle":  # a pickle whose hash the card holds: refused as a format
+        pickled = tmp_path / "state.pt"
+        torch.save({"w": torch.ones(3)}, pickled)
+        (bundle / "weights.safetensors").write_bytes(pickled.read_bytes())
+        edit_card(bundle, weights_sha256=sha256(pickled))
+    elif attack == "link out":  # same bytes, but read from outside the bundle
+        outside = tmp_path / "outside.safetensors"
+        outside.write_bytes((bundle / "weights.safetensors").read_bytes())
+        (bundle / "weights.safetensors").unlink()
+        (bundle / "weights.safetensors").symlink_to(outside)
+    else:
+        card = json.loads((bundle / "card.json").read_text())
+        edit_card(bundle, network={**card["network"], "use_crf": True,
+                                   "crf": {"iterations": 10**6}})
+    before = snapshot(project)
+    with pytest.raises(InputError, match=re.escape(expected)) as refused:
+        project.register_model(bundle, active=True)
+    assert refused.value.source == str(bundle) and ".stage-" not in str(refused.value)
+    assert snapshot(project) == before and project.models() == []
+    assert files_under(project.root / "models") == [] and project.check().clean
 
 
 # --------------------------------------------------------------------------- killed runs
@@ -410,7 +490,8 @@ _WORKER = textwrap.dedent("""
             for cid in ids:
                 project.save_labels(cid, labels(cid), "corrected", labelled=[7])
     cid = project.add(images).ids[0]
-    project.save_labels(cid, labels(cid), "automatic")
+    if not project.label_versions(cid):  # never automatic over a person's version
+        project.save_labels(cid, labels(cid), "automatic")
     if mode == "staged":
         sha = store.sha256_of
         store.sha256_of = lambda path: (sha(path), pause(mode))[0]

@@ -23,6 +23,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -33,12 +34,15 @@ from openpyxl import load_workbook
 
 import napari_paraspinal.segment as segment_module
 from napari_paraspinal.cli import main
+from napari_paraspinal.core.errors import InputError
 from napari_paraspinal.core.geometry import SliceImage
 from napari_paraspinal.core.labels import MF_L
 from napari_paraspinal.core.writers import write_image, write_labels
 from napari_paraspinal.phantom import PhantomConfig, generate_phantom
 from napari_paraspinal.project import Project, schema
 from napari_paraspinal.project import claims as claims_module
+from napari_paraspinal.project import fingerprint as fingerprint_module
+from napari_paraspinal.project.checking import accept_sources
 from napari_paraspinal.project.records import StaleVersionError
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
@@ -314,6 +318,59 @@ def test_source_overwritten_on_the_same_grid(phantoms: dict, tmp_path: Path,
     assert main(["project", "check", str(proj), "--accept-sources"]) == 0
     out = capsys.readouterr().out
     assert "repaired: case a: changed source accepted" in out and "4 intact" in out
+
+
+def test_read_image_refuses_a_changed_or_missing_source(phantoms: dict, tmp_path: Path,
+                                                        monkeypatch) -> None:
+    """What the napari widget and fine-tuning read: the source must match its fingerprint.
+    Each source is hashed once per project object; a file rewritten in place with its size
+    and mtime put back is still hashed again and caught."""
+    images = tmp_path / "images"
+    a, b = phantoms["cases"]["a"].image, phantoms["cases"]["b"].image
+    write_image(a, images / "a.nii")  # uncompressed: another image has the very same size
+    write_image(b, images / "b.nii")
+    proj = new_project(tmp_path, images)
+    hashed, real = [], fingerprint_module.sha256_of
+    monkeypatch.setattr(fingerprint_module, "sha256_of",
+                        lambda path: (hashed.append(Path(path).name), real(path))[1])
+    path = images / "a.nii"
+    with Project.open(proj) as p:
+        for _ in range(3):
+            np.testing.assert_array_equal(p.read_image("a").data, a.data)
+        p.read_image("b")
+        assert hashed == ["a.nii", "b.nii"]  # once per source, not once per read
+
+        st = path.stat()
+        mirrored = SliceImage(np.ascontiguousarray(a.data[:, ::-1]), a.geometry)
+        other = write_image(mirrored, tmp_path / "mirrored.nii").read_bytes()
+        assert len(other) == st.st_size
+        time.sleep(0.05)  # past the file system's timestamp granularity (for the ctime)
+        with path.open("r+b") as fh:  # in place: same inode, same size
+            fh.write(other)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # the old mtime put back
+        now = path.stat()
+        assert (now.st_ino, now.st_size, now.st_mtime_ns) == (st.st_ino, st.st_size,
+                                                              st.st_mtime_ns)
+        for reader in (p, Project.open(proj)):  # this session and a fresh one
+            with pytest.raises(InputError) as refused:
+                reader.read_image("a")
+            assert refused.value.source == str(path)
+            problem = refused.value.problem
+            assert problem.startswith("source changed: the source has changed since case "
+                                      "'a' was added (SHA-256 differs")
+            assert "`paraspinal project check --accept-sources`" in problem
+        reader.close()
+
+        (images / "b.nii").unlink()
+        with pytest.raises(InputError, match="source missing: the source has changed since "
+                                             "case 'b' was added") as refused:
+            p.read_image("b")
+        assert refused.value.source == str(images / "b.nii")
+        assert "--accept-sources" in refused.value.problem
+
+        # a person who checked the labels still fit accepts the new source
+        assert [line.split(":")[0] for line in accept_sources(p)] == ["case a"]
+        np.testing.assert_array_equal(p.read_image("a").data, mirrored.data)
 
 
 def test_one_missing_source_of_17_cases(phantoms: dict, tmp_path: Path, capsys) -> None:

@@ -100,7 +100,7 @@ def segment_project(project: Project, statuses: Sequence[str] = ("new", "failed"
                 state = sources.state(case)
                 if not state.usable:
                     raise InputError(state.source, f"source {state.state}: {state.detail}")
-                image = project.read_image(case.id)
+                image = project.read_image(case.id, sources)  # hashed once, just above
                 seg = segment_slice(image, model, level or case.level or "auto")
             except InputError as err:
                 project.set_status(case.id, "failed", err.problem, expect_version=seen)
@@ -150,7 +150,7 @@ def project_sheets(project: Project, fat: FatConfig | None = None,
             if not state.usable:
                 raise InputError(state.source, f"source {state.state}: {state.detail}")
             labels, version = project.latest_labels(case.id)
-            image = project.read_image(case.id)
+            image = project.read_image(case.id, sources)
         except InputError as err:
             excluded.append({"case": case.id, "label_status": latest.kind,
                              "label_version": latest.version, "source": str(case.ref),

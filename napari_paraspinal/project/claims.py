@@ -12,8 +12,9 @@ Two races are closed here, each inside one SQLite write transaction (``BEGIN IMM
 - A person saves a correction while the batch segments that case. The batch's save is a
   compare-and-set (:func:`check_latest`, called by :meth:`.Project.save_labels` with
   ``expect_version``): it is recorded only if the case's latest version is still the one the
-  worker read, and never on top of a person's version; otherwise
-  :class:`.StaleVersionError` is raised and nothing is written.
+  worker read; otherwise :class:`.StaleVersionError` is raised and nothing is written. No
+  automatic version is ever saved on top of a person's (corrected or verified) version,
+  with or without ``expect_version``: that is refused the same way.
 """
 
 from __future__ import annotations
@@ -61,21 +62,22 @@ def latest_number(db: sqlite3.Connection, case_id: str) -> int:
                           "case_id = ?", (case_id,)).fetchone()[0])
 
 
-def check_latest(db: sqlite3.Connection, root: Path, case_id: str, expected: int,
+def check_latest(db: sqlite3.Connection, root: Path, case_id: str, expected: int | None,
                  kind: str | None) -> None:
     """Compare-and-set guard, run inside the writer's transaction: the case's latest version
-    must still be ``expected``, and an ``automatic`` version never follows a person's."""
+    must still be ``expected`` (None: any), and an ``automatic`` version never follows a
+    person's (:meth:`.Project.save_labels` enforces this on every save)."""
     row = db.execute("SELECT version, kind FROM label_versions WHERE case_id = ? ORDER BY "
                      "version DESC LIMIT 1", (case_id,)).fetchone()
     latest = int(row[0]) if row else 0
-    if latest != expected:
+    if expected is not None and latest != expected:
         raise StaleVersionError(root, f"case {case_id!r} changed while it was being worked "
                                       f"on: its latest version is {latest}, the worker read "
                                       f"{expected}; nothing was saved")
     if kind == "automatic" and row is not None and row[1] in HUMAN_KINDS:
         raise StaleVersionError(root, f"case {case_id!r}: its latest version {latest} is "
                                       f"{row[1]} by a person; an automatic version never "
-                                      "supersedes it")
+                                      "supersedes it, nothing was saved")
 
 
 def pid_alive(pid: int) -> bool:

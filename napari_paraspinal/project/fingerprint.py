@@ -1,11 +1,12 @@
 """Source fingerprints: notice that a case's source image changed or vanished after it was added.
 
 A case's labels only mean something on the image they were drawn on. A source overwritten
-with another image on the same grid still reads, so the grid check of
-:meth:`.Project.read_image` cannot tell; the size, mtime and SHA-256 recorded when the case
-is added can. ``project check`` reports changed and missing sources per case, export measures
-only the cases whose source is intact (and lists the others), and the batch marks such a case
-failed instead of segmenting an image its case was not made from.
+with another image on the same grid still reads, so a check of the grid cannot tell; the
+size, mtime and SHA-256 recorded when the case is added can. ``project check`` reports
+changed and missing sources per case, export measures only the cases whose source is intact
+(and lists the others), the batch marks such a case failed instead of segmenting an image
+its case was not made from, and :meth:`.Project.read_image` (the napari widget,
+fine-tuning) refuses it with a clear error.
 
 A file source is hashed as it is; a DICOM series (a folder and a series UID) as the sorted
 names and SHA-256 of its image files, so a file replaced, added or removed changes it. Cases
@@ -74,14 +75,20 @@ def source_files(ref: InputRef) -> list[Path]:
     raise FileNotFoundError("no such file or folder")
 
 
-def _stat(files: Iterable[Path]) -> tuple[int, int]:
-    """Total size and newest mtime of the files (FileNotFoundError when one vanished)."""
-    sizes, mtimes = [], []
+def _stat(files: Iterable[Path]) -> tuple[int, int, tuple]:
+    """Total size and newest mtime of the files, and what identifies their state for a
+    cache: each file's size, mtime, ctime and inode (FileNotFoundError when one vanished).
+
+    The ctime changes whenever a file is written or its times are set, so a file rewritten
+    with its old size and mtime restored still gets a new key and is hashed again.
+    """
+    sizes, mtimes, key = [], [], []
     for f in files:
         st = os.stat(f)
         sizes.append(st.st_size)
         mtimes.append(st.st_mtime_ns)
-    return sum(sizes), max(mtimes, default=0)
+        key.append((str(f), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+    return sum(sizes), max(mtimes, default=0), tuple(key)
 
 
 def _digest(files: list[Path], single: bool) -> str:
@@ -94,14 +101,14 @@ def _digest(files: list[Path], single: bool) -> str:
 
 
 def fingerprint_of(ref: InputRef, cache: dict | None = None) -> SourceFingerprint:
-    """The source's fingerprint now. ``cache`` (a dict the caller keeps for one operation)
-    hashes a source once for all its slices while its files' sizes and mtimes stay put.
+    """The source's fingerprint now. ``cache`` (a dict the caller keeps) hashes a source
+    once for all its slices while each of its files keeps its size, mtime, ctime and inode.
 
     Raises FileNotFoundError when the source is gone.
     """
     files = source_files(ref)
-    size, mtime = _stat(files)
-    key = (str(ref.path), ref.series_uid, tuple(map(str, files)), size, mtime)
+    size, mtime, stats = _stat(files)
+    key = (str(ref.path), ref.series_uid, stats)
     if cache is not None and key in cache:
         return cache[key]
     found = SourceFingerprint(size, mtime, _digest(files, ref.path.is_file()))
@@ -126,7 +133,7 @@ class SourceChecker:
         ref, recorded = case.ref, case.fingerprint
         try:
             files = source_files(ref)
-            size, mtime = _stat(files)
+            size, mtime, _ = _stat(files)
         except FileNotFoundError as err:
             return SourceState(case.id, str(ref), MISSING, _why(err))
         if recorded is None:
@@ -141,6 +148,26 @@ class SourceChecker:
         if now.sha256 == recorded.sha256:
             return SourceState(case.id, str(ref), INTACT)
         return SourceState(case.id, str(ref), CHANGED, _difference(recorded, now))
+
+    def require(self, case: CaseRow) -> SourceState:
+        """The state of a case's source, which must be usable (intact, or not fingerprinted):
+        a changed or missing source is an :class:`.InputError` naming it and saying what to
+        do."""
+        state = self.state(case)
+        if state.usable:
+            return state
+        if state.state == MISSING:
+            todo = (f"put it back where it was (`{CHECK_HINT}` accepts a changed source "
+                    "once a person has checked the case's labels still fit it)")
+        else:
+            todo = (f"if the case's labels still fit the image as it is now, accept it with "
+                    f"`{CHECK_HINT}`")
+        raise InputError(state.source, f"source {state.state}: the source has changed since "
+                                       f"case {case.id!r} was added ({state.detail}); {todo}")
+
+
+#: What a person runs once they know a changed source's labels still fit.
+CHECK_HINT = "paraspinal project check --accept-sources"
 
 
 def _why(err: OSError) -> str:

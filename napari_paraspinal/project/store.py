@@ -22,13 +22,15 @@ Why it is built this way:
   leaves an orphan file, which is harmless; :meth:`Project.check` reports orphans and any
   row whose file is missing or differs from its SHA-256, and :meth:`Project.repair` sets
   orphans aside. Version numbers skip past orphans, so no file is ever reused.
-- Model bundles are copied to a staging folder and renamed into place; their cards are
-  read as JSON only, nothing is ever unpickled.
+- Model bundles are copied to a staging folder, checked there as a loader checks them
+  (card schema, every file's SHA-256 required and matching, safetensors weights; see
+  :mod:`.models`) and renamed into place; nothing is ever unpickled.
 - Case ids come from file names (never from DICOM headers) and are safe as folder names.
 - Each case records its source's fingerprint (size, mtime, SHA-256; :mod:`.fingerprint`),
-  so a source changed or gone since is reported, not measured. Batch workers claim cases
-  and save automatic versions by compare-and-set (:mod:`.claims`), so concurrent runs split
-  the cases and a person's version saved meanwhile is never buried.
+  so a source changed or gone since is reported, not measured, nor read for a person.
+  Batch workers claim cases and save automatic versions by compare-and-set
+  (:mod:`.claims`), so concurrent runs split the cases; an automatic version is never
+  saved over a person's (corrected or verified) one, by any caller.
 - Older projects are upgraded on open (:func:`.schema.upgrade`, one transaction).
 
 The schema and the names of folders, files and states are in :mod:`.schema`; the rows and
@@ -42,7 +44,6 @@ import errno
 import json
 import os
 import re
-import shutil
 import sqlite3
 import threading
 import uuid
@@ -53,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.atomic import fsync_path, fsync_tree, sha256_of
+from ..core.atomic import fsync_path, sha256_of
 from ..core.errors import InputError
 from ..core.geometry import Geometry, SliceImage
 from ..core.io import (
@@ -67,7 +68,7 @@ from ..core.io import (
 )
 from ..core.writers import write_labels
 from .claims import check_latest
-from .fingerprint import fingerprint_of
+from .fingerprint import SourceChecker, fingerprint_of
 from .records import (
     AddResult,
     CaseRow,
@@ -81,7 +82,6 @@ from .records import (
 )
 from .schema import (
     APPLICATION,
-    CARD,
     DB_NAME,
     HUMAN_KINDS,
     KINDS,
@@ -92,7 +92,6 @@ from .schema import (
     SCHEMA_VERSION,
     STATUS_OF_KIND,
     STATUSES,
-    WEIGHTS,
     upgrade,
 )
 
@@ -111,6 +110,7 @@ class Project:
         self.root = root
         self.db = db
         self._lock = threading.RLock()
+        self._sources = SourceChecker(full=True)  # read_image's source hashes, by file state
 
     # ----------------------------------------------------------------- open, create, close
 
@@ -337,10 +337,25 @@ class Project:
             counts[r[0]] = int(r[1])
         return counts
 
-    def read_image(self, case_id: str) -> SliceImage:
-        """The case's slice, read again from its source; it must still lie on its grid."""
+    def read_image(self, case_id: str, sources: SourceChecker | None = None) -> SliceImage:
+        """The case's slice, read again from its source, which must still match the
+        fingerprint taken when the case was added and lie on the case's grid.
+
+        A changed or missing source is an :class:`.InputError` naming it (with the hint
+        ``paraspinal project check --accept-sources``). The source is checked after it is
+        read, so a change before or during the read is caught too. Hashes are kept for
+        this project object while a file's size, mtime, ctime and inode stay put, so
+        reading slices of one source again costs a ``stat`` per file; ``sources`` (a
+        caller's checker, e.g. the batch's) is used instead when given.
+        """
         case = self.case(case_id)
-        image = read_slice(case.ref, index=case.slice_index, spacing=case.spacing)
+        checker = sources if sources is not None else self._sources
+        try:
+            image = read_slice(case.ref, index=case.slice_index, spacing=case.spacing)
+        except InputError:
+            checker.require(case)  # "changed since added" says more than a read error
+            raise
+        checker.require(case)
         if not image.geometry.same_grid(case.geometry):
             raise InputError(str(case.ref), "the source has changed since it was added: the "
                                             "slice no longer lies on the case's grid")
@@ -401,16 +416,18 @@ class Project:
         (all labels when None; e.g. only multifidus and erector spinae for a partial
         correction); ``model_id`` names the registered model that predicted it. The file is
         written first, under a new name that never existed, then recorded in one
-        transaction that assigns the next version number. ``expect_version`` (batch
-        workers) makes it a compare-and-set: saved only while the case's latest version
-        number is still this one (0: none) and, for an automatic version, not a person's;
-        else :class:`.StaleVersionError` and nothing is recorded.
+        transaction that assigns the next version number. An automatic version never
+        supersedes a person's: while the latest version is corrected or verified, saving an
+        automatic one raises :class:`.StaleVersionError` and records nothing. ``expect_version``
+        (batch workers) makes it a compare-and-set: saved only while the case's latest
+        version number is still this one (0: none), else :class:`.StaleVersionError` too.
         """
         _check_choice("kind", kind, KINDS)
         marks = _labelled(labelled, kind)
         data = _label_array(labels)
         case = self.case(case_id)
-        if model_id is not None and self._model_record(model_id) is None:
+        if model_id is not None and self.db.execute(
+                "SELECT 1 FROM models WHERE id = ?", (model_id,)).fetchone() is None:
             raise ProjectError(self.root, f"model {model_id!r} is not registered in this "
                                           "project (register_model it first)")
         folder = self.root / LABELS_DIR / case.id
@@ -421,8 +438,7 @@ class Project:
             write_labels(data, case.geometry, stage)
             digest = sha256_of(stage)
             with self._transaction() as db:
-                if expect_version is not None:
-                    check_latest(db, self.root, case.id, expect_version, kind)
+                check_latest(db, self.root, case.id, expect_version, kind)
                 version = self._next_version(db, case.id, folder)
                 rel = f"{LABELS_DIR}/{case.id}/v{version:03d}_{kind}.nii.gz"
                 _place_new(stage, self.root / rel)
@@ -550,7 +566,7 @@ class Project:
                 self.db.execute(sql + " WHERE case_id = ? ORDER BY id", (case_id,)))
         return [tuple(r) for r in rows]
 
-    # ----------------------------------------------------------------- models
+    # ----------------------------------------------------------------- models (.models)
 
     def register_model(
         self,
@@ -561,90 +577,38 @@ class Project:
     ) -> str:
         """Copy a model bundle into the project and register it; returns its id.
 
-        The bundle needs ``weights.safetensors`` and ``card.json`` (read as JSON only; its
-        ``weights_sha256``, when given, must match). Without ``model_id`` the id is made
-        from the card's name and version; an existing id is never overwritten. ``parent``
-        defaults to the card's parent.
+        Only a bundle that loads is registered: its card fits the schema and every file of
+        it, the weights included, matches its SHA-256 in the card (a hash is never optional;
+        see :mod:`.models`). Without ``model_id`` the id is made from the card's name and
+        version; an existing id is never overwritten. ``parent`` defaults to the card's.
         """
-        src = Path(bundle_dir)
-        if not src.is_dir():
-            raise InputError(src, "not a model bundle folder")
-        card = _read_card(src)
-        if model_id is not None and not _SAFE_ID.match(model_id):
-            raise ProjectError(self.root, f"model id {model_id!r} must be letters, digits, "
-                                          "'_', '.' or '-' (at most 100)")
-        models = self.root / MODELS_DIR
-        models.mkdir(exist_ok=True)
-        stage = models / f"{_STAGE}{uuid.uuid4().hex}"
-        try:
-            shutil.copytree(src, stage)
-            digest = sha256_of(stage / WEIGHTS)
-            claimed = card.get("weights_sha256")
-            if claimed and claimed != digest:
-                raise InputError(src / WEIGHTS, "the weights do not match the SHA-256 in "
-                                                "card.json")
-            fsync_tree(stage)
-            with self._transaction() as db:
-                mid = model_id or self._new_model_id(card, src)
-                target = models / mid
-                if self._model_record(mid) is not None or target.exists():
-                    raise ProjectError(target, "a model with this id already exists")
-                os.rename(stage, target)
-                fsync_path(models)
-                if active:
-                    db.execute("UPDATE models SET active = 0 WHERE active = 1")
-                db.execute(
-                    "INSERT INTO models (id, path, card_json, parent, weights_sha256, "
-                    "created_at, active) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (mid, f"{MODELS_DIR}/{mid}", _dumps(card), parent or card.get("parent"),
-                     digest, _now(), int(active)))
-                self._log(db, None, "register_model", f"{mid}{' (active)' if active else ''}")
-        finally:
-            if stage.exists():
-                shutil.rmtree(stage, ignore_errors=True)
-        return mid
+        from .models import register_model
 
-    def _new_model_id(self, card: dict, src: Path) -> str:
-        name = str(card.get("name") or src.name)
-        version = card.get("version")
-        base = f"{name}-v{version}" if version not in (None, "") else name
-        base = re.sub(r"[^A-Za-z0-9_.-]+", "_", base).strip("_.")[:80] or "model"
-        if not _SAFE_ID.match(base):
-            base = "model"
-        taken = {r[0].casefold() for r in self.db.execute("SELECT id FROM models")}
-        taken |= {p.name.casefold() for p in (self.root / MODELS_DIR).iterdir()}
-        mid, n = base, 2
-        while mid.casefold() in taken:
-            mid, n = f"{base}_{n}", n + 1
-        return mid
+        return register_model(self, bundle_dir, model_id, parent, active)
 
     def models(self) -> list[ModelRow]:
         """Registered models, oldest first."""
-        rows = self.db.execute("SELECT * FROM models ORDER BY rowid").fetchall()
-        return [self._model_row(r) for r in rows]
+        from .models import models
+
+        return models(self)
 
     def model(self, model_id: str) -> ModelRow:
         """One registered model by id."""
-        row = self._model_record(model_id)
-        if row is None:
-            raise ProjectError(self.root, f"no model {model_id!r} in this project")
-        return self._model_row(row)
+        from .models import model
+
+        return model(self, model_id)
 
     def active_model(self) -> ModelRow | None:
         """The model used for new predictions, or None."""
-        row = self.db.execute("SELECT * FROM models WHERE active = 1").fetchone()
-        return None if row is None else self._model_row(row)
+        from .models import active_model
+
+        return active_model(self)
 
     def activate(self, model_id: str) -> None:
         """Make a registered model (any earlier version too) the one active model."""
-        with self._transaction() as db:
-            self.model(model_id)
-            db.execute("UPDATE models SET active = 0 WHERE active = 1")
-            db.execute("UPDATE models SET active = 1 WHERE id = ?", (model_id,))
-            self._log(db, None, "activate", model_id)
+        from .models import activate
 
-    def _model_record(self, model_id: str) -> sqlite3.Row | None:
-        return self.db.execute("SELECT * FROM models WHERE id = ?", (model_id,)).fetchone()
+        activate(self, model_id)
 
     # ----------------------------------------------------------------- check and repair
 
@@ -720,13 +684,6 @@ class Project:
         row = self.db.execute("SELECT * FROM label_versions WHERE id = ?", (row_id,)).fetchone()
         return self._version_row(row)
 
-    def _model_row(self, d: sqlite3.Row) -> ModelRow:
-        return ModelRow(
-            id=d["id"], relpath=d["path"], path=self.root / d["path"],
-            card=json.loads(d["card_json"]), parent=d["parent"],
-            weights_sha256=d["weights_sha256"], created_at=d["created_at"],
-            active=bool(d["active"]))
-
 
 # --------------------------------------------------------------------------- helpers
 
@@ -797,22 +754,6 @@ def _verified_of(versions: Sequence[Any]) -> list[int]:
             break
         out.update(marks)
     return sorted(out)
-
-
-def _read_card(bundle: Path) -> dict:
-    """A bundle's card as plain JSON (never unpickled); weights must be there too."""
-    card_path = bundle / CARD
-    if not (bundle / WEIGHTS).is_file():
-        raise InputError(bundle, f"not a model bundle: {WEIGHTS} is missing")
-    try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(bundle, f"not a model bundle: {CARD} is missing") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError(card_path, f"model card is not valid JSON ({err})") from None
-    if not isinstance(card, dict):
-        raise InputError(card_path, "model card must be a JSON object")
-    return card
 
 
 def _place_new(src: Path, dst: Path) -> None:
