@@ -320,6 +320,32 @@ def mid_disc_slices(levels: Iterable[SliceLevel],
     return sorted(s.index for s in levels if s.mid_disc and s.level in want)
 
 
+def select_levels(rows: Sequence[dict], wanted: Iterable[str]
+                  ) -> tuple[list[dict], dict[str, list[str]]]:
+    """The rows ``--levels`` keeps: per case, the mid-disc slice of each wanted disc level
+    (a case of single slices: each slice whose level is wanted), in input order; and per
+    case the wanted levels it has no such slice of (missing or ``unknown``).
+
+    Rows need ``case``, ``level`` and, for stacks, ``mid_disc``; failed rows of a case are
+    kept so its failure stays visible.
+    """
+    want = list(wanted)
+    by_case: dict[str, list[dict]] = {}
+    for row in rows:
+        by_case.setdefault(str(row.get("case", "")), []).append(row)
+    kept: list[dict] = []
+    missing: dict[str, list[str]] = {}
+    for case, members in by_case.items():
+        stack = any("mid_disc" in r for r in members)
+        chosen = [r for r in members if r.get("level") in want
+                  and (r.get("mid_disc") or not stack)]
+        found = {r["level"] for r in chosen}
+        if [lv for lv in want if lv not in found]:
+            missing[case] = [lv for lv in want if lv not in found]
+        kept += [r for r in members if r in chosen or r.get("status") == "failed"]
+    return kept, missing
+
+
 def level_summary(rows: Sequence[dict], value_columns: Sequence[str],
                   include_unknown: bool = False) -> list[dict]:
     """One row per level (superior first): ``n_slices``, the mean of each value column over

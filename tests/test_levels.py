@@ -204,3 +204,20 @@ def test_real_l2_l5_stack_is_unknown_with_the_model():
     assert np.all(np.isfinite(areas[[4, 6, 8]]))
     levels = assign_levels(areas, z, config=LevelConfig())
     assert {s.level for s in levels} == {UNKNOWN}
+
+
+def test_select_levels_keeps_the_mid_disc_slice_of_each_wanted_level() -> None:
+    from napari_paraspinal.levels import select_levels
+
+    stack = [{"case": "a", "slice": k, "level": lv, "mid_disc": mid, "status": "segmented"}
+             for k, (lv, mid) in enumerate([("L5-S1", False), ("L5-S1", True), ("L5", False),
+                                            ("L4-L5", True), ("L4", False), ("L3-L4", True)])]
+    unknown = [{"case": "b", "slice": k, "level": "unknown", "mid_disc": False,
+                "status": "segmented"} for k in range(3)]
+    failed = [{"case": "b", "slice": 3, "level": "unknown", "status": "failed"}]
+    single = [{"case": "c", "level": "L4-L5", "status": "segmented"},
+              {"case": "d", "level": "L3-L4", "status": "segmented"}]
+    kept, missing = select_levels(stack + unknown + failed + single, ["L4-L5", "L5-S1"])
+    assert [(r["case"], r.get("slice")) for r in kept] == [("a", 1), ("a", 3), ("b", 3),
+                                                          ("c", None)]
+    assert missing == {"b": ["L4-L5", "L5-S1"], "c": ["L5-S1"], "d": ["L4-L5", "L5-S1"]}

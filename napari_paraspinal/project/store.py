@@ -66,6 +66,7 @@ from ..core.io import (
     read_slice,
     validate_slice,
 )
+from ..core.names import safe_id
 from ..core.writers import write_labels
 from .claims import check_latest
 from .fingerprint import SourceChecker, fingerprint_of
@@ -301,13 +302,10 @@ class Project:
         return None if row is None else row[0]
 
     def _new_case_id(self, ref: InputRef, suffix: str = "") -> str:
-        """Like the batch runner's ids (the file name, made safe, with ``_sNNN`` for a
-        stack's slice), unique ignoring case."""
+        """The file name made safe as ``paraspinal run`` makes it (:func:`.core.names.safe_id`),
+        with ``_sNNN`` for a stack's slice, unique ignoring case."""
         taken = {r[0].casefold() for r in self.db.execute("SELECT id FROM cases")}
-        base = re.sub(r"[^A-Za-z0-9_.-]+", "_", image_stem(ref.path)).strip("_.")[:80]
-        if not _SAFE_ID.match(base):
-            base = "case"
-        base += suffix
+        base = safe_id(image_stem(ref.path)) + suffix  # the rule ``paraspinal run`` uses
         cid, n = base, 2
         while cid.casefold() in taken:
             cid, n = f"{base}_{n}", n + 1
