@@ -12,6 +12,9 @@ from pathlib import Path
 
 from .core.listing import path_problem
 from .fat_options import DEFAULT_METHOD, METHODS
+from .levels import parse_levels
+from .sides import CHOICES as SIDES
+from .sides import DEFAULT as SIDES_DEFAULT
 
 #: Exit status when some cases failed (the others are in the tables), and for usage errors.
 EXIT_CASES_FAILED = 1
@@ -36,7 +39,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                            "auto": None, "bright": True, "dark": False}[args.fat_contrast]),
                        n4=None if args.no_n4 else N4Config(),
                        model=Path(args.model) if args.model else None, level=args.level,
-                       device=args.device, identifiers=args.identifiers)
+                       device=args.device, identifiers=args.identifiers,
+                       levels=args.levels, sides=args.sides, mirror=not args.no_mirror)
     if bool(args.water) != bool(args.fat):
         given, missing = ("--water", "--fat") if args.water else ("--fat", "--water")
         print(f"error: {given} needs {missing} (a Dixon pair: water and fat images)",
@@ -153,6 +157,13 @@ def exit_on_error(err: BaseException) -> int:
     return EXIT_ERROR
 
 
+def _levels(text: str) -> list[str]:
+    try:
+        return parse_levels(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+
+
 def add_run_parser(sub: argparse._SubParsersAction, spacing: Callable[[str], object],
                    slice_list: Callable[[str], object]) -> None:
     """The ``run`` command's options (``spacing``/``slice_list``: the CLI's argument types)."""
@@ -188,6 +199,15 @@ def add_run_parser(sub: argparse._SubParsersAction, spacing: Callable[[str], obj
                    help="model bundle folder (default: the shipped model)")
     p.add_argument("--level", choices=["auto", "L4-L5", "L5-S1"], default="auto",
                    help="spinal level of the slices (default: detected per slice)")
+    p.add_argument("--levels", type=_levels, default=None,
+                   help="keep only the mid-disc slice of each of these disc levels, e.g. "
+                        "L4-L5,L5-S1 (levels counted up from the sacrum; cases where they "
+                        "cannot be counted keep none and say so)")
+    p.add_argument("--sides", choices=SIDES, default=SIDES_DEFAULT,
+                   help="left and right from the spine's midline (default) or as the network "
+                        "labels them")
+    p.add_argument("--no-mirror", action="store_true",
+                   help="the network once per slice, not averaged with the mirrored slice")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
     p.add_argument("--identifiers", action="store_true",

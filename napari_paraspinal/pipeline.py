@@ -36,6 +36,7 @@ from .preprocess.n4 import N4Config
 from .run_output import SUPERSEDED, OutputError, RunOutput, make_output_folder, writing
 from .run_tables import table_sheets
 from .segment import Model, default_model_path, load_model, segment_many
+from .sides import DEFAULT as SIDES_DEFAULT
 
 ProgressFn = Callable[[int, int, str], None]
 NoticeFn = Callable[[str], None]
@@ -76,6 +77,9 @@ class RunConfig:
     level: str = "auto"  # spinal level for the atlas, or detected
     device: str = "auto"
     identifiers: bool = False  # DICOM patient id, name and study date on the provenance sheet
+    levels: Sequence[str] | None = None  # keep only the mid-disc slices of these disc levels
+    sides: str = SIDES_DEFAULT  # left/right from the spine's midline, or the network's own
+    mirror: bool = True  # average the network with its view of the mirrored slice
 
 
 Source = InputRef | DixonRef
@@ -158,7 +162,7 @@ def process_case(ref: Source, cid: str, config: RunConfig, model: Model | None =
         if on_slice is not None:
             on_slice(k)
     result.rows.sort(key=lambda r: r.get("slice", 0))
-    if grid is not None and result.label_status == "automatic":
+    if grid is not None and result.label_status in ("automatic", "given"):
         count_levels(result.rows, grid)
     if maps:
         path = labels_path(config, cid)
@@ -170,10 +174,12 @@ def process_case(ref: Source, cid: str, config: RunConfig, model: Model | None =
 
 
 def count_levels(rows: list[dict], grid: StackGrid) -> None:
-    """Name each segmented slice's level by counting the model's discs up from the sacrum
-    (:mod:`.levels`); ``unknown`` with the reason in ``level_note`` where that cannot be
-    done. Only rows whose level is not known otherwise (the body frame) are named."""
-    ok = [r for r in rows if r.get("status") == "segmented" and r.get("level") == UNKNOWN]
+    """Name each slice's level by counting the discs of its labels (the model's or given
+    ones) up from the sacrum (:mod:`.levels`); ``unknown`` with the reason in
+    ``level_note`` where that cannot be done. Only rows whose level is not known otherwise
+    (the body frame, given labels) are named."""
+    ok = [r for r in rows if (r.get("status") == "segmented" or r.get("label_source") == "given")
+          and r.get("level", UNKNOWN) == UNKNOWN]
     if len(ok) < 2:
         return
     up = 1.0 if grid.normal[2] >= 0 else -1.0  # positions toward the patient's head
@@ -262,7 +268,8 @@ def run(
     """
     refs, skipped = _listed(inputs, config.out_dir)
     make_output_folder(config.out_dir)  # before the model loads: a bad folder fails fast
-    model = load_model(config.model, config.device) if model_available(config) else None
+    model = (load_model(config.model, config.device, sides=config.sides, mirror=config.mirror)
+             if model_available(config) else None)
     out = RunOutput.start(config.out_dir, [str(r) for r in refs], [str(e) for e in skipped])
     for err in skipped:
         if notice:

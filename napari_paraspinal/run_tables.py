@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from .levels import UNKNOWN, level_summary, select_levels
 from .measure import method_provenance
 
 if TYPE_CHECKING:
@@ -15,7 +16,11 @@ if TYPE_CHECKING:
 
 def table_sheets(results: Sequence[CaseResult], config: RunConfig,
                  model: Model | None = None) -> dict[str, list[dict]]:
-    """The measurements table (one row per slice) and its provenance sheet (one per case).
+    """The measurements table (one row per slice), its provenance sheet (one per case) and,
+    where slices' levels are known, a per-level summary (:func:`level_sheet`).
+
+    With ``config.levels`` the table keeps only the mid-disc slices of those levels
+    (:func:`.levels.select_levels`) and provenance names the levels a case has none of.
 
     Provenance names the software, the labels' origin and status (``automatic`` from the
     model, ``given`` from ``--labels``), the model with its weights' hash and preprocessing,
@@ -24,6 +29,10 @@ def table_sheets(results: Sequence[CaseResult], config: RunConfig,
     from file names.
     """
     rows = [row for r in results for row in r.rows]
+    levels = level_sheet(rows)
+    missing: dict[str, list[str]] = {}
+    if config.levels:
+        rows, missing = select_levels(rows, config.levels)
     provenance = [
         {
             "case": r.case,
@@ -37,11 +46,31 @@ def table_sheets(results: Sequence[CaseResult], config: RunConfig,
             "qc_flags": json.dumps({f"slice {row.get('slice', 0)}": row["registration_check"]
                                     for row in r.rows if row.get("registration_flagged")}),
             "time": r.finished,
+            **({"levels_not_found": ",".join(missing.get(r.case, []))} if config.levels
+               else {}),
             **r.identifiers,
         }
         for r in results
     ]
-    return {"measurements": rows, "provenance": provenance}
+    sheets = {"measurements": rows, "provenance": provenance}
+    if levels:
+        sheets["levels"] = levels
+    return sheets
+
+
+def level_sheet(rows: Sequence[dict]) -> list[dict]:
+    """Per case and known level (superior first): the number of slices, the mean of every
+    area and percentage over them and its value at the mid-disc slice (``*_mid``); empty
+    when no slice's level is known."""
+    by_case: dict[str, list[dict]] = {}
+    for row in rows:
+        if row.get("status") != "failed" and row.get("level", UNKNOWN) != UNKNOWN:
+            by_case.setdefault(str(row.get("case", "")), []).append(row)
+    out = []
+    for case, members in by_case.items():
+        columns = [c for c in members[0] if c.endswith(("_mm2", "_pct"))]
+        out += [{"case": case, **summary} for summary in level_summary(members, columns)]
+    return out
 
 
 def _model_provenance(model: Model | None) -> dict[str, str]:

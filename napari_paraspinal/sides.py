@@ -16,7 +16,6 @@ through the multifidi there; without those, the centre column itself.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from .core.labels import ES_L, ES_R, MF_L, MF_R, PS_L, PS_R, SP
 
@@ -35,6 +34,8 @@ DEFAULT = "midline"
 
 def _largest_piece_centroid(mask: np.ndarray, weight: np.ndarray) -> np.ndarray | None:
     """(row, col) centroid of the largest connected piece of ``mask``, weighted."""
+    from scipy import ndimage as ndi  # here: the command line imports this module's names
+
     pieces, n = ndi.label(mask)
     if n == 0:
         return None
@@ -83,6 +84,8 @@ def assign_sides(probabilities: np.ndarray) -> np.ndarray:
     side holding most of it; a piece with over a fifth of its pixels on each side (the two
     multifidi meeting behind the spinous process) is split at the midline.
     """
+    from scipy import ndimage as ndi
+
     probs = np.array(probabilities, dtype=np.float32, copy=True)
     if probs.shape[0] <= max(max(p) for p in PAIRS):
         return probs

@@ -1,0 +1,94 @@
+"""``paraspinal run --levels`` and the per-level sheet on a synthetic stack with known
+levels: the discs of the given label volume are counted up from the sacrum, the table keeps
+the mid-disc slice of each wanted level and the levels sheet summarises every level."""
+
+import numpy as np
+import openpyxl
+import pytest
+import SimpleITK as sitk
+
+from napari_paraspinal.cli import main
+from napari_paraspinal.levels import assign_levels
+from napari_paraspinal.synth.stack import draw_stack
+
+
+def write_stack(stack, folder, name: str) -> tuple:
+    """Image and label volumes of ``stack`` (slices sorted upward, LPS identity direction:
+    the canonical maps' columns run to the patient's left, rows to posterior)."""
+    order = np.argsort(stack.z)
+    z = stack.z[order]
+    step = float(np.diff(z).mean())
+    (folder / "images").mkdir()
+    (folder / "labels").mkdir()
+    for sub, data in (("images", (stack.images()[order] * 1000).astype(np.int16)),
+                      ("labels", stack.labels[order].astype(np.uint8))):
+        img = sitk.GetImageFromArray(data)
+        img.SetSpacing((1.0, 1.0, step))
+        img.SetOrigin((0.0, 0.0, float(z[0])))
+        sitk.WriteImage(img, str(folder / sub / name))
+    return z, [stack.levels[k] for k in order]
+
+
+def sheet(path, title):
+    ws = openpyxl.load_workbook(path)[title]
+    rows = list(ws.iter_rows(values_only=True))
+    return [dict(zip(rows[0], r, strict=True)) for r in rows[1:]]
+
+
+def test_levels_keeps_the_mid_disc_slices_and_summarises_each_level(tmp_path, capsys):
+    stack = draw_stack(11, reach_sacrum=True, size=320)
+    z, truth = write_stack(stack, tmp_path, "spine.nii.gz")
+    expected = assign_levels(stack.disc_areas()[np.argsort(stack.z)], z)
+    mids = {lv.level: lv.index for lv in expected if lv.mid_disc}
+    assert {"L4-L5", "L5-S1"} <= set(mids)
+    assert truth[mids["L4-L5"]] == "L4-L5" and truth[mids["L5-S1"]] == "L5-S1"
+
+    common = [str(tmp_path / "images" / "spine.nii.gz"), "--labels",
+              str(tmp_path / "labels"), "--no-n4", "--no-overlays", "--quiet"]
+    assert main(["run", *common, "--out", str(tmp_path / "all")]) == 0
+    assert main(["run", *common, "--levels", "L5-S1,L4-L5", "--out",
+                 str(tmp_path / "chosen")]) == 0
+    capsys.readouterr()
+
+    every = sheet(tmp_path / "all" / "measurements.xlsx", "measurements")
+    assert len(every) == len(z)
+    assert [r["level"] for r in every] == [lv.level for lv in expected]
+    chosen = sheet(tmp_path / "chosen" / "measurements.xlsx", "measurements")
+    assert sorted(r["slice"] for r in chosen) == sorted([mids["L4-L5"], mids["L5-S1"]])
+    by_slice = {r["slice"]: r for r in every}
+    for r in chosen:  # the same numbers as in the full table
+        assert r["level"] in ("L4-L5", "L5-S1") and r["mid_disc"]
+        assert r["MF_L_csa_mm2"] == by_slice[r["slice"]]["MF_L_csa_mm2"]
+    prov = sheet(tmp_path / "chosen" / "measurements.xlsx", "provenance")
+    assert prov[0]["levels_not_found"] in ("", None)
+
+    levels = sheet(tmp_path / "all" / "measurements.xlsx", "levels")
+    l4 = next(r for r in levels if r["level"] == "L4-L5")
+    members = [r for r in every if r["level"] == "L4-L5"]
+    assert l4["n_slices"] == len(members)
+    assert l4["MF_L_csa_mm2"] == np.mean([r["MF_L_csa_mm2"] for r in members])
+    assert l4["MF_L_csa_mm2_mid"] == by_slice[mids["L4-L5"]]["MF_L_csa_mm2"]
+    # superior first
+    order = [r["level"] for r in levels]
+    assert order.index("L4-L5") < order.index("L5-S1")
+
+
+def test_levels_on_a_stack_that_does_not_reach_the_sacrum_keeps_none_and_says_so(
+        tmp_path, capsys):
+    stack = draw_stack(12, reach_sacrum=False, size=320)
+    write_stack(stack, tmp_path, "high.nii.gz")
+    assert main(["run", str(tmp_path / "images" / "high.nii.gz"), "--labels",
+                 str(tmp_path / "labels"), "--no-n4", "--no-overlays", "--quiet",
+                 "--levels", "L4-L5", "--out", str(tmp_path / "out")]) == 0
+    capsys.readouterr()
+    book = openpyxl.load_workbook(tmp_path / "out" / "measurements.xlsx")
+    assert book["measurements"].max_row == 1  # the header only
+    assert "levels" not in book.sheetnames
+    prov = sheet(tmp_path / "out" / "measurements.xlsx", "provenance")
+    assert prov[0]["levels_not_found"] == "L4-L5"
+
+
+def test_levels_option_refuses_a_vertebral_body(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "x.nii.gz", "--out", "o", "--levels", "L4"])
+    assert "give the disc" in capsys.readouterr().err
