@@ -15,10 +15,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
-from scipy import stats
-from skimage.filters import threshold_otsu
-from sklearn.cluster import KMeans
-from sklearn.mixture import GaussianMixture
 
 from .core.geometry import Geometry, SliceImage
 from .core.labels import BY_VALUE, FAT_LABELS
@@ -95,6 +91,12 @@ class FatResult:
 
 def split_threshold(values: np.ndarray, method: str) -> tuple[float, float, float]:
     """Threshold between the two intensity classes, and the two class centres."""
+    # imported here: scikit-learn, scikit-image and scipy.stats take about a second to
+    # import, which every run would pay although the default method needs none of them
+    from skimage.filters import threshold_otsu
+    from sklearn.cluster import KMeans
+    from sklearn.mixture import GaussianMixture
+
     v = values.astype(np.float64).reshape(-1, 1)
     if method == "otsu":
         t = float(threshold_otsu(v.ravel()))
@@ -117,6 +119,8 @@ def split_threshold(values: np.ndarray, method: str) -> tuple[float, float, floa
 def bimodality_coefficient(values: np.ndarray) -> float:
     """Sarle's bimodality coefficient: about 1/3 for a Gaussian, above 5/9 for two classes
     or a long tail (a few fat pixels in lean muscle)."""
+    from scipy import stats
+
     n = values.size
     g = stats.skew(values)
     k = stats.kurtosis(values)  # excess kurtosis

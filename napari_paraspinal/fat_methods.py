@@ -38,7 +38,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.mixture import GaussianMixture
 
 from .core.errors import InputError
 from .core.geometry import Geometry, SliceImage
@@ -91,6 +90,8 @@ def _gmm3_share(values: np.ndarray, band_values: np.ndarray, muscle_values: np.n
                 ) -> tuple[np.ndarray, float, float]:
     """Expected fat share of ``values`` under a 3-class mixture, and the lean and fat means."""
     fit = np.concatenate([muscle_values, band_values]).reshape(-1, 1)
+    from sklearn.mixture import GaussianMixture  # here: slow to import, gmm3 only
+
     gmm = GaussianMixture(n_components=3, random_state=0, reg_covar=1e-6 * fit.var() + 1e-9
                           ).fit(fit)
     means = gmm.means_.ravel()
