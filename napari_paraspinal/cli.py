@@ -13,6 +13,7 @@ from . import __version__
 from .cli_bench import add_bench_parser
 from .cli_run import add_run_parser, exit_on_error, notices_to_stderr
 from .core.errors import InputError
+from .core.labels import parse_labelled
 from .fat_options import DEFAULT_METHOD, METHODS
 
 
@@ -366,12 +367,14 @@ def cmd_project(args: argparse.Namespace) -> int:
             return 0
         if args.action == "correct":
             from .core.io import read_labels
+            from .project.vouch import absent_note
 
             case = project.case(args.case)
-            labels = read_labels(args.labels, case.geometry)
-            labelled = [int(v) for v in args.labelled.split(",")] if args.labelled else None
-            version = project.save_labels(case.id, labels, args.kind, labelled=labelled)
+            labels = read_labels(args.labels, case.geometry)  # a convention note is logged
+            version = project.save_labels(case.id, labels, args.kind, labelled=args.labelled)
             print(f"{case.id}: saved version {version.version} ({version.kind})")
+            if note := absent_note(labels, version.labelled):
+                print(f"note: {case.id}: {note}", file=sys.stderr)
             return 0
         if args.action == "check":
             from .project.checking import accept_sources, report_lines
@@ -643,8 +646,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("case")
     q.add_argument("labels", type=Path, help="label map on the case's grid (NIfTI, ...)")
     q.add_argument("--kind", choices=["corrected", "verified"], default="corrected")
-    q.add_argument("--labelled", default=None,
-                   help="label values the correction vouches for, e.g. 5,6,7,8 (default: all)")
+    q.add_argument("--labelled", default=None, type=parse_labelled,
+                   help="label values 1-8 the correction vouches for, comma-separated, e.g. "
+                        "5,6,7,8 (default: all)")
     q = psub.add_parser("check", help="verify the database, every label file and every case's "
                                       "source; list what was checked and found")
     q.add_argument("project", type=Path)

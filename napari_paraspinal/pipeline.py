@@ -210,7 +210,10 @@ def _labels_of(ref: Source, images: dict[int, CaseSlice], config: RunConfig,
         result.label_status = "given"
         path = config.labels_dir / _main_ref(ref).path.name
         for k, item in images.items():
-            yield k, read_labels(path, item.image.geometry), {"label_source": "given"}
+            notes: list[str] = []  # e.g. values of another label convention
+            labels = read_labels(path, item.image.geometry, notes=notes)
+            item.notes.extend(n for n in notes if n not in item.notes)
+            yield k, labels, {"label_source": "given"}
         return
     if model is None:
         for k in images:

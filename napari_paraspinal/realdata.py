@@ -112,7 +112,7 @@ def read_series_slice(series: RealSeries, k: int) -> tuple[SliceImage, np.ndarra
                                 source=f"{names} (in-phase sum, geometry of "
                                        f"{series.images[0]})",
                                 notes=list(image.notes), meta=dict(image.meta))
-    labels = read_labels(series.labels, image.geometry)
+    labels = read_labels(series.labels, image.geometry, notes=[])  # its convention: to_ours
     return image, series.to_ours(labels)
 
 

@@ -19,6 +19,7 @@ import contextlib
 import functools
 import gzip
 import io as _bytes_io
+import logging
 import operator
 import os
 import re
@@ -36,21 +37,26 @@ import SimpleITK as sitk
 from . import dicom, raster
 from .errors import InputError
 from .geometry import Geometry, SliceImage
-from .labels import NUM_CLASSES
+from .labels import NUM_CLASSES, convention_note
 from .listing import ITK as _ITK
 from .listing import NIFTI as _NIFTI
 from .listing import SUPPORTED as _SUPPORTED
 from .listing import InputRef, Listing, expand_inputs, list_inputs, stat_input
 from .listing import format_of as _format_of
 
-__all__ = ["MAX_SIZE", "MAX_SPACING_MM", "InputRef", "Listing", "SliceInfo", "describe_error",
-           "expand_inputs", "image_stem", "is_supported", "labelled_pairs", "list_inputs",
-           "list_slices", "read_labels", "read_slice", "validate_slice"]
+__all__ = ["MAX_SIZE", "MAX_SPACING_MM", "MIN_SPACING_MM", "InputRef", "Listing", "SliceInfo",
+           "describe_error", "expand_inputs", "image_stem", "is_supported", "labelled_pairs",
+           "list_inputs", "list_slices", "read_labels", "read_slice", "validate_slice"]
+
+_log = logging.getLogger("napari_paraspinal.inputs")
 
 #: Largest in-plane size accepted (pixels along each axis).
 MAX_SIZE = 4096
 #: Largest plausible in-plane pixel spacing (mm).
 MAX_SPACING_MM = 10.0
+#: Smallest plausible in-plane pixel spacing (mm): finer than any MRI; a smaller value is a
+#: broken header (or metres/microns mistaken for mm), not an image to measure in mm².
+MIN_SPACING_MM = 0.05
 
 
 @dataclass(frozen=True)
@@ -137,14 +143,19 @@ def read_labels(
     geometry: Geometry | None = None,
     *,
     index: int | None = None,
+    notes: list[str] | None = None,
 ) -> np.ndarray:
     """A label map (uint8, values 0–8) from NIfTI, NRRD or MetaImage.
 
     With ``geometry`` the labels must lie on exactly that grid; from a 3-D file the slice at
     the geometry's position is taken unless ``index`` is given (without either, the middle).
+    Values outside 0–8 are refused. A file whose labels look like another convention
+    (values 1–4 only, :func:`.labels.convention_note`) is accepted with a note: appended to
+    ``notes`` when the caller gives a list (and shows it), else logged once per version of
+    the file on the ``napari_paraspinal.inputs`` logger, which the CLI prints on stderr.
     """
     ref = InputRef(Path(path))
-    stat_input(ref.path)
+    st = stat_input(ref.path)
     if _format_of(ref.path) not in ("nifti", "itk"):
         raise InputError(ref.path, "label maps must be NIfTI, NRRD or MetaImage files")
     stack = _open(ref)
@@ -156,7 +167,19 @@ def read_labels(
     if geometry is not None and not image.geometry.same_grid(geometry):
         raise InputError(ref.path, "the labels do not lie on the image grid: "
                                    + _grid_difference(image.geometry, geometry))
-    return _label_values(ref.path, image.data)
+    data = _label_values(ref.path, image.data)
+    note = stack.label_note() if isinstance(stack, _VolumeStack) else convention_note(data)
+    if note is not None and notes is not None:
+        notes.append(note)
+    elif note is not None:
+        _note_once(str(ref.path), st.st_mtime_ns, st.st_size, note)
+    return data
+
+
+@functools.lru_cache(maxsize=256)
+def _note_once(source: str, mtime_ns: int, size: int, note: str) -> None:
+    """Log a note about a file once per version of the file (not once per slice read)."""
+    _log.warning("%s: %s", source, note)
 
 
 def labelled_pairs(data_dir: str | os.PathLike[str]) -> list[tuple[InputRef, Path]]:
@@ -328,12 +351,15 @@ def _check_size(source: str, shape: tuple[int, int]) -> None:
 
 
 def _check_spacing(source: str, spacing: Sequence[float]) -> None:
-    """In-plane spacing in (0, 10] mm; slice thickness > 0; all finite."""
+    """In-plane spacing in [0.05, 10] mm; slice thickness > 0; all finite.
+
+    A tiny spacing (0.001 mm: a 0.3 mm wide image) would otherwise be read, shrink to about
+    one pixel when resampled to the model's grid, and fail later as "constant"."""
     sx, sy, sz = (float(v) for v in spacing)
-    if not all(np.isfinite(v) and 0 < v <= MAX_SPACING_MM for v in (sx, sy)):
+    if not all(np.isfinite(v) and MIN_SPACING_MM <= v <= MAX_SPACING_MM for v in (sx, sy)):
         raise InputError(source, f"in-plane pixel spacing {sx:g} × {sy:g} mm is not "
-                                 f"plausible (each must be > 0 and at most "
-                                 f"{MAX_SPACING_MM:g} mm)")
+                                 f"plausible (each must be a finite number from "
+                                 f"{MIN_SPACING_MM:g} to {MAX_SPACING_MM:g} mm)")
     if not (np.isfinite(sz) and sz > 0):
         raise InputError(source, f"slice thickness (spacing between slices) {sz:g} mm is "
                                  "not plausible (must be > 0)")
@@ -415,6 +441,17 @@ class _VolumeStack:
         self.normal = np.asarray(self.header.direction).reshape(3, 3)[:, 2]
         _check_spacing(str(path), self.header.spacing)
         self._voxels: np.ndarray | None = None
+        self._label_note: list[str | None] = []  # computed once, on the whole file
+
+    def label_note(self) -> str | None:
+        """The file's :func:`.labels.convention_note` as a label map, over all its slices
+        (one slice holding only spine and disc is no sign of another convention)."""
+        if not self._label_note:
+            if self._voxels is None:
+                self._voxels = (_load_nifti(self.path) if self.fmt == "nifti"
+                                else _load_itk(self.path))
+            self._label_note.append(convention_note(self._voxels))
+        return self._label_note[0]
 
     def positions(self) -> list[float]:
         h = self.header

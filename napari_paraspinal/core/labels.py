@@ -5,6 +5,7 @@ Left and right are the patient's, decided from the image orientation, never arra
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,3 +71,69 @@ def swap_left_right(labels: np.ndarray) -> np.ndarray:
     """Exchange left and right label values (the caller mirrors the pixels)."""
     lut = np.array([LR_SWAP[v] for v in range(NUM_CLASSES)], dtype=labels.dtype)
     return lut[labels]
+
+
+#: Values another dataset's convention would stop at (e.g. four muscles labelled 1–4).
+_SHORT_CONVENTION = frozenset(range(1, 5))
+
+
+def present_labels(labels: np.ndarray) -> list[int]:
+    """The label values (1–8) that have at least one pixel in ``labels``."""
+    data = np.asarray(labels)
+    if data.dtype.kind == "u":  # fast path for the usual uint8 maps
+        counts = np.bincount(data.ravel(), minlength=NUM_CLASSES)
+        return [v for v in BY_VALUE if counts[v] > 0]
+    found = set(np.unique(data).tolist())
+    return [v for v in BY_VALUE if v in found]
+
+
+def convention_note(labels: np.ndarray) -> str | None:
+    """A note when a label map looks like another dataset's convention, else None.
+
+    Values 0–8 pass the value check, so a map labelled 1–4 by another convention (four
+    muscles, say) would be silently measured as spine, disc and psoas. The sign: values 1–4
+    only, with no multifidus or erector spinae (5–8), which every labelled lumbar map of
+    this product has.
+    """
+    present = set(present_labels(labels))
+    if not present or not present <= _SHORT_CONVENTION:
+        return None
+    found = ",".join(str(v) for v in sorted(present))
+    return (f"labels use values 1-4 only (found {found}; no multifidus or erector spinae, "
+            "5-8): is this another convention? Here 1-4 mean SP, DI, PS_L, PS_R; another "
+            "dataset's 1-4 (e.g. LPM: 1 ES_R, 2 MF_R, 3 MF_L, 4 ES_L) must first be mapped to "
+            "1 SP, 2 DI, 3 PS_L, 4 PS_R, 5 MF_L, 6 MF_R, 7 ES_L, 8 ES_R")
+
+#: The values a person may vouch for, as the ``--labelled`` messages spell them.
+VOUCHABLE = ("takes label values 1-8 (1 SP, 2 DI, 3 PS_L, 4 PS_R, 5 MF_L, 6 MF_R, 7 ES_L, "
+             "8 ES_R), comma-separated, e.g. 5,6,7,8")
+
+
+class LabelListError(argparse.ArgumentTypeError, ValueError):
+    """A bad list of label values: a :class:`ValueError` for callers, and an argparse type
+    error so that the command line prints its message as the usage error."""
+
+
+def parse_labelled(text: str, option: str = "--labelled") -> list[int]:
+    """The label values of a comma-separated list (``"5,6,7,8"``), sorted and unique.
+
+    Anything but values 1–8 (0 is the background, which no one vouches for; 9; ``abc``; an
+    empty list) raises :class:`LabelListError` naming ``option`` and the allowed values.
+    Usable directly as an argparse ``type``.
+    """
+    parts = [p.strip() for p in str(text).split(",")]
+    if not any(parts):
+        raise LabelListError(f"no label value given; {option} {VOUCHABLE}")
+    values = set()
+    for part in filter(None, parts):
+        try:
+            value = int(part)
+        except ValueError:
+            raise LabelListError(f"{part!r} is not a label value; {option} "
+                                 f"{VOUCHABLE}") from None
+        if value not in BY_VALUE:
+            why = ("0 is the background, which no one vouches for" if value == 0
+                   else f"{value} is not a label value")
+            raise LabelListError(f"{why}; {option} {VOUCHABLE}")
+        values.add(value)
+    return sorted(values)

@@ -95,6 +95,7 @@ from .schema import (
     STATUSES,
     upgrade,
 )
+from .vouch import absent_note, empty_map_problem
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
 _VERSION_FILE = re.compile(r"^v(\d+)_[a-z]+\.nii\.gz$")
@@ -419,11 +420,17 @@ class Project:
         automatic one raises :class:`.StaleVersionError` and records nothing. ``expect_version``
         (batch workers) makes it a compare-and-set: saved only while the case's latest
         version number is still this one (0: none), else :class:`.StaleVersionError` too.
+        A person's version of an all-zero map is refused (:class:`.ProjectError`): it would
+        vouch for labels with no pixel at all; vouched values that are merely absent are
+        allowed and named in the event log (:mod:`.vouch`).
         """
         _check_choice("kind", kind, KINDS)
         marks = _labelled(labelled, kind)
         data = _label_array(labels)
         case = self.case(case_id)
+        if kind in HUMAN_KINDS and (problem := empty_map_problem(data, kind, marks)):
+            raise ProjectError(self.root, f"case {case.id}: {problem}")
+        absent = absent_note(data, marks) if kind in HUMAN_KINDS else None
         if model_id is not None and self.db.execute(
                 "SELECT 1 FROM models WHERE id = ?", (model_id,)).fetchone() is None:
             raise ProjectError(self.root, f"model {model_id!r} is not registered in this "
@@ -451,7 +458,8 @@ class Project:
                     "updated_at = ? WHERE id = ?",
                     (STATUS_OF_KIND[kind], _dumps(self._derived_verified(db, case.id)),
                      _now(), case.id))
-                self._log(db, case.id, "save", f"v{version} {kind} labels {marks}")
+                self._log(db, case.id, "save", f"v{version} {kind} labels {marks}"
+                          + (f"; {absent}" if absent else ""))
         except BaseException:
             if placed is not None and not self._recorded(placed):
                 with contextlib.suppress(OSError):
