@@ -80,6 +80,7 @@ class RunConfig:
     levels: Sequence[str] | None = None  # keep only the mid-disc slices of these disc levels
     sides: str = SIDES_DEFAULT  # left/right from the spine's midline, or the network's own
     mirror: bool = True  # average the network with its view of the mirrored slice
+    precision: str = "float32"  # the network's arithmetic ("bfloat16": faster, see README)
 
 
 Source = InputRef | DixonRef
@@ -271,7 +272,8 @@ def run(
     """
     refs, skipped = _listed(inputs, config.out_dir)
     make_output_folder(config.out_dir)  # before the model loads: a bad folder fails fast
-    model = (load_model(config.model, config.device, sides=config.sides, mirror=config.mirror)
+    model = (load_model(config.model, config.device, sides=config.sides, mirror=config.mirror,
+                        precision=config.precision)
              if model_available(config) else None)
     out = RunOutput.start(config.out_dir, [str(r) for r in refs], [str(e) for e in skipped])
     for err in skipped:

@@ -75,10 +75,12 @@ def level_sheet(rows: Sequence[dict]) -> list[dict]:
 
 def _model_provenance(model: Model | None) -> dict[str, str]:
     if model is None:
-        return {"model": "", "model_weights_sha256": "", "preprocessing": ""}
+        return {"model": "", "model_weights_sha256": "", "preprocessing": "", "inference": ""}
     card = model.card
     # the settings run: the card's atlases and space, with the loaded model's N4,
     # normalisation and registration (this version's registration, see load_model)
     run = {**card.preprocessing, **model.preprocess.to_dict()}
     return {"model": f"{card.name} v{card.version}", "model_weights_sha256": card.weights_sha256,
-            "preprocessing": json.dumps(run)}
+            "preprocessing": json.dumps(run),
+            "inference": json.dumps({"sides": model.sides, "mirror": model.mirror,
+                                     "precision": model.precision})}

@@ -22,7 +22,7 @@ import torch
 from .core.errors import InputError
 from .core.geometry import SliceImage
 from .nets.bundle import ModelCard, atlas_hashes, load_bundle
-from .nets.segmenter import Segmenter, resolve_device
+from .nets.segmenter import PRECISIONS, Segmenter, resolve_device
 from .postprocess import CHOICES, largest_components
 from .preprocess.atlas import Atlas, load_atlases
 from .preprocess.atlas_space import probabilities_to_native
@@ -47,6 +47,7 @@ class Model:
     postprocess: str = "none"  # "largest_component": each muscle kept as one piece
     sides: str = SIDES_DEFAULT  # "midline": left/right from the spine's midline
     mirror: bool = True  # average with the network's view of the mirrored slice
+    precision: str = "float32"  # or "bfloat16" (faster where the processor has it)
 
 
 @dataclass
@@ -67,16 +68,20 @@ def default_model_path() -> Path:
 
 
 def load_model(path: str | os.PathLike[str] | None = None, device: str = "auto",
-               sides: str = SIDES_DEFAULT, mirror: bool = True) -> Model:
+               sides: str = SIDES_DEFAULT, mirror: bool = True, precision: str = "float32"
+               ) -> Model:
     """Load a bundle (default: the shipped model); only safetensors and JSON are read.
 
     ``sides``: ``"midline"`` gives each muscle pair's pixels to the side of the spine's
     midline they lie on (:mod:`.sides`); ``"network"`` keeps the network's own left/right.
     ``mirror``: average the network's probabilities with those of the mirrored slice (read
-    back with left and right exchanged), at twice the network's cost.
+    back with left and right exchanged), at twice the network's cost. ``precision``: the
+    network's arithmetic (:meth:`.nets.segmenter.Segmenter.predict_proba`).
     """
     if sides not in SIDES_CHOICES:
         raise ValueError(f"sides must be one of {SIDES_CHOICES}, not {sides!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {tuple(PRECISIONS)}, not {precision!r}")
     path = Path(path) if path is not None else default_model_path()
     if not path.is_dir():
         raise InputError(path, "no model bundle here (a folder with weights.safetensors and "
@@ -99,7 +104,8 @@ def load_model(path: str | os.PathLike[str] | None = None, device: str = "auto",
         raise InputError(path / "card.json", f"unknown postprocess {postprocess!r}; "
                                              f"expected one of {CHOICES}")
     atlases = load_atlases(path / "atlases", atlas_hashes(card))  # each file checked as read
-    return Model(segmenter, card, atlases, preprocess, path, dev, postprocess, sides, mirror)
+    return Model(segmenter, card, atlases, preprocess, path, dev, postprocess, sides, mirror,
+                 precision)
 
 
 def segment_slice(image: SliceImage, model: Model, level: str = AUTO) -> Segmentation:
@@ -142,11 +148,13 @@ def segment_many(images: Sequence[SliceImage], model: Model, level: str = AUTO,
 def _predict(model: Model, images: np.ndarray, batch_size: int) -> np.ndarray:
     """Class probabilities of frame images (N×H×W); with ``model.mirror`` averaged with those
     of the mirrored images, mirrored back with left and right labels exchanged."""
-    probs = model.segmenter.predict_proba(images, batch_size=batch_size, device=model.device)
+    probs = model.segmenter.predict_proba(images, batch_size=batch_size, device=model.device,
+                                          precision=model.precision)
     if not model.mirror:
         return probs
     mirrored = model.segmenter.predict_proba(images[:, :, ::-1].copy(), batch_size=batch_size,
-                                             device=model.device)[:, :, :, ::-1]
+                                             device=model.device,
+                                             precision=model.precision)[:, :, :, ::-1]
     return 0.5 * (probs + mirrored[:, mirror_channels(probs.shape[1])])
 
 

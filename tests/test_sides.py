@@ -115,3 +115,33 @@ def test_mirrored_averaging_makes_the_network_mirror_symmetric() -> None:
     plain = replace(model, mirror=False)
     a, b = _predict(plain, image, 1), _predict(plain, flipped, 1)
     assert np.abs(b - a[:, swap, :, ::-1]).max() > 1e-3
+
+
+def test_bfloat16_network_agrees_with_float32_and_is_recorded(tmp_path) -> None:
+    """The faster arithmetic changes probabilities a little, labels hardly; provenance says
+    which ran."""
+    import openpyxl
+
+    from napari_paraspinal.cli import main
+    from napari_paraspinal.core.writers import write_image
+    from napari_paraspinal.phantom.generator import generate_phantom
+    from napari_paraspinal.segment import _predict, load_model
+
+    rng = np.random.default_rng(5)
+    image = rng.normal(size=(2, 256, 256)).astype(np.float32)
+    model = load_model(device="cpu")
+    a = _predict(model, image, 2)
+    b = _predict(replace(model, precision="bfloat16"), image, 2)
+    assert not np.array_equal(a, b)  # it did run in another arithmetic
+    assert (a.argmax(1) == b.argmax(1)).mean() > 0.97
+    with pytest.raises(ValueError, match="precision"):
+        load_model(device="cpu", precision="float16")
+
+    phantom = generate_phantom(seed=880001)
+    write_image(phantom.image, tmp_path / "p.nii.gz")
+    assert main(["run", str(tmp_path / "p.nii.gz"), "--out", str(tmp_path / "o"),
+                 "--precision", "bfloat16", "--no-overlays", "--quiet"]) == 0
+    prov = openpyxl.load_workbook(tmp_path / "o" / "measurements.xlsx")["provenance"]
+    header = [c.value for c in prov[1]]
+    inference = prov.cell(2, header.index("inference") + 1).value
+    assert '"precision": "bfloat16"' in inference and '"mirror": true' in inference
