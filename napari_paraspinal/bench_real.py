@@ -24,6 +24,7 @@ from .core.labels import BY_VALUE, ES_L, ES_R, MF_L, MF_R, PS_L, PS_R
 from .export import markdown_table, write_csv
 from .realdata import RealSeries, default_real_data_dir, read_series_slice, real_series
 from .seg_qc import swapped_pairs
+from .sides import DEFAULT as SIDES_DEFAULT
 
 #: The structures scored, in column order (SP and DI are not labelled in any real case).
 STRUCTURES: tuple[int, ...] = (PS_L, PS_R, MF_L, MF_R, ES_L, ES_R)
@@ -118,14 +119,15 @@ def series_row(series: RealSeries, tally: DiceTally, flagged: int, failed: int,
 def bench_real(model_path: str | None = None, root: Path | None = None, slices: str = "all",
                device: str = "cpu", progress: Callable[[str], None] | None = None,
                series: Sequence[RealSeries] | None = None,
-               predictions: dict[tuple[str, str, int], np.ndarray] | None = None
-               ) -> list[dict]:
+               predictions: dict[tuple[str, str, int], np.ndarray] | None = None,
+               sides: str = SIDES_DEFAULT, mirror: bool = True) -> list[dict]:
     """One row per real series: pooled and per-slice Dice of the model, flagged slices
     (registration or segmentation QC), failed slices, slices with a left/right swap
     (``lr_swapped``: a left muscle on the patient's right of its right one) and seconds per
     slice (see the module doc).
 
-    ``series`` restricts the run (default: every series found under ``root``); a given
+    ``sides`` and ``mirror`` as :func:`.segment.load_model` takes them. ``series`` restricts
+    the run (default: every series found under ``root``); a given
     ``predictions`` dict receives each slice's labels under ``(case, contrast, k)``.
     """
     from .segment import load_model, segment_slice
@@ -133,7 +135,7 @@ def bench_real(model_path: str | None = None, root: Path | None = None, slices: 
     chosen = list(series) if series is not None else real_series(root)
     if not chosen:
         raise InputError(root or default_real_data_dir(), "no labelled real cases found here")
-    model = load_model(model_path, device=device)
+    model = load_model(model_path, device=device, sides=sides, mirror=mirror)
     rows = []
     for s in chosen:
         ks = slice_indices(slices, s.n_slices())

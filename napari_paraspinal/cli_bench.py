@@ -7,6 +7,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from .sides import CHOICES as SIDES
+from .sides import DEFAULT as SIDES_DEFAULT
+
 
 def torch_threads() -> int:
     import torch
@@ -67,10 +70,12 @@ def cmd_bench(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per t
             print(f"error: {err}", file=sys.stderr)
             return 2
         rows = bench_real(args.model, root, slices=args.slices, device=args.device,
-                          progress=lambda text: print(text, file=sys.stderr))
+                          progress=lambda text: print(text, file=sys.stderr),
+                          sides=args.sides, mirror=not args.no_mirror)
         header = (f"Dice on the real cases in {root} (slices: {args.slices}), model "
-                  f"{args.model or 'shipped'}: pooled over slices per structure, empty where "
-                  "not annotated")
+                  f"{args.model or 'shipped'} (sides: {args.sides}, mirrored averaging: "
+                  f"{'no' if args.no_mirror else 'yes'}): pooled over slices per structure, "
+                  "empty where not annotated")
         print(header)
         print(format_table(rows))
         if args.out is not None:
@@ -163,6 +168,10 @@ def add_bench_parser(sub) -> None:  # noqa: ANN001 - argparse's private subparse
                    help="real: 'all' or 'everyK' (every K-th slice, a quick look)")
     p.add_argument("--out", type=Path, default=None,
                    help="real: folder for bench_real.csv/.md (and bench_real_finetune.csv/.md)")
+    p.add_argument("--sides", choices=SIDES, default=SIDES_DEFAULT,
+                   help="real: left/right from the spine's midline or the network's own")
+    p.add_argument("--no-mirror", action="store_true",
+                   help="real: no averaging with the mirrored slice")
     p.add_argument("--finetune", action="store_true",
                    help="real: also fine-tune on 10 slices of one person, test on the other "
                         "(both ways; minutes on CPU)")
