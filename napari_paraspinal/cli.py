@@ -71,7 +71,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_atlas(args: argparse.Namespace) -> int:
-    from .preprocess.atlas import build_atlas
+    from .preprocess.atlas_build import build_atlas
     from .preprocess.chain import atlas_cases_from_folder
 
     groups = atlas_cases_from_folder(args.data, level=args.level)

@@ -12,7 +12,8 @@ from napari_paraspinal.core.errors import InputError
 from napari_paraspinal.core.labels import NUM_CLASSES
 from napari_paraspinal.phantom import PhantomConfig, generate_phantom
 from napari_paraspinal.preprocess import body_mask, n4_correct, normalize
-from napari_paraspinal.preprocess.atlas import Atlas, AtlasCase, build_atlas, load_atlases
+from napari_paraspinal.preprocess.atlas import Atlas, load_atlases
+from napari_paraspinal.preprocess.atlas_build import AtlasCase, build_atlas
 from napari_paraspinal.preprocess.chain import default_atlases
 from napari_paraspinal.preprocess.registration import RegistrationConfig
 

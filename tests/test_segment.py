@@ -42,7 +42,9 @@ def tiny_bundle(tmp_path_factory):
 
 def test_bundle_card_says_what_the_model_is(tiny_bundle) -> None:
     card = json.loads((tiny_bundle / "card.json").read_text())
-    assert card["network"]["unet"]["base_width"] == 8 and card["network"]["use_crf"]
+    assert card["network"]["unet"]["base_width"] == 8
+    assert card["network"]["use_crf"] is (card["metrics"]["best_phase"] == "joint")
+    assert card["metrics"]["use_crf"] is card["network"]["use_crf"]
     assert card["training"]["batch_size"] == 4 and card["training"]["lr"] == 1e-3
     assert card["data"]["train_cases"] == 3 and "mean" in card["metrics"]["val_dice"]
     assert {"n4", "normalize", "registration"} <= set(card["preprocessing"])

@@ -3,12 +3,15 @@
 The synthetic slices (64 x 64) hold a bright central disc (spine, label 1) and two grey
 ellipses posterior to it: label 5 (left multifidus) at larger x, the patient's left, and
 label 6 (right multifidus) at smaller x, with jitter and noise. A width-8 U-Net trained
-12 epochs (12 slices plus their gradient images, batch 4, lr 1e-2, one thread) reaches a best
-U-Net-phase validation Dice of 0.56-0.97 over torch seeds 0-5 (measured); the test asks for
-more than 0.4 and for the last epoch's loss to be below half the first's (measured ratio
-0.22-0.32). One joint epoch with the default CRF (theta_alpha 40 px spans these slices, and the
-two equally grey ellipses vote for each other) then scores 0.50-0.82: lower, so that phase is
-only checked for its bookkeeping here.
+12 epochs (12 slices plus their gradient images, batch 4, lr 1e-2, one thread) must reach a
+validation Dice above ``VAL_DICE_BOUND`` and end with a loss below half its first epoch's.
+
+Whether the one joint epoch after it beats the U-Net alone is not fixed (the default CRF's
+theta_alpha of 40 px spans these slices, and the two equally grey ellipses vote for each
+other), so that run is held to the selection rule whichever way it goes. Two runs whose
+outcome is built in check each side of the rule: a CRF with huge pairwise weights behind a
+trained U-Net floods the slice (the U-Net state must come back, without the CRF), and a
+U-Net stopped after 2 epochs is trained on by the joint phase (a joint state must win).
 """
 
 from __future__ import annotations
@@ -26,14 +29,19 @@ from napari_paraspinal.nets.segmenter import Segmenter, SegmenterConfig, resolve
 from napari_paraspinal.nets.train import (
     TrainConfig,
     TrainData,
+    TrainResult,
     gradient_magnitude,
     mirror_left_right,
     train,
     training_epoch,
+    validation_dice,
 )
 
 SIZE = 64
 FAST_CRF = {"iterations": 2}
+#: A CRF whose pairwise terms swamp the U-Net's logits: it floods the slice with one label.
+FLOODING_CRF = {"iterations": 2, "spatial_weight": 1000.0, "bilateral_weight": 1000.0,
+                "theta_gamma": 20.0}
 VAL_DICE_BOUND = 0.4
 
 
@@ -100,24 +108,117 @@ def same_state(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_training_learns(trained) -> None:
+def best_of(result: TrainResult, phase: str) -> float:
+    return max((h["val_dice"] for h in result.history if h["phase"] == phase),
+               default=-math.inf)
+
+
+def assert_selection_rule(model: Segmenter, result: TrainResult, val: TrainData) -> None:
+    """The state returned is the best one as it runs: the U-Net alone (scored without the
+    CRF) wins unless a joint state (scored with it) beats it, and then the CRF is dropped."""
+    unet, joint = best_of(result, "unet"), best_of(result, "joint")
+    assert result.best_val_dice == max(unet, joint)
+    assert result.history[result.best_epoch]["phase"] == result.winner
+    if joint > unet:
+        assert result.winner == "joint" and result.use_crf and model.crf is not None
+    else:
+        assert result.winner == "unet" and not result.use_crf and model.crf is None
+        assert "without its CRF" in result.why
+    assert model.config.use_crf is result.use_crf is model.to_dict()["use_crf"]
+    assert any(k.startswith("crf.") for k in result.best_state_dict) is result.use_crf
+    assert same_state(model.state_dict(), result.best_state_dict)
+    # the model as returned scores what the selection saw
+    assert validation_dice(model, val, result.use_crf, 4, torch.device("cpu")) == (
+        result.best_val_dice)
+
+
+def test_training_learns(trained, data) -> None:
     model, result, _ = trained
     unet = [h for h in result.history if h["phase"] == "unet"]
     joint = [h for h in result.history if h["phase"] == "joint"]
     assert len(unet) == 12 and [h["epoch"] for h in joint] == [0, 1]
     assert unet[-1]["loss"] < 0.5 * unet[0]["loss"]
     assert max(h["val_dice"] for h in unet) > VAL_DICE_BOUND
-    # with a CRF the state returned is the best scored with the CRF in the loop
-    assert result.history[result.best_epoch]["phase"] == "joint"
-    assert result.best_val_dice == max(h["val_dice"] for h in joint)
     assert not result.cancelled and not result.stopped_early
     assert all(h["seconds"] >= 0 and h["samples"] in (0, 24) for h in result.history)
-    assert same_state(model.state_dict(), result.best_state_dict)
+    assert_selection_rule(model, result, data[1])
 
 
 def test_best_state_is_the_best_epochs(trained) -> None:
     _, result, snapshots = trained
-    assert same_state(result.best_state_dict, snapshots[result.best_epoch])
+    best, snapshot = result.best_state_dict, snapshots[result.best_epoch]
+    assert same_state(best, {k: snapshot[k] for k in best})
+    dropped = set(snapshot) - set(best)
+    assert dropped == (set() if result.use_crf else {k for k in snapshot
+                                                     if k.startswith("crf.")})
+
+
+def test_a_crf_that_hurts_is_not_shipped(data, tmp_path) -> None:
+    torch.manual_seed(0)
+    model = Segmenter(SegmenterConfig(unet={"base_width": 8}, crf=FLOODING_CRF))
+    result = train(model, *data, config(epochs_pretrain=6, epochs_joint=1))
+    assert [h["phase"] for h in result.history].count("joint") == 2
+    assert best_of(result, "unet") > best_of(result, "joint")
+    assert result.winner == "unet" and not result.use_crf and model.crf is None
+    assert_selection_rule(model, result, data[1])
+    # a card written from the model says it runs without the CRF, and rebuilds it
+    save_bundle(tmp_path / "m", model.state_dict(), ModelCard(name="t", network=model.to_dict()))
+    weights, card = load_bundle(tmp_path / "m")
+    assert card.network["use_crf"] is False
+    loaded = Segmenter.from_dict(card.network)
+    loaded.load_state_dict(weights)
+    x = data[1].images
+    assert loaded.crf is None
+    assert np.allclose(loaded.predict_proba(x), model.predict_proba(x), atol=1e-6)
+
+
+def test_a_joint_phase_that_wins_is_kept(data) -> None:
+    model = small_model(0)
+    result = train(model, *data, config(epochs_pretrain=2, epochs_joint=4))
+    assert best_of(result, "joint") > best_of(result, "unet")
+    assert result.winner == "joint" and result.use_crf and model.crf is not None
+    assert_selection_rule(model, result, data[1])
+
+
+def test_keep_crf_returns_the_best_joint_state(data, tmp_path) -> None:
+    """For an ablation: the CRF stays, however badly it scores."""
+    torch.manual_seed(0)
+    model = Segmenter(SegmenterConfig(unet={"base_width": 8}, crf=FLOODING_CRF))
+    result = train(model, *data, config(epochs_pretrain=6, epochs_joint=1), keep_crf=True)
+    assert best_of(result, "unet") > best_of(result, "joint")
+    assert result.winner == "joint" and result.use_crf and model.crf is not None
+    assert result.best_val_dice == best_of(result, "joint") and "keep_crf" in result.why
+    assert model.to_dict()["use_crf"] and same_state(model.state_dict(), result.best_state_dict)
+    # a checkpoint made one way is not resumed the other
+    train(small_model(), *data, config(epochs_pretrain=1, epochs_joint=0),
+          checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match="keep_crf"):
+        train(small_model(), *data, config(epochs_pretrain=1, epochs_joint=0),
+              checkpoint_dir=tmp_path, resume=True, keep_crf=True)
+
+
+def test_resume_repeats_the_choice(data, tmp_path) -> None:
+    """A run cancelled in the joint phase and resumed drops the CRF as the whole run does."""
+    settings = config(epochs_pretrain=6, epochs_joint=2)
+
+    def flooding() -> Segmenter:
+        torch.manual_seed(0)
+        return Segmenter(SegmenterConfig(unet={"base_width": 8}, crf=FLOODING_CRF))
+
+    whole = flooding()
+    reference = train(whole, *data, settings)
+    seen: list[tuple[str, int]] = []
+    first = train(flooding(), *data, settings,
+                  progress=lambda e: seen.append((e["phase"], e["epoch"])),
+                  should_stop=lambda: ("joint", 0) in seen, checkpoint_dir=tmp_path)
+    assert first.cancelled and first.winner == "unet"
+    resumed_model = flooding()
+    resumed = train(resumed_model, *data, settings, checkpoint_dir=tmp_path, resume=True)
+    assert not resumed.cancelled
+    assert (resumed.winner, resumed.use_crf, resumed.why, resumed.best_epoch) == (
+        reference.winner, reference.use_crf, reference.why, reference.best_epoch)
+    assert not resumed.use_crf and resumed_model.crf is None
+    assert same_state(resumed_model.state_dict(), whole.state_dict())
 
 
 def test_deterministic_given_seed(data) -> None:
@@ -224,7 +325,11 @@ def test_early_stopping_on_a_plateau(data) -> None:
     assert result.stopped_early and not result.cancelled
     assert [(h["phase"], h["epoch"]) for h in result.history] == [
         ("unet", 1), ("unet", 2), ("joint", 0), ("joint", 1)]
-    assert result.best_epoch == 2  # the joint phase's own baseline (with the CRF)
+    # lr 0: every state has the same weights, so only the CRF tells the phases apart; the
+    # joint phase's baseline wins only if the CRF scores better than the U-Net alone
+    unet, joint = result.history[0]["val_dice"], result.history[2]["val_dice"]
+    assert result.best_epoch == (2 if joint > unet else 0)
+    assert result.use_crf is (joint > unet)
 
 
 def test_partial_label_mask(data) -> None:

@@ -9,6 +9,7 @@ device would block or never end) and every read has a size cap. Failures are
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import stat
@@ -111,6 +112,20 @@ def read_regular(path: Path, root: str | os.PathLike[str], field: str, cap: int)
     if len(data) > cap:
         raise BundleError(root, field, f"is more than the {cap} bytes allowed")
     return data
+
+
+def read_json(root: str | os.PathLike[str], name: str, cap: int) -> object:
+    """The JSON in ``root/name``: a regular file inside ``root`` of at most ``cap`` bytes."""
+    return parse_json(read_regular(confined(root, name, name), root, name, cap), root, name)
+
+
+def parse_json(raw: bytes, root: str | os.PathLike[str], name: str) -> object:
+    """``raw`` as JSON; :class:`BundleError` naming the file when it is not valid JSON
+    (nesting past the parser's depth included)."""
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise BundleError(Path(root), name, f"is not valid JSON ({err})") from None
 
 
 def sha256_regular(path: Path, root: str | os.PathLike[str], field: str, cap: int) -> str:

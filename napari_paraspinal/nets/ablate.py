@@ -137,7 +137,7 @@ def run_ablation(train_set: AtlasSamples, val_set: AtlasSamples, test_set: Atlas
         result = train(model, train_data, val_data, tcfg,
                        progress=None if progress is None else
                        (lambda entry, name=name: progress(name, entry)),
-                       should_stop=should_stop)
+                       should_stop=should_stop, keep_crf=True)
         seconds[name] = time.perf_counter() - start
         histories[name] = result.history
         if result.cancelled:

@@ -26,7 +26,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save_file
 
 from ..core.atomic import sha256_of
-from ..core.bundlefiles import BundleError, check_sha256, confined, read_regular
+from ..core.bundlefiles import BundleError, check_sha256, confined, read_json, read_regular
 from ..core.errors import InputError
 from ..preprocess.atlas import atlas_files
 from .card import CARD_FORMAT, ModelCard, validate_card
@@ -89,12 +89,7 @@ def load_card(directory: str | os.PathLike[str]) -> ModelCard:
     folder = Path(directory)
     if not os.path.lexists(folder / CARD):
         raise InputError(folder, f"not a model bundle: {CARD} is missing")
-    raw = read_regular(confined(folder, CARD, CARD), folder, CARD, MAX_CARD_BYTES)
-    try:
-        parsed = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as err:
-        raise BundleError(folder, CARD, f"model card is not valid JSON: {err}") from None
-    return ModelCard.from_dict(parsed, folder)
+    return ModelCard.from_dict(read_json(folder, CARD, MAX_CARD_BYTES), folder)
 
 
 def verify_bundle_files(directory: str | os.PathLike[str], card: ModelCard) -> None:

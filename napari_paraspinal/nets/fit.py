@@ -107,9 +107,12 @@ def fit_bundle(out: str | os.PathLike[str], train_set: AtlasSamples, val_set: At
                    progress=progress, should_stop=should_stop, checkpoint_dir=checkpoint_dir,
                    resume=resume)
     seconds = time.perf_counter() - start
+    # train() drops the CRF when the U-Net alone scored best, so model.to_dict() (the card's
+    # network) says how the model runs; the metrics say which phase won and why
     metrics = {"val_dice": evaluate_samples(model, val_set), "val_cases": len(val_set),
-               "best_epoch": result.best_epoch, "train_seconds": round(seconds, 1),
-               "cancelled": result.cancelled}
+               "best_epoch": result.best_epoch, "best_phase": result.winner,
+               "use_crf": result.use_crf, "selection": result.why,
+               "train_seconds": round(seconds, 1), "cancelled": result.cancelled}
     card = ModelCard(
         name=name,
         network=model.to_dict(),

@@ -13,8 +13,15 @@ Phase 1 trains the U-Net alone (CRF bypassed); phase 2 starts from phase 1's bes
 trains all parameters with the CRF in the loop. Each phase stops early after ``patience``
 epochs without a better validation score: the mean Dice (argmax, :mod:`.metrics`) over the
 foreground classes, each class pooled over the validation slices that annotate it. Phase 2
-first scores phase 1's best state with the CRF (history entry with ``epoch`` 0), so the state
-returned is the best one as the model will actually run; without a CRF it is phase 1's best.
+first scores phase 1's best state with the CRF (history entry with ``epoch`` 0).
+
+Every state is scored as it would run: phase 1's without the CRF, phase 2's with it. The state
+returned is the best of them all, so a CRF that makes the segmentation worse is not shipped:
+when a phase-1 state beats every phase-2 state, the model is returned without its CRF
+(``use_crf`` False in its config, so a model card written from it says so, and no CRF weights),
+and :class:`TrainResult` says which phase won and why. A model without a CRF, or one whose
+phase 2 never ran (``epochs_joint`` 0, cancelled before it), keeps its configuration; so
+does one trained with ``keep_crf`` (an ablation), which returns phase 2's best state.
 
 With a ``checkpoint_dir`` the whole training state (weights, best weights, Adam state, history,
 early-stopping counters, numpy and torch generator states) is saved after every epoch and after
@@ -30,7 +37,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +138,9 @@ class TrainResult:
     ``history`` has one dict per epoch (``phase`` "unet" or "joint", ``epoch`` within the phase,
     ``loss``, ``val_dice``, ``seconds``, ``samples``); ``best_epoch`` indexes it (-1: no epoch
     finished, the state is the initial one). ``stopped_early``: a phase ended by patience.
+    ``winner``: the phase of the state returned ("unet", "joint", or "" when no epoch
+    finished); ``use_crf``: whether the model returned runs its CRF; ``why``: the reason, in
+    words, with the scores compared.
     """
 
     best_state_dict: StateDict
@@ -138,6 +148,9 @@ class TrainResult:
     best_epoch: int = -1
     stopped_early: bool = False
     cancelled: bool = False
+    winner: str = ""
+    use_crf: bool = False
+    why: str = ""
 
     @property
     def best_val_dice(self) -> float:
@@ -262,8 +275,9 @@ class _Trainer:
     def __init__(self, model: Segmenter, train: TrainData, val: TrainData, config: TrainConfig,
                  progress: Callable[[dict[str, Any]], None] | None,
                  should_stop: Callable[[], bool] | None, device: torch.device,
-                 checkpoint: Path | None = None) -> None:
+                 checkpoint: Path | None = None, keep_crf: bool = False) -> None:
         self.model, self.train_data, self.val, self.config = model, train, val, config
+        self.keep_crf = keep_crf
         self.progress, self.should_stop, self.device = progress, should_stop, device
         self.loss_fn = DiceCELoss()
         self.rng = np.random.default_rng(config.seed)
@@ -285,7 +299,7 @@ class _Trainer:
             "best_epoch": self.result.best_epoch, "stopped_early": self.result.stopped_early,
             "history": self.result.history, "numpy_rng": self.rng.bit_generator.state,
             "config": _config_fingerprint(self.config), "network": self.model.to_dict(),
-            "data": self.data_digest,
+            "data": self.data_digest, "keep_crf": self.keep_crf,
         }
         rng = {"torch_cpu": torch.get_rng_state()}
         if self.device.type == "cuda":
@@ -311,6 +325,9 @@ class _Trainer:
                 raise ValueError(f"cannot resume from {checkpoint.folder}: it was made with "
                                  f"another {what[key]} ({_differences(state[key], value)}); "
                                  f"resume with the same settings or use another folder")
+        if state.get("keep_crf", self.keep_crf) != self.keep_crf:
+            raise ValueError(f"cannot resume from {checkpoint.folder}: it was made with "
+                             f"keep_crf={state['keep_crf']}, not {self.keep_crf}")
         try:
             self.model.load_state_dict(checkpoint.model_state)
             self.result.best_state_dict = checkpoint.best_state
@@ -386,8 +403,9 @@ class _Trainer:
             phase_best, bad = float(state["phase_best"]), int(state["bad"])
         elif phase == "joint":
             self.model.load_state_dict(self.result.best_state_dict)
+            if self.keep_crf:  # only states scored with the CRF compete from here on
+                self.best_score = -np.inf
             t0 = time.perf_counter()
-            self.best_score = -np.inf  # scores from here on include the CRF
             score = self.evaluate(use_crf)
             self.record({"phase": phase, "epoch": 0, "loss": float("nan"), "val_dice": score,
                          "seconds": time.perf_counter() - t0, "samples": 0})
@@ -419,6 +437,45 @@ class _Trainer:
         spent = sum(e["seconds"] for e in self.result.history if e["phase"] == phase)
         return limit is not None and spent > 60 * limit
 
+    def choose(self) -> None:
+        """Say which phase won; drop the CRF when the U-Net alone beat every joint state.
+
+        The best state is already the best of all scores (U-Net states scored without the
+        CRF, joint ones with it); this makes the model run the way its state was scored.
+        """
+        result, model = self.result, self.model
+        history = result.history
+
+        def best(phase: str) -> float:
+            scores = [h["val_dice"] for h in history if h["phase"] == phase]
+            return max(scores, default=float("nan"))
+
+        result.winner = history[result.best_epoch]["phase"] if result.best_epoch >= 0 else ""
+        joint_scored = any(h["phase"] == "joint" for h in history)
+        if model.crf is None:
+            result.why = "the model has no CRF"
+        elif not joint_scored:
+            result.why = ("the joint phase did not run, so the CRF was never scored; the "
+                          "model keeps it as configured")
+        elif self.keep_crf:
+            result.why = (f"keep_crf: the CRF is kept whatever it scores; the best joint "
+                          f"state scored {best('joint'):.4f} with it, the U-Net alone "
+                          f"{best('unet'):.4f} without it")
+        elif result.winner == "joint":
+            result.why = (f"with the CRF the best joint state scored {best('joint'):.4f}, "
+                          f"above the U-Net alone's {best('unet'):.4f}")
+        elif result.winner != "unet":
+            result.why = "no epoch scored; the model keeps its initial state and its CRF"
+        else:
+            result.why = (f"the U-Net alone scored {best('unet'):.4f} without the CRF, "
+                          f"above every joint state with it (best {best('joint'):.4f}); "
+                          f"the model runs without its CRF")
+            model.crf = None
+            model.config = replace(model.config, use_crf=False)
+            result.best_state_dict = {k: v for k, v in result.best_state_dict.items()
+                                      if not k.startswith("crf.")}
+        result.use_crf = model.config.use_crf
+
 
 def train(
     model: Segmenter,
@@ -429,8 +486,14 @@ def train(
     should_stop: Callable[[], bool] | None = None,
     checkpoint_dir: str | os.PathLike[str] | None = None,
     resume: bool = False,
+    keep_crf: bool = False,
 ) -> TrainResult:
     """Train ``model`` in place (see the module doc) and leave it holding the best state.
+
+    When the U-Net alone beats every state scored with the CRF, the model's CRF is removed
+    (``model.crf`` None, ``model.config.use_crf`` False) so that it runs as it was scored.
+    ``keep_crf`` True keeps the CRF whatever it scores and returns the best joint state (for
+    an ablation, which measures the CRF as trained rather than the model that would ship).
 
     ``progress`` gets each history entry as it is made; ``should_stop`` is asked before every
     batch, and True ends training at once (the unfinished epoch is dropped, ``cancelled`` set).
@@ -465,12 +528,14 @@ def train(
     try:
         torch.manual_seed(config.seed)
         model.to(device)
-        trainer = _Trainer(model, train, val, config, progress, should_stop, device, folder)
+        trainer = _Trainer(model, train, val, config, progress, should_stop, device, folder,
+                           keep_crf)
         if restored is not None:
             trainer.restore(restored)
         trainer.run_phase("unet", config.epochs_pretrain, list(model.unet.parameters()), False)
         if model.crf is not None and config.epochs_joint > 0 and not trainer.result.cancelled:
             trainer.run_phase("joint", config.epochs_joint, list(model.parameters()), True)
+        trainer.choose()
         result = trainer.result
         model.load_state_dict(result.best_state_dict)
         return result

@@ -18,12 +18,12 @@ Why this way, step by step:
    with larger closings until the mask is nearly convex.
 
 Speed: on fine pixels the mask is found on a copy binned to pixels of at most
-``MASK_PIXEL_MM`` (block means) and repeated back. A 512² slice took 133 ms at 0.5 mm (mostly
-the 9 x 9 median) and 136 ms at 0.8 mm; binned (3 x 3, 2 x 2) 33 and 30 ms. The outline moves
-by under a binned pixel (Dice with the full-resolution mask 0.995-1.0 on 24 512² phantoms of
-the four contrasts), which nothing downstream feels: N4 fits on a shrunk copy, the
-normalisation takes percentiles, registration takes moments. Binning 1 mm slices to 2 mm as
-well lost a tiny body's size (a 0.9 % disc grew past the 1 % limit), so they stay as they are.
+``MASK_PIXEL_MM`` (block means) and repeated back: on a fine 512² slice most of the time goes
+into the median filter, and binning cuts it severalfold. The outline moves by under a binned
+pixel, which nothing downstream feels: N4 fits on a shrunk copy, the normalisation takes
+percentiles, registration takes moments. Binning 1 mm slices to 2 mm as well lost a tiny
+body's size (a disc just under the ``MIN_FRACTION`` limit grew past it), so they stay as
+they are.
 
 Limit: where dark tissue sits at the noise floor (muscle on a Dixon fat image) *and* reaches
 the edge of the field of view, nothing in the slice tells it from air; it may be left out.
@@ -116,9 +116,8 @@ def clip_outliers(data: np.ndarray) -> np.ndarray:
 def _median(data: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Median filter of odd ``size`` (rows, columns) with edge-replicating borders.
 
-    ITK's filter is multi-threaded: 56 ms against SciPy's 110 ms for 5 x 5 at 512² on the
-    2-core CPU (the same output as ``ndimage.median_filter(mode="nearest")`` on the float32
-    slice).
+    ITK's filter is multi-threaded, so faster than SciPy's, with the same output as
+    ``ndimage.median_filter(mode="nearest")`` on the float32 slice.
     """
     image = sitk.GetImageFromArray(data.astype(np.float32))
     filtered = sitk.Median(image, [size[1] // 2, size[0] // 2])
@@ -212,8 +211,8 @@ def _add_dark_regions(mask: np.ndarray, log_img: np.ndarray, air: float,
 def _solidity(mask: np.ndarray) -> float:
     """Area over the area of the convex hull of the mask's pixel squares.
 
-    The hull of the outline pixels' corners (Qhull) takes 4 ms at 512², where rasterising the
-    hull (``convex_hull_image``) took 65 ms; degenerate masks fall back to the raster.
+    The hull of the outline pixels' corners (Qhull) is much faster than rasterising the
+    hull (``convex_hull_image``); degenerate masks fall back to the raster.
     """
     outline = mask & ~ndi.binary_erosion(mask)
     rows, cols = np.nonzero(outline)
@@ -302,20 +301,3 @@ def _body_mask(image: SliceImage) -> np.ndarray:
             f"field of view (< {MIN_FRACTION:.0%})",
         )
     return mask
-
-
-def main() -> int:
-    """Demo on a synthetic ellipse in air: ``python -m napari_paraspinal.preprocess.bodymask``."""
-    jj, ii = np.mgrid[-128:128, -128:128]
-    rng = np.random.default_rng(0)
-    data = np.where((ii / 100.0) ** 2 + (jj / 70.0) ** 2 <= 1, 500.0, 0.0)
-    noise = 10 * rng.standard_normal((2, *data.shape))
-    data = np.hypot(data + noise[0], noise[1])
-    img = SliceImage(data.astype(np.float32), Geometry((256, 256)), "synthetic ellipse")
-    print(f"{img.source}: body covers {body_mask(img).mean():.1%} of the field of view "
-          f"(true {np.pi * 100 * 70 / 256**2:.1%})")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

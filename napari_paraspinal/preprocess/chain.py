@@ -26,7 +26,8 @@ from ..core.geometry import SliceImage
 from ..core.io import validate_slice
 from ..core.labels import BY_VALUE, NUM_CLASSES
 from ..core.writers import write_image
-from .atlas import Atlas, AtlasCase, load_atlases
+from .atlas import Atlas, load_atlases
+from .atlas_build import AtlasCase
 from .atlas_space import atlas_reference, to_atlas
 from .bodymask import body_mask
 from .frame import body_frame

@@ -4,14 +4,12 @@ The last step of registration moves an affine atlas→plane transform to the nea
 of NCC² between the atlas mean image and the slice, inside the region of the labelled
 structures. ITK's gradient descent (learning rate estimated each iteration) stopped short
 of that maximum, at a place that depended on where it started: a slice and the same slice
-warped by a known affine ended up to 9 mm apart at the structures. SciPy's L-BFGS-B on the
+warped by a known affine ended up millimetres apart at the structures. SciPy's L-BFGS-B on the
 exact gradient of bilinear sampling goes all the way, so the result hardly depends on the
 start (``paraspinal bench register`` and the README have the figures).
 
 NCC² rather than NCC: it does not care whether fat or muscle is the bright one (Dixon
-water images against a T2w atlas). Run alone::
-
-    python -m napari_paraspinal.preprocess.ncc_affine
+water images against a T2w atlas).
 """
 
 from __future__ import annotations
@@ -70,8 +68,7 @@ def fixed_levels(fixed: sitk.Image, region: np.ndarray,
 def ncc_levels(fixed: list[tuple[np.ndarray, np.ndarray]], moving: sitk.Image,
                smoothing_mm: Sequence[float] = (4.0, 2.0, 0.0)) -> NCCLevels:
     """Prepare :func:`refine_prepared` from :func:`fixed_levels` and the slice, smoothed per
-    level (the levels at the same time: ITK releases the GIL, and smoothing a 512² slice
-    takes 11 ms on one thread)."""
+    level (the levels at the same time: ITK releases the GIL)."""
     with ThreadPoolExecutor(len(smoothing_mm)) as pool:
         images = list(pool.map(lambda sigma: np.pad(_smoothed(moving, sigma), 1).astype(
             np.float64), smoothing_mm))  # zeros around: sampling fades out continuously
@@ -130,8 +127,7 @@ def refine_prepared(prepared: NCCLevels, start: sitk.Transform, max_iterations: 
 def _lbfgs(objective: _Objective, u: np.ndarray, max_iterations: int
            ) -> tuple[float, np.ndarray]:
     """Minimise ``objective`` from ``u`` with SciPy's L-BFGS-B, BLAS on one thread: with
-    more, waking them cost more than the six-parameter work (0.59 s against 0.10 s per
-    refinement at 512²)."""
+    more, waking them cost more than the six-parameter work."""
     with _ONE_BLAS_THREAD.held():
         result = minimize(objective, u, jac=True, method="L-BFGS-B",
                           options={"maxiter": max_iterations, "ftol": 1e-9, "gtol": 1e-6})
@@ -186,7 +182,7 @@ def _bilinear(image: np.ndarray, x: np.ndarray, y: np.ndarray
 
     ``image`` must have a border of zeros: then the values are continuous across the edge
     of the field of view. (Without it, a body cut by the field of view made NCC² jump where
-    points left the image, and L-BFGS stalled there, 4-9 mm from the optimum.)"""
+    points left the image, and L-BFGS stalled there, millimetres from the optimum.)"""
     h, w = image.shape
     inside = (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
     x0 = np.clip(np.floor(x).astype(np.intp), 0, w - 2)
@@ -218,33 +214,3 @@ def _fixed_samples(fixed: sitk.Image, region: np.ndarray, sigma_mm: float, step:
     sx, sy = fixed.GetSpacing()
     points = np.stack([ox + cols * sx, oy + rows * sy], 1).astype(np.float64)
     return points, _smoothed(fixed, sigma_mm)[rows, cols].astype(np.float64)
-
-
-def _demo() -> None:
-    """Refine a shifted, rotated start back onto a phantom and print the change."""
-    import time
-
-    from ..core.orientation import canonical_reorientation
-    from ..phantom import PhantomConfig, generate_phantom
-    from .atlas_space import atlas_reference, plane_image
-    from .chain import default_atlases, preprocess_slice
-    from .registration import _structure_region
-
-    atlas = default_atlases()["L4-L5"]
-    pre = preprocess_slice(generate_phantom(1, PhantomConfig(level="L4-L5")).image,
-                           {"L4-L5": atlas}, "L4-L5")
-    moving = plane_image(pre.normalized, canonical_reorientation(pre.normalized.geometry))
-    fixed = sitk.GetImageFromArray(np.asarray(atlas.image, np.float32))
-    fixed.CopyInformation(atlas_reference())
-    good = sitk.AffineTransform(pre.registration.mapping.transform)
-    start = sitk.AffineTransform(good)
-    start.Rotate(0, 1, 0.08)
-    start.Translate((4.0, -3.0))
-    t = time.perf_counter()
-    out = refine_affine_ncc(fixed, _structure_region(atlas, 30.0), moving, start)
-    print(f"refined in {time.perf_counter() - t:.3f} s; translation {start.GetTranslation()} "
-          f"-> {out.GetTranslation()} (registration gave {good.GetTranslation()})")
-
-
-if __name__ == "__main__":
-    _demo()

@@ -14,40 +14,32 @@ Why this way:
 * **Mattes mutual information** tolerates contrast differences (T2w vs Dixon, fat-bright or
   fat-dark), on smoothed and shrunk images, a similarity stage then an affine stage, and
   gradient descent whose learning rate is estimated at every iteration (a fixed step failed
-  to recover a 15° rotation with 1.2× scale). Convergence is declared only when the energy
-  changes by under 1e-8 over 10 iterations (with 1e-6 over 8 most levels stopped after the
-  minimum 7-8 iterations). Since the NCC² refinement below converges by itself, these
-  stages only need to bring the structures near: one level, at 4 mm (shrink 4), is enough.
-  Measured on 80 warped phantoms, with the refinement: ITK at 4-2 mm, 96 % within 2 mm in
-  0.31 / 0.52 s per registration (256² / 512²); at 4 mm alone, 97.5 % in 0.23 / 0.35 s.
+  to recover a rotation combined with a change of scale). Convergence is declared only when
+  the energy changes by under 1e-8 over 10 iterations (a looser criterion stopped most
+  levels after the minimum number of iterations). Since the NCC² refinement below converges
+  by itself, these stages only need to bring the structures near: one level, at 4 mm
+  (shrink 4), is enough, and more levels cost time without making the result better.
   These stages see a copy of the slice resampled to 2 mm pixels (``itk_spacing_mm``; the
   wide template's pixel, and ITK smooths by 4 mm anyway): ITK filters and differentiates the
-  whole moving image at every stage, so a 512² slice cost more than a 256² one for nothing.
-  The refinement and the quality scores use the slice at its own resolution. Measured: 98.75 %
-  within 2 mm (was 97.5 %), 297 instead of 347 ms per registration at 512², the same at 256².
-  (Running ITK and the refinement both on a 1 mm copy saved a little more but let a
-  12.7 mm miss through unflagged.)
+  whole moving image at every stage, so a fine slice would cost more for nothing.
+  The refinement and the quality scores use the slice at its own resolution. (Running ITK
+  and the refinement both on a 1 mm copy let a miss through unflagged.)
 * **Two starts in full.** The two starts with the best coarse metric are optimised one
   thread each; the fit that correlates best with the atlas around the structures is kept.
 * **Refinement by NCC² with L-BFGS** (:mod:`.ncc_affine`): an affine fit on the 1 mm atlas
   inside the region of the labelled structures, maximising the squared normalised cross
   correlation (it does not care whether fat or muscle is the bright one) with SciPy's
   L-BFGS on the exact gradient, at 4, 2 and 0 mm smoothing (on pixels of 4, 2 and 1 mm).
-  The 4 mm level lets a fit leave a worse optimum a few millimetres from a better one: on
-  240 warped phantoms, with 2, 1 and 0 mm instead, 234 were within 2 mm and three misses
-  of 3.8-7.5 mm went unflagged; with 4, 2 and 0 mm, 236 and two of 3.7 mm, in the same
-  time (those two were bodies cut by the benchmark's grid; on a grid that holds the whole
-  warped field of view, 239 of 240 with the miss flagged, against 237 with 2, 1 and 0 mm
-  and a 7.5 mm miss unflagged). ITK's gradient descent on the
-  same metric stopped short of the optimum, where it stopped depended on the start, and
-  only 65 % / 67.5 % of 80 warped phantoms were recovered within 2 mm; see
-  ``paraspinal bench register`` and the README for the figures now. (Mutual information
-  there instead did worse still: 19 failures over 5 mm against 5 with ITK's correlation.)
+  The 4 mm level lets a fit leave a worse optimum a few millimetres from a better one (with
+  2, 1 and 0 mm, misses went unflagged), in the same time. ITK's gradient descent on the
+  same metric stopped short of the optimum, and where it stopped depended on the start, so
+  it is not used for this step (mutual information there did worse still); see
+  ``paraspinal bench register`` and the README for the figures.
 * **Quality score**: the Dice overlap of the atlas body and the registered body mask, the
   correlation of the atlas template with the registered slice inside the atlas body, and the
   correlation of the 1 mm atlas mean image with the registered slice around the labelled
-  structures (the muscles can be off while the body outline fits: on 40 phantoms every fit
-  within 2 mm scored ≥ 0.60 there, while 9 of the 10 failures over 5 mm scored below).
+  structures (the muscles can be off while the body outline fits; on warped phantoms good
+  fits scored above ``min_structure_correlation`` there and failures mostly below).
   A case below any threshold is flagged for a human to check; registration never raises for
   a poor fit, so a batch goes on.
 """
@@ -76,7 +68,11 @@ from .ncc_affine import fixed_levels, ncc_levels, refine_prepared
 
 @dataclass
 class RegistrationConfig:
-    """Settings of :func:`register`; JSON-friendly, stored in model cards."""
+    """Settings of :func:`register`; JSON-friendly, stored in model cards.
+
+    ``refine_metric`` has one value, "ncc" (:mod:`.ncc_affine`); the field stays because
+    model cards record it. Registering with any other value is a ValueError.
+    """
 
     histogram_bins: int = 32
     sampling: float = 1.0
@@ -148,8 +144,8 @@ def _moments(mask: np.ndarray, spacing: tuple[float, float],
     """Centroid (x, y) and variance along x and y (mm², as ``np.cov``) of a 2-D mask given
     as (rows, cols).
 
-    From the mask's row and column sums (the variances need no joint moment): 0.3 ms at
-    512², where listing the pixels took 17 ms."""
+    From the mask's row and column sums (the variances need no joint moment), much faster
+    than listing the pixels."""
     centre, variance = np.zeros(2), np.zeros(2)
     for axis, counts in enumerate((mask.sum(0), mask.sum(1))):
         positions = origin[axis] + np.arange(counts.size) * spacing[axis]
@@ -292,9 +288,9 @@ def detect_level(image: SliceImage, mask: np.ndarray, atlases: dict[str, Atlas],
     """Register to every level's atlas and keep the best fit (highest correlation).
 
     The levels are registered at the same time, one thread each, with the same transforms
-    as one after the other: ITK releases the GIL. With one start per level this took 1.19 s
-    against 2.13 s at 512² on 2 cores; with two starts per level (four threads) ``auto``
-    takes about twice the time of a given level (2.05 s against 1.04 s).
+    as one after the other: ITK releases the GIL, so this is faster than one level after
+    the other (with two starts per level the threads can outnumber the cores, and ``auto``
+    then takes longer than registering to a given level).
 
     The wrong level's fit is usually flagged, so the refinement-alone fallback of
     :func:`register` runs only when the best fit of all levels is flagged (then for every
@@ -351,7 +347,7 @@ def _register(image: SliceImage, mask: np.ndarray, atlas: Atlas,
     result = assessed(_best_fit(ranked[: config.full_starts], fixed, coarse, moving, atlas,
                                 refine, config.stages, config))
     if result.flagged and fallback and config.refine_only_fallback and refine is not None:
-        # the ITK stages can end in a wrong basin (on 160 warped phantoms, twice by 25 mm),
+        # the ITK stages can end in a wrong basin (rarely, on warped phantoms, far off),
         # where the refinement alone from the moments starts finds the fit; kept only if
         # it passes QC, so a flagged case is never swapped for another flagged one
         fallback = assessed(_best_fit(ranked, fixed, coarse, moving, atlas, refine, (),
@@ -388,10 +384,9 @@ def _best_fit(starts: list[sitk.Transform], fixed: sitk.Image, coarse: sitk.Imag
     correlates best with the atlas around the labelled structures; fits that ITK gave up on
     lose to any that finished. Returns the transform, its flag reasons and that correlation.
 
-    The optimum is flat enough that where it ends depends on the start: on 24 warped
-    phantoms (seeds 810000-, refinement by mutual information then), keeping the better of
-    the two best coarse starts by this correlation brought the share within 2 mm from 58 %
-    to 71 % (by the final metric instead: 42 %).
+    The optimum is flat enough that where it ends depends on the start: on warped phantoms,
+    keeping the better of the two best coarse starts by this correlation recovered more of
+    them than one start did, and more than choosing by the final metric.
     """
     def fit(start: sitk.Transform) -> tuple[sitk.AffineTransform, list[str], float]:
         affine, reasons = _optimise(start, fixed, coarse, refine, stages, config)
@@ -468,10 +463,11 @@ def _refiner(atlas: Atlas, moving: sitk.Image, config: RegistrationConfig
     starts share (NCC²'s samples and smoothed slices) is made here, once."""
     if not config.refine:
         return None
+    if config.refine_metric != "ncc":
+        raise ValueError(f"refine_metric must be 'ncc' (the only refinement there is), not "
+                         f"{config.refine_metric!r}")
     fixed = atlas.memo("image_sitk", lambda: _atlas_image(atlas))
     region = _structure_region(atlas, config.refine_margin_mm)
-    if config.refine_metric != "ncc":
-        return lambda affine: _refine_itk(fixed, region, moving, affine, config)
     smoothing, steps = tuple(config.refine_smoothing_mm), tuple(config.refine_shrink)
     samples = atlas.memo(("ncc", config.refine_margin_mm, smoothing, steps),
                          lambda: fixed_levels(fixed, region, smoothing, steps))
@@ -487,28 +483,6 @@ def _atlas_image(atlas: Atlas) -> sitk.Image:
     fixed = sitk.GetImageFromArray(np.asarray(atlas.image, np.float32))
     fixed.CopyInformation(atlas_reference())
     return fixed
-
-
-def _refine_itk(fixed: sitk.Image, region: np.ndarray, moving: sitk.Image,
-                affine: sitk.AffineTransform, config: RegistrationConfig
-                ) -> sitk.AffineTransform | str:
-    """The refinement by ITK's correlation or Mattes metric (kept for the README's
-    comparison; ITK's reason as text when it fails)."""
-    mask = sitk.GetImageFromArray(region.astype(np.uint8))
-    mask.CopyInformation(fixed)
-    reg = _method(config, levels=False)
-    if config.refine_metric == "correlation":
-        reg.SetMetricAsCorrelation()
-    elif config.refine_metric != "mattes":
-        raise ValueError(f"refine_metric must be 'ncc', 'correlation' or 'mattes', "
-                         f"not {config.refine_metric!r}")
-    reg.SetShrinkFactorsPerLevel(list(config.refine_shrink))
-    reg.SetSmoothingSigmasPerLevel(list(config.refine_smoothing_mm))
-    reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
-    reg.SetMetricFixedMask(mask)
-    refined = sitk.AffineTransform(affine)
-    reg.SetInitialTransform(refined, inPlace=True)
-    return _execute(reg, fixed, moving) or refined
 
 
 def _structure_region(atlas: Atlas, margin_mm: float) -> np.ndarray:

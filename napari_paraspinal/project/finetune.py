@@ -75,7 +75,6 @@ RUN = "run"
 RUN_JSON = "run.json"
 CANDIDATE = "candidate"
 REPLAY_CACHE = "replay"
-FOREGROUND = tuple(range(1, NUM_CLASSES))
 
 Progress = Callable[[dict[str, Any]], None]
 
