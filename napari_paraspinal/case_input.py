@@ -21,10 +21,12 @@ from .dixon import pair_dixon
 
 @dataclass(frozen=True)
 class DixonRef:
-    """A Dixon pair: water and fat images of one series (same grid, slice for slice)."""
+    """A Dixon pair: water and fat images of one series (same grid, slice for slice);
+    ``note`` (how a pair found in a DICOM study was paired) is said on the case's rows."""
 
     water: InputRef
     fat: InputRef
+    note: str = field(default="", compare=False)
 
     def __str__(self) -> str:
         return f"{self.water} + {self.fat}"
@@ -56,14 +58,19 @@ def read_case_slice(ref: InputRef | DixonRef, k: int,
     if not isinstance(ref, DixonRef):
         image = read_slice(ref, index=k, spacing=spacing)
         validate_slice(image)
-        return CaseSlice(image, notes=list(image.notes))
+        return CaseSlice(image, notes=[*_note(ref), *image.notes])
     water = read_slice(ref.water, index=k, spacing=spacing)
     fat = read_slice(ref.fat, index=k, spacing=spacing)
     water, fat, notes = pair_dixon(water, fat)
     image = water.with_data(water.data + fat.data, source=str(ref),
                             notes=[*water.notes, *notes])
     validate_slice(image)
-    return CaseSlice(image, water, fat, notes=[*image.notes])
+    return CaseSlice(image, water, fat, notes=[*_note(ref), *image.notes])
+
+
+def _note(ref: InputRef | DixonRef) -> list[str]:
+    note = getattr(ref, "note", "")  # a plain path has none
+    return [note] if note else []
 
 
 def slice_columns(image: SliceImage) -> dict[str, int | float]:

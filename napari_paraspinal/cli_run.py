@@ -41,7 +41,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                        model=Path(args.model) if args.model else None, level=args.level,
                        device=args.device, identifiers=args.identifiers,
                        levels=args.levels, sides=args.sides, mirror=not args.no_mirror,
-                       precision=args.precision)
+                       precision=args.precision, bids=args.bids,
+                       dixon_pairing=not args.no_dixon_pairing)
     if bool(args.water) != bool(args.fat):
         given, missing = ("--water", "--fat") if args.water else ("--fat", "--water")
         print(f"error: {given} needs {missing} (a Dixon pair: water and fat images)",
@@ -65,7 +66,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     for r in results:
         print(f"{r.case}: {r.status}  {_case_line(r)}")
     print(_summary(results, failed) + f"; tables in {config.out_dir / 'measurements.xlsx'} "
-          f"and .csv, run record {config.out_dir / MANIFEST}")
+          f"and .csv, run record {config.out_dir / MANIFEST}"
+          + (f"; BIDS derivatives in {config.out_dir}" if config.bids else ""))
     if config.labels_dir is None and not model_available(config):
         print("note: no segmentation model is installed; run read, checked and reported the "
               "inputs (give --model BUNDLE, or --labels to measure existing label maps).")
@@ -182,6 +184,9 @@ def add_run_parser(sub: argparse._SubParsersAction, spacing: Callable[[str], obj
     p.add_argument("--fat", nargs="+", default=None,
                    help="Dixon fat images, same grids as --water: segmented on water + fat, "
                         "with the Dixon fat fraction per muscle")
+    p.add_argument("--no-dixon-pairing", action="store_true",
+                   help="run Dixon water, fat, in-phase and opposed-phase DICOM series as "
+                        "plain cases (default: found by image type and paired)")
     p.add_argument("--spacing", type=spacing, default=None,
                    help="pixel spacing in mm for files without one (PNG/TIFF/JPEG)")
     p.add_argument("--labels", default=None,
@@ -215,6 +220,11 @@ def add_run_parser(sub: argparse._SubParsersAction, spacing: Callable[[str], obj
                         "slightly machine-dependent results (default: float32)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
+    p.add_argument("--bids", action="store_true",
+                   help="also make OUT a BIDS derivatives dataset: sub-*/[ses-*/]anat/"
+                        "*_dseg.nii.gz label maps, *_morph.tsv measurements with JSON "
+                        "sidecars, dseg.tsv and "
+                        "dataset_description.json (subject and session from BIDS input names)")
     p.add_argument("--identifiers", action="store_true",
                    help="also write DICOM patient id, name and study date on the provenance "
                         "sheet (default: none; case ids come from file names)")

@@ -19,6 +19,9 @@ from threading import Event
 
 import numpy as np
 
+from .bids import BidsDataset, source_paths
+from .bids import start as start_bids
+from .bids import write_result as write_bids
 from .case_input import CaseSlice, DixonRef, dixon_slice_count, read_case_slice, slice_columns
 from .core.errors import InputError
 from .core.io import InputRef, describe_error, image_stem, list_inputs, list_slices, read_labels
@@ -81,6 +84,8 @@ class RunConfig:
     sides: str = SIDES_DEFAULT  # left/right from the spine's midline, or the network's own
     mirror: bool = True  # average the network with its view of the mirrored slice
     precision: str = "float32"  # the network's arithmetic ("bfloat16": faster, see README)
+    bids: bool = False  # also a BIDS derivatives dataset in out_dir (:mod:`.bids`)
+    dixon_pairing: bool = True  # pair Dixon water/fat series of a DICOM study (:mod:`.dixon_dicom`)
 
 
 Source = InputRef | DixonRef
@@ -270,12 +275,13 @@ def run(
     kept. A given path that does not exist, a model that cannot be loaded or an output
     folder that cannot be used raise :class:`InputError` before anything is written.
     """
-    refs, skipped = _listed(inputs, config.out_dir)
+    refs, skipped = _listed(inputs, config.out_dir, config.dixon_pairing)
     make_output_folder(config.out_dir)  # before the model loads: a bad folder fails fast
     model = (load_model(config.model, config.device, sides=config.sides, mirror=config.mirror,
                         precision=config.precision)
              if model_available(config) else None)
     out = RunOutput.start(config.out_dir, [str(r) for r in refs], [str(e) for e in skipped])
+    bids = start_bids(config.out_dir, refs, out) if config.bids else None
     for err in skipped:
         if notice:
             notice(f"skipped {err}")
@@ -294,7 +300,7 @@ def run(
             if progress:
                 progress(done, total, f"{ref} slice {k}" if count > 1 else str(ref))
 
-        results.append(_isolated_case(ref, cid, config, model, out, on_slice, cancel))
+        results.append(_isolated_case(ref, cid, config, model, out, on_slice, cancel, bids))
         done = sum(counts[:len(results)])
         try:
             out.write_tables(table_sheets(results, config, model))
@@ -326,11 +332,16 @@ def overlay_name(cid: str, k: int, stack: bool) -> str:
 
 def _isolated_case(ref: Source, cid: str, config: RunConfig, model: Model | None,
                    out: RunOutput, on_slice: Callable[[int], None],
-                   cancel: Event | None) -> CaseResult:
+                   cancel: Event | None, bids: BidsDataset | None = None) -> CaseResult:
     """One case, whatever happens: an exception becomes the case's failed row."""
     try:
-        out.case_started(cid, str(ref), _planned(ref, cid, config))
+        planned = _planned(ref, cid, config)
+        if bids is not None:
+            planned += bids.case_files(cid, source_paths(ref)).all
+        out.case_started(cid, str(ref), planned)
         result = process_case(ref, cid, config, model, on_slice, cancel)
+        if bids is not None:
+            write_bids(bids, result, source_paths(ref), config, model)
     except OutputError as err:  # full disk, name too long, ...: name the file
         result = _failed_case(ref, cid, str(err), str(err))
     except InputError as err:
@@ -371,21 +382,29 @@ def _planned(ref: Source, cid: str, config: RunConfig) -> list[Path]:
     return paths
 
 
-def _listed(inputs: Sequence[str | Path | DixonRef], out_dir: Path
-            ) -> tuple[list[Source], list[InputError]]:
+def _listed(inputs: Sequence[str | Path | DixonRef], out_dir: Path,
+            dixon_pairing: bool = True) -> tuple[list[Source], list[InputError]]:
     """The cases of the inputs and what was skipped; the run's own output folders (labels,
-    overlays, superseded) are never read back as inputs."""
+    overlays, superseded) and BIDS label maps are never read back as inputs. With
+    ``dixon_pairing`` the Dixon water and fat series of a DICOM study become one Dixon case
+    (:mod:`.dixon_dicom`)."""
     listing = list_inputs([r for r in inputs if not isinstance(r, DixonRef)])
     ours = [os.path.abspath(out_dir / d) for d in ("labels", "overlays", SUPERSEDED)]
+    bids = os.path.join(os.path.abspath(out_dir), "sub-")
     refs: list[Source] = [r for r in inputs if isinstance(r, DixonRef)]
     skipped = list(listing.skipped)
     for ref in listing.refs:
         path = os.path.abspath(ref.path)
-        if any(path == d or path.startswith(d + os.sep) for d in ours):
+        if any(path == d or path.startswith(d + os.sep) for d in ours) or (
+                path.startswith(bids) and path.endswith("_dseg.nii.gz")):
             skipped.append(InputError(ref.path, "is in this run's output folder (earlier "
                                                 "results): not read as an input"))
         else:
             refs.append(ref)
+    if dixon_pairing:
+        from .dixon_dicom import pair_dixon_series
+        refs, folded = pair_dixon_series(refs)
+        skipped.extend(folded)
     return refs, skipped
 
 

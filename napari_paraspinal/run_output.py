@@ -97,6 +97,14 @@ class RunOutput:
         self._move_aside([r for r in rels if (self.folder / r).exists()])
         self._save()
 
+    def run_files(self, paths: Sequence[Path]) -> None:
+        """Record files the run writes once for the whole folder (the BIDS dataset's, see
+        :mod:`.bids`), so the next run moves them aside; any already there is moved first."""
+        rels = [self._rel(p) for p in paths]
+        self.manifest["files"] = rels
+        self._move_aside([r for r in rels if (self.folder / r).exists()])
+        self._save()
+
     def case_finished(self, cid: str, status: str, message: str, rows: int) -> None:
         """Record how a case ended (saved with the next tables). A failed case's partial
         outputs are removed: they are this run's (older ones were moved aside)."""
@@ -152,6 +160,8 @@ class RunOutput:
                 if isinstance(case, dict):
                     rels.update(str(r) for key in ("planned", "outputs")
                                 for r in case.get(key) or [])
+            if isinstance(old.get("files"), list):
+                rels.update(str(r) for r in old["files"])
         old_id = old.get("run_id") if old else None
         name = old_id if isinstance(old_id, str) and _RUN_ID.match(old_id) else None
         self._aside = {

@@ -59,15 +59,17 @@ def table_sheets(results: Sequence[CaseResult], config: RunConfig,
 
 
 def level_sheet(rows: Sequence[dict]) -> list[dict]:
-    """Per case and known level (superior first): the number of slices, the mean of every
+    """Per stack and known level (superior first): the number of slices, the mean of every
     area and percentage over them and its value at the mid-disc slice (``*_mid``); empty
-    when no slice's level is known."""
+    when no stack has two slices of known level."""
     by_case: dict[str, list[dict]] = {}
     for row in rows:
         if row.get("status") != "failed" and row.get("level", UNKNOWN) != UNKNOWN:
             by_case.setdefault(str(row.get("case", "")), []).append(row)
     out = []
     for case, members in by_case.items():
+        if len(members) < 2:  # a single slice: the table's row says it all
+            continue
         columns = [c for c in members[0] if c.endswith(("_mm2", "_pct"))]
         out += [{"case": case, **summary} for summary in level_summary(members, columns)]
     return out

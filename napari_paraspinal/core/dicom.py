@@ -306,6 +306,12 @@ def open_series(folder: Path, series_uid: str | None, source: str) -> DicomStack
     return stack
 
 
+def folder_series(folder: Path) -> dict[str | None, list[Frame]]:
+    """Frames of each DICOM series directly in ``folder`` by series UID, from the one cached
+    header scan that :func:`open_series` also uses."""
+    return _scan_folder(str(folder), folder.stat().st_mtime_ns)[0]
+
+
 @functools.lru_cache(maxsize=4)
 def _scan_folder(folder: str, mtime_ns: int) -> tuple[dict[str | None, list[Frame]], int]:
     """Frames of every image file directly in ``folder`` by series UID, and the number of

@@ -34,10 +34,12 @@ _KINDS = {stat.S_IFIFO: "a named pipe (FIFO)", stat.S_IFSOCK: "a socket",
 
 @dataclass(frozen=True)
 class InputRef:
-    """One input: a file, or a DICOM series (its folder and, when known, its series UID)."""
+    """One input: a file, or a DICOM series (its folder and, when known, its series UID);
+    ``note`` is said on the case's rows (e.g. why a Dixon series was not paired)."""
 
     path: Path
     series_uid: str | None = None
+    note: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.path, Path):
