@@ -89,8 +89,8 @@ def test_project_tasks_import_no_qt() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_case_layers_autosave_and_tidy(tmp_path, phantoms) -> None:
-    """The plain functions on stand-in layers: load, edit, autosave, what may be removed."""
+def test_case_layers_save_and_tidy(tmp_path, phantoms) -> None:
+    """The plain functions on stand-in layers: load, edit, save, what may be removed."""
     from napari_paraspinal._napari import project_tasks as tasks
 
     project, ids = make_project(tmp_path / "p", phantoms, {0: "automatic"})
@@ -106,12 +106,16 @@ def test_case_layers_autosave_and_tidy(tmp_path, phantoms) -> None:
     labels.data[:5, :5] = MF_L
     assert tasks.needs_saving(labels)
     assert tasks.tidy(project, [image, labels]) == []  # unsaved: nothing goes
-    done = tasks.autosave(project, [image, labels], PARTIAL)
-    (version,) = done.saved
+    assert tasks.blocking_edits(project, [image, labels]) == []  # predicted: not batched
+    assert tasks.save_drafts(project, [image, labels]) == [ids[0]]
+    assert set(map(id, tasks.tidy(project, [image, labels]))) == {id(image), id(labels)}
+    labels.data[:2, :2] = MF_R  # edited after the draft: kept again
+    assert tasks.tidy(project, [image, labels]) == []
+    version = tasks.save_layer(project, labels, "corrected", PARTIAL)
     assert (version.kind, version.labelled) == ("corrected", PARTIAL)
     saved, _ = project.latest_labels(ids[0])
     np.testing.assert_array_equal(saved, labels.data[:, ::-1])  # flipped file: native = mirror
-    assert not tasks.needs_saving(labels) and not tasks.autosave(project, [labels], PARTIAL).saved
+    assert not tasks.needs_saving(labels) and not tasks.has_draft(project, ids[0])
 
     # a segmentation written in the viewer (not by a person) is neither saved nor removed
     from napari_paraspinal._napari.slices import WRITTEN_KEY, fingerprint
@@ -157,8 +161,84 @@ def test_drafts_keep_edits_until_a_version_is_saved(tmp_path, phantoms) -> None:
     project.close()
 
 
+def test_a_flagged_case_carries_its_qc_until_a_person_saves(tmp_path, phantoms) -> None:
+    """The model's QC flags of a case travel with its automatic labels into the layer (for
+    the banner, table and export) and the worklist; a person's version drops them."""
+    from napari_paraspinal._napari import project_tasks as tasks
+    from napari_paraspinal._napari.slices import QC_KEY, flagged_planes, plane_qc
+
+    project, ids = make_project(tmp_path / "p", phantoms, {0: "automatic", 1: "automatic"})
+    project.set_qc(ids[0], {"registration_flagged": True, "registration_check": "MF asymmetry 70 %",
+                            "registration_correlation": None})
+    project.set_qc(ids[1], {"registration_flagged": False, "registration_check": "",
+                            "registration_correlation": None})
+    assert [r.qc for r in tasks.worklist(project)] == ["CHECK: MF asymmetry 70 %", "ok", ""]
+    Labels = type("Labels", (SimpleNamespace,), {})  # noqa: N806 (duck-types napari's)
+    (_, _, _), (data, kw, _) = tasks.case_layers(project, ids[0])
+    labels = Labels(data=np.array(data), **kw)
+    assert plane_qc(labels, 0)["registration_check"] == "MF asymmetry 70 %"
+    assert flagged_planes([labels], (0.0, 0.0)) == [f"{ids[0]} labels: CHECK: MF asymmetry 70 %"]
+    (_, _, _), (data1, kw1, _) = tasks.case_layers(project, ids[1])
+    assert flagged_planes([Labels(data=data1, **kw1)], (0.0, 0.0)) == []
+
+    labels.data[:3, :3] = MF_L
+    tasks.save_layer(project, labels, "corrected", PARTIAL)
+    assert plane_qc(labels, 0) is None and flagged_planes([labels], (0.0, 0.0)) == []
+    (_, _, _), (_, kw2, _) = tasks.case_layers(project, ids[0])
+    assert QC_KEY not in kw2["metadata"]
+    project.close()
+
+
+@needs_display
+def test_vouches_reset_per_case_and_keys_pick_labels(make_napari_viewer, qtbot, tmp_path,
+                                                     phantoms) -> None:
+    """Check boxes follow the open case; nothing ticked saves nothing; keys 1-8/0 work on a
+    case's labels with no legend docked; edits left behind come back as a draft."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtTest import QTest
+
+    from napari_paraspinal._napari import project_tasks as tasks
+
+    project, ids = make_project(tmp_path / "p", phantoms, {0: "automatic"})
+    project.save_labels(ids[1], phantoms[1][1], "verified", labelled=PARTIAL)
+    root = project.root
+    project.close()
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-paraspinal",
+                                                     "Project and fine-tune")
+    widget.open_project(root)
+    assert widget.open_case(ids[1])
+    assert widget.labelled() == PARTIAL  # what this case was vouched for
+    widget.set_labelled(range(1, 9))  # the user ticks everything here...
+    assert widget.open_case(ids[0])
+    assert widget.labelled() == []  # ...which is not carried to the next case
+    assert widget.mark("corrected") is None and "tick the labels" in widget.status.text()
+    assert len(widget.project.label_versions(ids[0])) == 1
+
+    labels = viewer.layers[f"{ids[0]} labels"]
+    canvas = viewer.window._qt_viewer.canvas.native
+    for key, value in ((Qt.Key.Key_3, 3), (Qt.Key.Key_8, 8), (Qt.Key.Key_1, 1)):
+        QTest.keyClick(canvas, key)
+        assert (labels.selected_label, labels.mode) == (value, "paint")
+    QTest.keyClick(canvas, Qt.Key.Key_0)
+    assert labels.mode == "erase"
+
+    assert not widget.unsaved_label.text()
+    labels.data_setitem((np.arange(6), np.arange(6)), ES_L)
+    edited = np.array(labels.data)
+    assert "unsaved edits" in widget.unsaved_label.text()
+    assert widget.open_case(ids[2])
+    assert len(widget.project.label_versions(ids[0])) == 1  # a draft, not a version
+    assert tasks.has_draft(widget.project, ids[0])
+    assert widget.open_case(ids[0])
+    np.testing.assert_array_equal(viewer.layers[f"{ids[0]} labels"].data, edited)
+    assert "draft" in widget.status.text() and "unsaved edits" in widget.unsaved_label.text()
+    assert widget.labelled() == []
+
+
 @needs_display
 def test_open_edit_mark_switch_and_activate(make_napari_viewer, tmp_path, phantoms) -> None:
+    from napari_paraspinal._napari import project_tasks as tasks
     from napari_paraspinal._napari.layers import image_layer
     from napari_paraspinal._napari.project_tasks import CASE_KEY, PROJECT_KEY
     from napari_paraspinal._napari.project_widget import ProjectWidget
@@ -198,16 +278,20 @@ def test_open_edit_mark_switch_and_activate(make_napari_viewer, tmp_path, phanto
     assert widget.table.item(row, 1).text() == "corrected"
     assert widget.table.item(row, 4).text() == "MF_L MF_R ES_L ES_R"
 
-    # unsaved edits are saved before another case replaces the layers (double-click)
+    # another case (double-click): unsaved edits become a draft, never a version
+    assert not widget.unsaved_label.text()
     labels.data_setitem((np.arange(10, 15), np.arange(10, 15)), MF_R)
     edited = np.array(labels.data)
+    assert "unsaved edits" in widget.unsaved_label.text()
     widget.table.cellDoubleClicked.emit(widget.worklist_ids().index(ids[1]), 0)
     assert widget.case_id == ids[1]
     assert ids[0] not in viewer.layers and f"{ids[0]} labels" not in viewer.layers
+    assert widget.labelled() == [] and not widget.unsaved_label.text()  # reset for this case
     with Project.open(root) as store:
-        saved, version = store.latest_labels(ids[0])
-        assert (version.kind, version.version, version.labelled) == ("corrected", 3, PARTIAL)
-        np.testing.assert_array_equal(saved, edited[:, ::-1])
+        assert store.latest_version(ids[0]).version == 2  # nothing saved unasked
+        np.testing.assert_array_equal(tasks.read_draft(store, ids[0]), edited[:, ::-1])
+    row = widget.worklist_ids().index(ids[0])
+    assert widget.table.item(row, 5).text() == "unsaved draft"
     # an unedited case is not saved again; a case without labels opens empty
     assert widget.open_case(ids[2])
     assert len(widget.project.label_versions(ids[1])) == 1
@@ -276,8 +360,8 @@ def test_unsaved_edits_survive_closing_the_viewer(make_napari_viewer, tmp_path,
 
 
 @needs_display
-def test_segment_new_cases_saves_edits_first(make_napari_viewer, qtbot, tmp_path,
-                                             phantoms) -> None:
+def test_segment_new_cases_waits_for_edits_to_be_marked(make_napari_viewer, qtbot, tmp_path,
+                                                       phantoms) -> None:
     from napari_paraspinal._napari.project_widget import ProjectWidget
 
     project, ids = make_project(tmp_path / "p", phantoms[:2], {})
@@ -293,6 +377,13 @@ def test_segment_new_cases_saves_edits_first(make_napari_viewer, qtbot, tmp_path
     labels.data_setitem((rows, cols), MF_L)  # a person draws a muscle in the new case
     edited = np.array(labels.data)
 
+    # the batch would segment over the drawing: refused until the case is marked
+    assert widget.segment_new() is None and widget.worker is None
+    assert f"unsaved edits in {ids[0]}" in widget.status.text()
+    with Project.open(root) as store:
+        assert store.latest_version(ids[0]) is None  # nothing saved unasked
+    widget.set_labelled([MF_L])
+    assert widget.mark("corrected") is not None
     worker = widget.segment_new()
     assert worker is not None and not widget.segment_button.isEnabled()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)

@@ -153,9 +153,11 @@ def test_segment_measure_edit_export(make_napari_viewer, qtbot, tmp_path) -> Non
     xlsx, csv = export.export(tmp_path / "out" / "measurements")
     assert xlsx.suffix == ".xlsx" and csv.exists()
     wb = load_workbook(xlsx)
-    assert wb.sheetnames == ["measurements", "provenance"]
+    assert wb.sheetnames == ["measurements", "provenance"]  # as `paraspinal run` on one slice
     header = [c.value for c in wb["measurements"][1]]
     values = dict(zip(header, [c.value for c in wb["measurements"][2]], strict=True))
+    assert (values["status"], values["slice"], values["level"]) == ("segmented", 0, "L4-L5")
+    assert values["registration_flagged"] is False  # a phantom the model segments well
     assert isinstance(values["MF_L_csa_mm2"], float)
     assert values["MF_L_csa_mm2"] == pytest.approx(measure.last.row["MF_L_csa_mm2"])
     assert values["MF_L_fat_pct"] == pytest.approx(measure.last.row["MF_L_fat_pct"], abs=0.01)

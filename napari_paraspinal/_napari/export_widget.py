@@ -3,8 +3,10 @@
 The button asks for a path and runs :mod:`.report` in a worker thread (N4 per plane can take
 a while on a stack); :meth:`ExportWidget.export` does the same synchronously for scripts and
 tests. The workbook has a ``measurements`` sheet (one row per labelled plane, numbers as
-numbers) and a ``provenance`` sheet (software version, labels layer and model, edited or not,
-level, bias correction and fat method as JSON, time).
+numbers, with the command line's ``status`` and QC columns: ``registration_flagged`` /
+``registration_check``), a ``provenance`` sheet (software version, labels layer and model,
+edited or not, bias correction and fat method as JSON, flagged slices, time) and, when levels
+are known, a ``levels`` sheet, all from the command line's table builder.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from qtpy.QtWidgets import (
 
 from ..fat import METHODS, FatConfig
 from ..preprocess.n4 import N4Config
+from . import viewer_hooks
 from .qt_common import LayerCombo, is_labels_source
 from .report import ExportInput, collect, write_measurements
 
@@ -43,6 +46,7 @@ class ExportWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.worker: FunctionWorker | None = None
+        self._hooks = viewer_hooks.install(napari_viewer)
         self.image_combo = LayerCombo(napari_viewer, Image, parent=self)
         self.labels_combo = LayerCombo(napari_viewer, Labels, accept=is_labels_source,
                                        parent=self)

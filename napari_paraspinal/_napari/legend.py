@@ -1,49 +1,38 @@
 """Labels legend: the eight labels with colour, short and long name, and editing shortcuts.
 
-Keys 1–8 pick that label (paint mode) and 0 the eraser on the active paraspinal labels
-layer. They are bound on each such layer (``layer.bind_key(..., overwrite=True)``) because a
-layer's own keymap comes before napari's Labels defaults, where 1–7 switch modes (the
-letters E, P, F, L and Z still do). A checkbox switches the active layer between filled
-labels and contours.
+Keys 1–8 pick that label (paint mode) and 0 the eraser on paraspinal labels layers; the
+keys are bound by :mod:`.viewer_hooks`, which every paraspinal widget installs, so they work
+whether or not the legend is docked. The legend highlights the label the active layer
+paints with (none while erasing) and follows changes made by keys, napari's own controls or
+a click on a row. A checkbox switches the active layer between filled labels and contours.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from napari.layers import Labels
 from qtpy.QtCore import Qt
-from qtpy.QtGui import QColor, QIcon, QPixmap
+from qtpy.QtGui import QColor, QFont, QIcon, QPixmap
 from qtpy.QtWidgets import QCheckBox, QLabel, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
 
-from ..core.labels import BACKGROUND, LABELS
-from .qt_common import is_paraspinal
+from ..core.labels import BY_VALUE, LABELS
+from . import viewer_hooks
+from .viewer_hooks import KEYS, bind_label_keys, select_label
 
-KEYS = tuple(str(v) for v in range(len(LABELS) + 1))  # "0" (eraser) to "8"
-
-
-def select_label(layer: Labels, value: int) -> None:
-    """Paint ``value`` on ``layer`` next, or erase for 0 (background)."""
-    if value == BACKGROUND:
-        layer.mode = "erase"
-    else:
-        layer.selected_label = value
-        layer.mode = "paint"
+__all__ = ["KEYS", "LegendWidget", "bind_label_keys", "selected_text", "select_label"]
 
 
-def bind_label_keys(layer: Labels) -> None:
-    """Bind keys 0–8 on ``layer`` to :func:`select_label`, replacing napari's mode keys."""
-    for key in KEYS:
-        layer.bind_key(key, _selector(int(key)), overwrite=True)
-
-
-def _selector(value: int) -> Callable[[Labels], None]:
-    def select(layer: Labels) -> None:
-        select_label(layer, value)
-
-    select.__doc__ = f"Select label {value}" if value else "Eraser"
-    return select
+def selected_text(layer: Labels | None) -> str:
+    """What the active labels layer will do next, e.g. ``painting 5 MF_L`` or ``eraser``."""
+    if layer is None:
+        return "no labels layer selected"
+    mode = str(getattr(layer.mode, "value", layer.mode))
+    if mode == "erase":
+        return "eraser (0)"
+    value = int(layer.selected_label)
+    name = f"{value} {BY_VALUE[value].short}" if value in BY_VALUE else str(value)
+    return f"painting {name}" if mode == "paint" else f"label {name} ({mode})"
 
 
 class LegendWidget(QWidget):
@@ -52,6 +41,8 @@ class LegendWidget(QWidget):
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = napari_viewer
+        self._hooks = viewer_hooks.install(napari_viewer)
+        self._followed: Labels | None = None
         self.list = QListWidget()
         for lab in LABELS:
             swatch = QPixmap(16, 16)
@@ -61,18 +52,17 @@ class LegendWidget(QWidget):
             self.list.addItem(item)
         self.list.itemClicked.connect(
             lambda item: self.select(int(item.data(Qt.ItemDataRole.UserRole))))
+        self.current = QLabel("")
         self.contour_check = QCheckBox("contours only")
         self.contour_check.toggled.connect(self._on_contour)
         hint = QLabel("Keys 1–8 pick a label, 0 the eraser, on paraspinal labels layers.")
         hint.setWordWrap(True)
         layout = QVBoxLayout(self)
         layout.addWidget(self.list)
+        layout.addWidget(self.current)
         layout.addWidget(self.contour_check)
         layout.addWidget(hint)
 
-        for layer in napari_viewer.layers:
-            self._bind(layer)
-        napari_viewer.layers.events.inserted.connect(lambda event: self._bind(event.value))
         napari_viewer.layers.selection.events.active.connect(self._on_active)
         self._on_active()
 
@@ -87,17 +77,50 @@ class LegendWidget(QWidget):
         if layer is not None:
             select_label(layer, value)
 
-    def _bind(self, layer: Any) -> None:
-        if isinstance(layer, Labels) and is_paraspinal(layer):
-            bind_label_keys(layer)
+    def highlighted(self) -> int | None:
+        """The label value shown as selected (None: none, e.g. while erasing)."""
+        items = self.list.selectedItems()
+        return int(items[0].data(Qt.ItemDataRole.UserRole)) if items else None
+
+    def show_selected(self, *_: Any) -> None:
+        """Highlight the active layer's label (bold, selected row); none while erasing."""
+        layer = self.active_labels()
+        value = None
+        if layer is not None and str(getattr(layer.mode, "value", layer.mode)) != "erase":
+            value = int(layer.selected_label)
+        self.list.blockSignals(True)
+        self.list.clearSelection()
+        for row in range(self.list.count()):
+            item = self.list.item(row)
+            chosen = int(item.data(Qt.ItemDataRole.UserRole)) == value
+            font = QFont(item.font())
+            font.setBold(chosen)
+            item.setFont(font)
+            if chosen:
+                self.list.setCurrentItem(item)
+                item.setSelected(True)
+        self.list.blockSignals(False)
+        self.current.setText(selected_text(layer))
 
     def _on_active(self, *_: Any) -> None:
         layer = self.active_labels()
+        self._follow(layer)
         self.contour_check.setEnabled(layer is not None)
         if layer is not None:
             self.contour_check.blockSignals(True)
             self.contour_check.setChecked(layer.contour > 0)
             self.contour_check.blockSignals(False)
+        self.show_selected()
+
+    def _follow(self, layer: Labels | None) -> None:
+        """Watch the label and mode of ``layer`` instead of the previous one."""
+        if self._followed is not None:
+            for event in (self._followed.events.selected_label, self._followed.events.mode):
+                event.disconnect(self.show_selected)
+        self._followed = layer
+        if layer is not None:
+            layer.events.selected_label.connect(self.show_selected)
+            layer.events.mode.connect(self.show_selected)
 
     def _on_contour(self, checked: bool) -> None:
         layer = self.active_labels()

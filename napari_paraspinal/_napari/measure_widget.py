@@ -6,6 +6,11 @@ is measured on the native grid by :func:`.tasks.measure_plane` (the core's
 ``measure_slice``) in a worker thread. The N4 bias field of each image plane is fitted once
 and reused, so repeated edits only re-run the fat split. Results of superseded runs are
 dropped. The optional fat overlay shows the fat pixels inside MF/ES in one colour.
+
+QC: the shown plane's segmentation QC (stored in the labels layer by the Segment widget or
+the project) and the plausibility of the measured areas fill a ``QC`` column (``CHECK`` on
+every label of a flagged plane, with the reasons naming that label) and a line above the
+table with all reasons, the same flag the command line writes.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import numpy as np
 from napari.layers import Image, Labels
 from napari.qt.threading import FunctionWorker
 from qtpy.QtCore import QTimer, Signal
+from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -31,13 +37,24 @@ from qtpy.QtWidgets import (
 from ..core.labels import LABELS
 from ..fat import METHODS
 from ..measure import SliceMeasurement
+from . import viewer_hooks
 from .qt_common import LayerCombo, is_labels_source
-from .slices import ROLE_KEY, current_plane, fingerprint, layer_slice, native_plane, to_display
+from .slices import (
+    ROLE_KEY,
+    check_text,
+    current_plane,
+    fingerprint,
+    layer_slice,
+    native_plane,
+    plane_qc,
+    to_display,
+)
 from .tasks import label_table, measure_plane
 
 DEBOUNCE_MS = 300
-HEADERS = ("label", "CSA mm²", "lean CSA mm²", "fat %", "flag")
-LABEL_EVENTS = ("paint", "data", "set_data", "labels_update")
+HEADERS = ("label", "CSA mm²", "lean CSA mm²", "fat %", "flag", "QC")
+CHECK_STYLE = "color: #e0402a; font-weight: bold"
+LABEL_EVENTS = ("paint", "data", "set_data", "labels_update", "metadata")
 FAT_COLOR = {0: (0.0, 0.0, 0.0, 0.0), None: (0.0, 0.0, 0.0, 0.0), 1: (1.0, 0.9, 0.0, 1.0)}
 
 
@@ -57,6 +74,7 @@ class MeasureWidget(QWidget):
         self._generation = 0
         self._bias: dict[str, np.ndarray] = {}  # image-plane fingerprint -> N4 bias field
         self._watched: Labels | None = None
+        self._hooks = viewer_hooks.install(napari_viewer)
 
         self.image_combo = LayerCombo(napari_viewer, Image, parent=self)
         self.labels_combo = LayerCombo(napari_viewer, Labels, accept=is_labels_source,
@@ -74,6 +92,8 @@ class MeasureWidget(QWidget):
         self.table.setMinimumHeight(rows_height + 8)  # all eight labels without scrolling
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        self.qc_label = QLabel("")
+        self.qc_label.setWordWrap(True)
 
         form = QFormLayout()
         form.addRow("image", self.image_combo)
@@ -83,6 +103,7 @@ class MeasureWidget(QWidget):
         layout.addLayout(form)
         layout.addWidget(self.n4_check)
         layout.addWidget(self.overlay_check)
+        layout.addWidget(self.qc_label)
         layout.addWidget(self.table)
         layout.addWidget(self.status)
 
@@ -118,12 +139,14 @@ class MeasureWidget(QWidget):
             return None
         image_fp = fingerprint(slice_.data)
         method, n4 = self.method_combo.currentText(), self.n4_check.isChecked()
-        key = (id(image), id(labels), plane, image_fp, fingerprint(lab), method, n4)
+        qc = plane_qc(labels, plane)
+        key = (id(image), id(labels), plane, image_fp, fingerprint(lab), method, n4, str(qc))
         if key == self._last_key:
             return None
         self._generation += 1
         generation = self._generation
-        worker = FunctionWorker(measure_plane, slice_, lab, method, n4, self._bias.get(image_fp))
+        worker = FunctionWorker(measure_plane, slice_, lab, method, n4, self._bias.get(image_fp),
+                                qc)
         note = f"plane {plane}; fat by {method} {'after N4' if n4 else 'on raw intensities'}"
         worker.returned.connect(
             lambda result: self._show(generation, key, plane, image_fp, note, result))
@@ -154,13 +177,21 @@ class MeasureWidget(QWidget):
         if generation != self._generation:
             return
         self._last_key, self._last_plane, self.last = key, plane, measured
+        reasons = str(measured.row.get("registration_check") or "")
         for r, (short, name, *cells) in enumerate(label_table(measured.row)):
             item = QTableWidgetItem(short)
             item.setToolTip(name)
             self.table.setItem(r, 0, item)
             for c, text in enumerate(cells, start=1):
-                self.table.setItem(r, c, QTableWidgetItem(text))
+                cell = QTableWidgetItem(text)
+                if HEADERS[c] == "QC" and text != "ok":
+                    cell.setToolTip(reasons)
+                    cell.setForeground(QColor(224, 64, 42))
+                self.table.setItem(r, c, cell)
         self.table.resizeColumnsToContents()
+        flag = check_text(measured.row)
+        self.qc_label.setText(f"plane {plane}: {flag}" if flag else f"plane {plane}: QC ok")
+        self.qc_label.setStyleSheet(CHECK_STYLE if flag else "")
         self.status.setText(note)
         self._update_overlay()
         self.measured.emit(measured)

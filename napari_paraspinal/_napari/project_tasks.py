@@ -7,15 +7,19 @@ How a case's layers protect a user's edits: a case is loaded as an image layer a
 layer on the canonical view (:mod:`.layers`), both carrying the case id and the project folder
 in their metadata. The labels layer also records the fingerprint of what is in the store
 (``SAVED_KEY``) and of what was written into it (the Segment widget's ``WRITTEN_KEY``).
-A labels layer whose data differs from both was edited by a person and is unsaved: before
-its layers are replaced, or a batch segmentation starts, it is saved as a *corrected* version
-(:func:`autosave`). A layer differing only from the store holds a machine segmentation made in
-the viewer; it is never saved as a correction, and never removed either (:func:`tidy`).
+A labels layer whose data differs from both was edited by a person and is unsaved. A version
+is only ever saved when the person marks the case (corrected or verified, vouching for the
+labels ticked for *that* case): switching case, opening another project, closing the viewer
+or deleting the layer writes the edits as a *draft* instead (:func:`save_drafts`):
+``drafts/<case>.npz`` in the project folder, native labels plus the version they were drawn
+on. Opening the case again shows the draft, still unsaved; saving a version of the case
+removes it. A batch segmentation does not start while a case it would segment has unsaved
+edits (:func:`blocking_edits`). A layer differing only from the store holds a machine
+segmentation made in the viewer; it is never saved as a correction, and never removed
+either (:func:`tidy`).
 
-Edits that cannot be saved as a version yet (no labels vouched for) when the viewer closes or
-the layer is deleted are written as a *draft* (:func:`save_drafts`): ``drafts/<case>.npz`` in
-the project folder, native labels plus the version they were drawn on. Opening the case again
-shows the draft, still unsaved; saving a version of the case removes it.
+A case shown with the model's labels carries the case's QC flags (``QC_KEY``), so the
+viewer's banner, the Fat & areas table and the export mark a flagged case.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import io
 import math
 import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from threading import Event
 from typing import TYPE_CHECKING, Any
@@ -38,7 +42,16 @@ from ..project.records import LabelVersion, ProjectError
 from ..project.schema import LABEL_VALUES, STATUSES
 from ..project.store import Project
 from .layers import image_layer, labels_layer, native_labels
-from .slices import LEVEL_KEY, MODEL_KEY, ROLE_KEY, WRITTEN_KEY, fingerprint, was_edited
+from .slices import (
+    LEVEL_KEY,
+    MODEL_KEY,
+    QC_KEY,
+    ROLE_KEY,
+    WRITTEN_KEY,
+    check_text,
+    fingerprint,
+    was_edited,
+)
 
 if TYPE_CHECKING:  # torch is imported only when fine-tuning starts
     from ..project.finetune import FinetuneConfig, FinetuneResult
@@ -51,6 +64,8 @@ VERSION_KEY = "paraspinal_version"
 SAVED_KEY = "paraspinal_saved"
 #: Set on a labels layer whose data came from a draft, not from a saved version.
 DRAFT_KEY = "paraspinal_draft"
+#: Fingerprint of a labels layer's data as last written to its draft.
+DRAFTED_KEY = "paraspinal_drafted"
 #: The project subfolder holding drafts.
 DRAFTS_DIR = "drafts"
 
@@ -68,6 +83,7 @@ class WorkRow:
     level: str
     qc: str
     verified: str
+    draft: str = ""  # "unsaved draft" when the case has edits kept as a draft
 
 
 @dataclass(frozen=True)
@@ -79,14 +95,6 @@ class ModelItem:
     parent: str
     heldout: str
     active: bool
-
-
-@dataclass
-class Autosaved:
-    """What :func:`autosave` did: versions saved, and layers it could not save."""
-
-    saved: list[LabelVersion] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
 
 
 def open_or_create(path: str | os.PathLike[str]) -> Project:
@@ -118,12 +126,13 @@ def worklist(project: Project, status: str | None = None) -> list[WorkRow]:
     rows = []
     for case in project.cases(status):
         flags = case.qc_flags or {}
-        qc = "flagged" if flags.get("registration_flagged") else ("ok" if flags else "")
+        qc = check_text(flags) or ("ok" if flags else "")
         if case.status == "failed" and case.message:
             qc = f"failed: {case.message}"
         verified = case.verified_labels
         rows.append(WorkRow(case.id, case.status, case.level or "", qc,
-                            "all" if tuple(verified) == LABEL_VALUES else label_names(verified)))
+                            "all" if tuple(verified) == LABEL_VALUES else label_names(verified),
+                            "unsaved draft" if has_draft(project, case.id) else ""))
     return rows
 
 
@@ -170,6 +179,8 @@ def case_layers(project: Project, case_id: str) -> tuple[LayerData, LayerData]:
         lab_kwargs["metadata"][DRAFT_KEY] = True
     if version is not None and version.model_id:
         lab_kwargs["metadata"][MODEL_KEY] = version.model_id
+    if version is not None and version.kind == "automatic" and case.qc_flags:
+        lab_kwargs["metadata"][QC_KEY] = [dict(case.qc_flags)]  # the model's labels' QC
     return (data, kwargs, kind), (labels, lab_kwargs, lab_kind)
 
 
@@ -206,7 +217,10 @@ def needs_saving(layer: Any) -> bool:
 
 def save_layer(project: Project, layer: Any, kind: str,
                labelled: Sequence[int] | None = None) -> LabelVersion:
-    """Save a case's labels layer as a new version, on the native grid; marks it saved."""
+    """Save a case's labels layer as a new version, on the native grid; marks it saved.
+
+    The model's QC flag leaves the layer with a person's version (they vouched for it).
+    """
     meta = layer.metadata or {}
     data = np.asarray(layer.data)
     if data.ndim != 2:
@@ -214,7 +228,8 @@ def save_layer(project: Project, layer: Any, kind: str,
     native, _ = native_labels(data, meta)
     version = project.save_labels(meta[CASE_KEY], native, kind,
                                   labelled=None if labelled is None else list(labelled))
-    meta = {k: v for k, v in meta.items() if k != DRAFT_KEY}
+    dropped = (DRAFT_KEY, DRAFTED_KEY) + ((QC_KEY,) if kind != "automatic" else ())
+    meta = {k: v for k, v in meta.items() if k not in dropped}
     layer.metadata = {**meta, SAVED_KEY: fingerprint(data), VERSION_KEY: version.version}
     drop_draft(project, meta[CASE_KEY])
     return version
@@ -228,8 +243,9 @@ def draft_path(project: Project, case_id: str) -> Path:
 def save_drafts(project: Project, layers: Iterable[Any]) -> list[str]:
     """Write every edited, unsaved case labels layer of the project as a draft (atomic).
 
-    For edits that cannot become a version yet, when the viewer closes or a layer is
-    deleted. Returns the case ids written; a layer that cannot be written is skipped.
+    For edits nobody vouched for yet: before a case is closed, when the viewer closes or a
+    layer is deleted (never a version: only marking a case vouches for labels). Returns the
+    case ids written; a layer that cannot be written is skipped (and so stays unsaved).
     """
     written = []
     for layer in layers:
@@ -248,8 +264,39 @@ def save_drafts(project: Project, layers: Iterable[Any]) -> list[str]:
             write_bytes_atomic(draft_path(project, meta[CASE_KEY]), buffer.getvalue())
         except OSError:
             continue
+        layer.metadata = {**meta, DRAFTED_KEY: fingerprint(data)}
         written.append(meta[CASE_KEY])
     return written
+
+
+def drafted(layer: Any) -> bool:
+    """The layer's data is exactly what its draft file holds (safe to remove)."""
+    return (layer.metadata or {}).get(DRAFTED_KEY) == fingerprint(np.asarray(layer.data))
+
+
+def has_draft(project: Project, case_id: str) -> bool:
+    """The case has a draft drawn on its latest version (what :func:`read_draft` shows)."""
+    path = draft_path(project, case_id)
+    if not path.is_file():
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            base = int(saved["base_version"])
+    except (OSError, ValueError, KeyError):
+        return False
+    latest = project.latest_version(case_id)
+    return base == (latest.version if latest else 0)
+
+
+def blocking_edits(project: Project, layers: Iterable[Any]) -> list[str]:
+    """Cases a batch segmentation would segment that have unsaved edits in the viewer."""
+    out = []
+    for layer in layers:
+        if is_labels(layer) and is_case_layer(layer, project.root) and needs_saving(layer):
+            case_id = layer.metadata[CASE_KEY]
+            if project.case(case_id).status in BATCH_STATUSES and case_id not in out:
+                out.append(case_id)
+    return out
 
 
 def read_draft(project: Project, case_id: str) -> np.ndarray | None:
@@ -275,29 +322,11 @@ def drop_draft(project: Project, case_id: str) -> None:
     draft_path(project, case_id).unlink(missing_ok=True)
 
 
-def autosave(project: Project, layers: Iterable[Any], labelled: Sequence[int]) -> Autosaved:
-    """Save every edited, unsaved case labels layer of the project as a *corrected* version.
-
-    ``labelled`` are the labels the user currently vouches for (the widget's check boxes).
-    A layer that cannot be saved is reported, never dropped.
-    """
-    out = Autosaved()
-    for layer in layers:
-        if not (is_labels(layer) and is_case_layer(layer, project.root)
-                and needs_saving(layer)):
-            continue
-        try:
-            out.saved.append(save_layer(project, layer, "corrected", labelled))
-        except (ValueError, OSError) as err:
-            out.failed.append(f"{layer.name}: {err}")
-    return out
-
-
 def tidy(project: Project, layers: Iterable[Any]) -> list[Any]:
     """The project's case layers that may be removed from the viewer now.
 
-    Helper layers and labels layers whose data the store holds may go; a layer with unsaved
-    content stays, and so does the image of a case that keeps a labels layer.
+    Helper layers and labels layers whose data the store (or their draft) holds may go; a
+    layer with unsaved content stays, and so does the image of a case that keeps a labels layer.
     """
     mine = [ly for ly in layers if is_case_layer(ly, project.root)]
     keep_cases = set()
@@ -307,7 +336,8 @@ def tidy(project: Project, layers: Iterable[Any]) -> list[Any]:
         if meta.get(ROLE_KEY):
             removable.append(layer)
         elif is_labels(layer):
-            if unsaved(layer) and (SAVED_KEY in meta or np.asarray(layer.data).any()):
+            if unsaved(layer) and not drafted(layer) and (
+                    SAVED_KEY in meta or np.asarray(layer.data).any()):
                 keep_cases.add(meta[CASE_KEY])
             else:
                 removable.append(layer)

@@ -6,12 +6,15 @@ geometry), correct the labels in napari, mark the case corrected or verified for
 the user vouches for, segment the new cases, fine-tune the active model with a live loss and
 validation-Dice curve, and make any registered model version active again.
 
-A user's edits are never lost: before a case's layers are replaced (another case, the same
-case again, another project) and before a batch segmentation starts, edited labels layers are
-saved as a *corrected* version, vouching for the labels checked at that moment. There is no
-dialog: a correction saved too early is harmless (versions are never overwritten, and the
-next save supersedes it), a lost one is not. Layers that cannot be saved, or that hold a
-segmentation made in the viewer but not saved, stay in the viewer.
+Vouching is per case and always deliberate: opening a case resets the label check boxes to
+the labels already vouched for in that case (none for a case nobody checked), and only the
+Mark buttons save a version. Edits are never lost and never saved unasked: before a case's
+layers are replaced (another case, the same case again, another project) edited labels are
+kept as a *draft* (:func:`.project_tasks.save_drafts`), shown again, still unsaved, when the
+case is reopened; the worklist's ``draft`` column and the unsaved-edits line of the open
+case say so. A batch segmentation does not start while a case it would segment has unsaved
+edits. Layers whose edits could not be written, or that hold a segmentation made in the
+viewer but not saved, stay in the viewer.
 
 Batch segmentation and fine-tuning run in a :class:`FunctionWorker` on their own connection
 to the project; progress comes back through a queued Qt signal, and Cancel sets an event the
@@ -56,11 +59,14 @@ from ..core.labels import LABELS
 from ..project.records import LabelVersion
 from ..project.store import Project
 from . import project_tasks as tasks
+from . import viewer_hooks
 from .curve_widget import CurveWidget
 
 ALL = "all"
 DEVICES = ("auto", "cpu", "cuda")
-WORK_COLUMNS = ("case", "status", "level", "QC", "verified labels")
+WORK_COLUMNS = ("case", "status", "level", "QC", "verified labels", "draft")
+LABEL_EVENTS = ("paint", "data", "labels_update", "metadata")
+UNSAVED_STYLE = "color: #e0802a; font-weight: bold"
 MODEL_COLUMNS = ("active", "model", "version", "parent", "held-out Dice")
 
 
@@ -89,6 +95,8 @@ class ProjectWidget(QWidget):
         self.destroyed.connect(lambda *_: cancel.set())  # a closed viewer stops its job
         self._watched_window: weakref.ref | None = None  # weak: the window owns the viewer
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
+        self._hooks = viewer_hooks.install(napari_viewer)
+        self._followed: Any = None  # the open case's labels layer, for the unsaved indicator
 
         self.path_edit = QLineEdit()
         self.path_edit.setPlaceholderText("project folder (an empty one creates a project)")
@@ -108,8 +116,10 @@ class ProjectWidget(QWidget):
         self.case_label.setWordWrap(True)
         self.label_checks = {lab.value: QCheckBox(lab.short) for lab in LABELS}
         for check in self.label_checks.values():
-            check.setChecked(True)
             check.setToolTip("vouch for this label when marking the case")
+        self.unsaved_label = QLabel("")
+        self.unsaved_label.setWordWrap(True)
+        self.unsaved_label.setStyleSheet(UNSAVED_STYLE)
         self.corrected_button = QPushButton("Mark corrected")
         self.verified_button = QPushButton("Mark verified")
 
@@ -188,7 +198,7 @@ class ProjectWidget(QWidget):
         rows = tasks.worklist(self.project, None if status == ALL else status)
         self.table.setRowCount(len(rows))
         for r, row in enumerate(rows):
-            values = (row.case_id, row.status, row.level, row.qc, row.verified)
+            values = (row.case_id, row.status, row.level, row.qc, row.verified, row.draft)
             for c, value in enumerate(values):
                 self.table.setItem(r, c, QTableWidgetItem(value))
             if row.case_id == self.case_id:
@@ -200,6 +210,7 @@ class ProjectWidget(QWidget):
             for c, value in enumerate(values):
                 self.models_table.setItem(r, c, QTableWidgetItem(value))
         self._show_case()
+        self.show_unsaved()
 
     def worklist_ids(self) -> list[str]:
         """Case ids in the worklist as shown (after the status filter)."""
@@ -221,39 +232,63 @@ class ProjectWidget(QWidget):
     # ----------------------------------------------------------------- cases
 
     def open_case(self, case_id: str) -> bool:
-        """Show a case's image and latest labels, saving edits of the open case first."""
+        """Show a case's image and latest labels (edits of the open case kept as a draft).
+
+        The vouch check boxes are reset to the labels already vouched for in this case.
+        """
         if self.project is None or not self.close_case():
             return False
         try:
             (image, kw, _), (labels, lab_kw, _) = tasks.case_layers(self.project, case_id)
+            case = self.project.case(case_id)
         except (ValueError, OSError) as err:
             self.status.setText(f"cannot open case {case_id}: {err}")
             self.refresh()
             return False
+        self.set_labelled(case.verified_labels)
         self.viewer.add_image(image, **kw)
         layer = self.viewer.add_labels(labels, **lab_kw)
         self.viewer.layers.selection.active = layer
         self.viewer.reset_view()
         self.case_id = case_id
+        self._follow(layer)
+        kept = self.status.text() if self.status.text().startswith("unsaved edits") else ""
         if lab_kw["metadata"].get(tasks.DRAFT_KEY):
-            self.status.setText(f"opened {case_id} with the unsaved edits kept from last time "
-                                "(a draft): mark the case to save them")
+            text = (f"opened {case_id} with the unsaved edits kept from last time "
+                    "(a draft): mark the case to save them")
         else:
-            self.status.setText(f"opened {case_id}")
+            text = f"opened {case_id}"
+        self.status.setText(f"{kept}; {text}" if kept else text)
         self.refresh()
         return True
 
     def close_case(self) -> bool:
-        """Save edited layers of the project's cases, then remove the layers that are safe
-        to remove. False (and nothing removed) when an edit could not be saved."""
+        """Keep edited layers of the project's cases as drafts (never as a version), then
+        remove the layers whose content is safe (in the store or a draft)."""
         if self.project is None:
             return True
-        if not self._autosave():
-            return False
+        self._save_drafts(list(self.viewer.layers))
+        self._follow(None)
         for layer in tasks.tidy(self.project, list(self.viewer.layers)):
             self.viewer.layers.remove(layer)
+        left = [ly.name for ly in self.viewer.layers if tasks.is_labels(ly)
+                and tasks.is_case_layer(ly, self.project.root) and tasks.needs_saving(ly)
+                and not tasks.drafted(ly)]
+        if left:
+            self.status.setText("unsaved edits could not be kept as a draft, left in the "
+                                f"viewer: {', '.join(left)}")
         self.case_id = None
+        self.show_unsaved()
         return True
+
+    def show_unsaved(self, *_: Any) -> bool:
+        """Show whether the open case's labels have unsaved edits; returns that."""
+        layer = self.labels_layer()
+        pending = layer is not None and tasks.needs_saving(layer)
+        self.unsaved_label.setText(
+            "● unsaved edits: Mark corrected or verified saves them; opening another case "
+            "keeps them as a draft" if pending else "")
+        return pending
 
     def labels_layer(self) -> Any:
         """The labels layer of the open case that marking saves (None when there is none)."""
@@ -282,6 +317,9 @@ class ProjectWidget(QWidget):
             self.status.setText("open a case first")
             return None
         marks = list(self.labelled() if labelled is None else labelled)
+        if not marks:
+            self.status.setText("not saved: tick the labels you vouch for first")
+            return None
         try:
             version = tasks.save_layer(self.project, layer, kind, marks)
         except (ValueError, OSError) as err:
@@ -295,8 +333,14 @@ class ProjectWidget(QWidget):
     # ----------------------------------------------------------------- long jobs
 
     def segment_new(self) -> FunctionWorker | None:
-        """Segment the new and failed cases in a worker (edits are saved first)."""
+        """Segment the new and failed cases in a worker (refused while one of them has
+        unsaved edits: mark it first)."""
         if not self._can_start():
+            return None
+        blocked = tasks.blocking_edits(self.project, list(self.viewer.layers))
+        if blocked:
+            self.status.setText(f"unsaved edits in {', '.join(blocked)}: mark the case "
+                                "corrected or verified first (segmenting would replace them)")
             return None
         relay = self._relay.progress
 
@@ -356,8 +400,6 @@ class ProjectWidget(QWidget):
 
     def _can_start(self) -> bool:
         if self.project is None or self.worker is not None:
-            return False
-        if not self._autosave():
             return False
         self._cancel.clear()
         return True
@@ -459,28 +501,17 @@ class ProjectWidget(QWidget):
             except RuntimeError:  # the window is closing and the label is already gone
                 pass
 
-    def _autosave(self) -> bool:
-        """Save every edited case labels layer; False when one could not be saved."""
-        if self.project is None:
-            return True
-        marks = self.labelled()
-        if not marks:
-            pending = [ly for ly in self.viewer.layers if tasks.is_labels(ly)
-                       and tasks.is_case_layer(ly, self.project.root) and tasks.needs_saving(ly)]
-            if pending:
-                self.status.setText("unsaved edits: check the labels you vouch for, or mark "
-                                    "the case, before moving on")
-                return False
-            return True
-        done = tasks.autosave(self.project, list(self.viewer.layers), marks)
-        if done.saved:
-            self.status.setText("saved edits: " + ", ".join(
-                f"{v.case_id} v{v.version} corrected" for v in done.saved))
-        if done.failed:
-            self.status.setText("could not save edits, kept in the viewer: "
-                                + "; ".join(done.failed))
-            return False
-        return True
+    def _follow(self, layer: Any) -> None:
+        """Keep the unsaved-edits line in step with ``layer`` (the open case's labels)."""
+        if self._followed is not None:
+            for name in LABEL_EVENTS:
+                if hasattr(self._followed.events, name):
+                    getattr(self._followed.events, name).disconnect(self.show_unsaved)
+        self._followed = layer
+        if layer is not None:
+            for name in LABEL_EVENTS:
+                if hasattr(layer.events, name):
+                    getattr(layer.events, name).connect(self.show_unsaved)
 
     def _reload_open_case(self) -> None:
         layer = self.labels_layer()
@@ -529,6 +560,7 @@ class ProjectWidget(QWidget):
         case = QGroupBox("Open case")
         case_layout = QVBoxLayout(case)
         case_layout.addWidget(self.case_label)
+        case_layout.addWidget(self.unsaved_label)
         case_layout.addWidget(QLabel("labels vouched for:"))
         grid = QGridLayout()
         for k, check in enumerate(self.label_checks.values()):

@@ -7,6 +7,9 @@ from .layers import image_layer, labels_layer
 
 
 def _sample(level: str, seed: int) -> list[tuple]:
+    from .viewer_hooks import install_current  # label keys on the labels layer, docked or not
+
+    install_current()
     case = generate_phantom(seed, PhantomConfig(level=level))
     image = image_layer([case.image], name=f"phantom {level}")
     return [image, labels_layer(case.labels, image[1], name=f"phantom {level} labels")]

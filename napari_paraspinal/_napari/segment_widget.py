@@ -9,6 +9,11 @@ labels layer. If the layer's data differs (a user painted, or it is a layer the 
 not write, such as ground truth), that layer is renamed ``"<image> labels (kept HH:MM:SS)"``,
 hidden and left untouched, and a new ``"<image> labels"`` layer starts from a copy of it,
 so edits on planes not being segmented carry over too.
+
+A plane the core's QC flags is never shown unmarked: its step says ``plane k: CHECK:
+<reasons>``, the end-of-run line names every flagged plane, and the plane's QC columns go
+into the labels layer's metadata (``QC_KEY``), from which the viewer's banner
+(:mod:`.viewer_hooks`), the Fat & areas table and the export read them.
 """
 
 from __future__ import annotations
@@ -38,13 +43,16 @@ from qtpy.QtWidgets import (
 )
 
 from ..segment import default_model_path, uncertainty
+from . import viewer_hooks
 from .layers import labels_layer
 from .qt_common import LayerCombo
 from .slices import (
     LEVEL_KEY,
     MODEL_KEY,
+    QC_KEY,
     ROLE_KEY,
     WRITTEN_KEY,
+    check_text,
     current_plane,
     fingerprint,
     layer_to_slices,
@@ -52,7 +60,7 @@ from .slices import (
     to_display,
     was_edited,
 )
-from .tasks import SegmentStep, parse_planes, segment_planes
+from .tasks import SegmentStep, parse_planes, run_summary, segment_planes
 
 LEVELS = ("auto", "L4-L5", "L5-S1")
 DEVICES = ("auto", "cpu", "cuda")
@@ -84,6 +92,8 @@ class SegmentWidget(QWidget):
         self._image: Any = None
         self._done = 0
         self._failed = False
+        self.flagged: dict[int, str] = {}  # plane -> "CHECK: <reasons>" of the last run
+        self._hooks = viewer_hooks.install(napari_viewer)
 
         self.image_combo = LayerCombo(napari_viewer, Image, parent=self)
         self.model_combo = QComboBox()
@@ -164,6 +174,7 @@ class SegmentWidget(QWidget):
         else:
             planes = [current_plane(image, self.viewer.dims.point)]
         self._image, self._done, self._failed = image, 0, False
+        self.flagged = {}
         self._cancel.clear()
         # the worker class itself, not create_worker: that one re-raises errors we handle,
         # and napari 0.9's status-bar hook it adds fails on the errored signal
@@ -217,8 +228,13 @@ class SegmentWidget(QWidget):
         _put(data, step.plane, to_display(self._image, seg.labels))
         levels = list(layer.metadata.get(LEVEL_KEY) or [None] * _planes(data))
         levels[step.plane] = seg.preprocessed.level
+        qc = list(layer.metadata.get(QC_KEY) or [None] * _planes(data))
+        qc[step.plane] = step.qc
+        flag = check_text(step.qc)
+        if flag:
+            self.flagged[step.plane] = flag
         layer.metadata = {**layer.metadata, MODEL_KEY: step.model, LEVEL_KEY: levels,
-                          WRITTEN_KEY: fingerprint(data)}
+                          QC_KEY: qc, WRITTEN_KEY: fingerprint(data)}
         layer.data = data
         if self.bias_check.isChecked() and seg.preprocessed.bias is not None:
             self._store_bias(step.plane, seg.preprocessed.bias)
@@ -233,9 +249,11 @@ class SegmentWidget(QWidget):
     def _on_finished(self) -> None:
         total = self.progress.maximum()
         if self._cancel.is_set():
-            self.status.setText(f"cancelled: {self._done} of {total} slices segmented")
+            self.status.setText(run_summary(
+                f"cancelled: {self._done} of {total} slices segmented", self.flagged))
         elif not self._failed:
-            self.status.setText(f"done: {self._done} of {total} slices segmented")
+            self.status.setText(run_summary(
+                f"done: {self._done} of {total} slices segmented", self.flagged))
         self.worker = None
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
@@ -258,7 +276,8 @@ class SegmentWidget(QWidget):
         data, kwargs, _ = labels_layer(reorientation(image).undo(start), _view_of(image), name)
         kwargs["metadata"][WRITTEN_KEY] = fingerprint(data)
         if existing is not None and existing.data.shape == shape:  # planes carried over
-            kwargs["metadata"].update({k: existing.metadata[k] for k in (MODEL_KEY, LEVEL_KEY)
+            kwargs["metadata"].update({k: existing.metadata[k]
+                                       for k in (MODEL_KEY, LEVEL_KEY, QC_KEY)
                                        if k in existing.metadata})
         return self.viewer.add_labels(data, **kwargs)
 

@@ -16,12 +16,16 @@ import numpy as np
 
 from ..core.geometry import Geometry, SliceImage
 from ..core.orientation import Reorientation
+from ..plausibility import CHECK, FLAG
 from .layers import GEOMETRY_KEY, REORIENT_KEY
 
 #: Labels-layer metadata written by the Segment widget.
 MODEL_KEY = "paraspinal_model"  # "<card name> v<version>"
 LEVEL_KEY = "paraspinal_level"  # one entry per plane: level used, None where not segmented
 WRITTEN_KEY = "paraspinal_written"  # fingerprint of the data the widget last wrote
+#: One entry per plane: the segmentation's QC columns (``registration_flagged``,
+#: ``registration_check``, ...), None where the model did not label the plane.
+QC_KEY = "paraspinal_qc"
 #: What a helper layer is ("bias", "fat"), so layer pickers can leave it out.
 ROLE_KEY = "paraspinal_role"
 
@@ -90,6 +94,38 @@ def current_plane(layer: Any, world_point: Sequence[float]) -> int:
         return 0
     k = int(round(float(layer.world_to_data(tuple(world_point))[0])))
     return int(np.clip(k, 0, np.shape(layer.data)[0] - 1))
+
+
+def plane_qc(layer: Any, plane: int) -> dict | None:
+    """The segmentation QC columns stored for one plane of a labels layer (None: none)."""
+    entries = (getattr(layer, "metadata", None) or {}).get(QC_KEY) or []
+    entry = entries[plane] if 0 <= plane < len(entries) else None
+    return dict(entry) if entry else None
+
+
+def check_text(qc: dict | None) -> str:
+    """``"CHECK: <reasons>"`` for a flagged QC entry or row, else ``""``."""
+    if not qc or not qc.get(FLAG):
+        return ""
+    reasons = str(qc.get(CHECK) or "")
+    return f"CHECK: {reasons}" if reasons else "CHECK"
+
+
+def flagged_planes(layers: Sequence[Any], world_point: Sequence[float]) -> list[str]:
+    """One line per visible labels layer whose shown plane the segmentation QC flagged.
+
+    What the viewer's banner shows, so a flagged slice is never on screen unmarked.
+    """
+    lines = []
+    for layer in layers:
+        if not getattr(layer, "visible", True) or not (layer.metadata or {}).get(QC_KEY):
+            continue
+        plane = current_plane(layer, world_point)
+        text = check_text(plane_qc(layer, plane))
+        if text:
+            where = "" if np.ndim(layer.data) < 3 else f", plane {plane}"
+            lines.append(f"{layer.name}{where}: {text}")
+    return lines
 
 
 def fingerprint(data: np.ndarray) -> str:
