@@ -26,6 +26,7 @@ from threading import Event
 from ..core.errors import InputError
 from ..fat import FatConfig
 from ..measure import geometry_columns, measure_slice, method_provenance
+from ..plausibility import check_row
 from ..preprocess.chain import UNKNOWN
 from ..preprocess.n4 import N4Config
 from .claims import Claims
@@ -158,10 +159,14 @@ def project_sheets(project: Project, fat: FatConfig | None = None,
             continue
         measured = measure_slice(image, labels, fat, n4=n4)
         model = project.model(version.model_id) if version.model_id else None
-        rows.append({"case": case.id, "label_status": version.kind,
-                     "label_version": version.version, "level": case.level or "",
-                     "registration_flagged": case.qc_flags.get("registration_flagged"),
-                     **geometry_columns(image.geometry), **measured.row})
+        rows.append(check_row({"case": case.id, "label_status": version.kind,
+                               "label_version": version.version, "level": case.level or "",
+                               "registration_flagged":
+                                   case.qc_flags.get("registration_flagged"),
+                               "registration_check": case.qc_flags.get("registration_check",
+                                                                       ""),
+                               **geometry_columns(image.geometry), **measured.row},
+                              image.geometry))  # the plausibility flags of `run`
         provenance.append({
             "case": case.id,
             **method_provenance(n4, fat),
