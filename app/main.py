@@ -51,7 +51,14 @@ def open_viewer(files: Sequence[str] = (), sample: str | None = None,
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``paraspinal-app`` GUI script."""
     args = build_parser().parse_args(argv)
-    import napari
+    try:
+        import napari
+    except ImportError:
+        import sys
+
+        print("paraspinal-app: napari is not installed; install the GUI with "
+              "pip install 'napari-paraspinal[gui]'", file=sys.stderr)
+        return 2
 
     open_viewer(args.files, args.sample, args.project)
     napari.run()

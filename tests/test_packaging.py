@@ -49,3 +49,16 @@ def test_installed_wheel_runs(wheel: Path, tmp_path: Path) -> None:
                                cwd=tmp_path, env=env, check=True, capture_output=True,
                                text=True).stdout
     assert "run" in help_text and "phantom" in help_text
+
+
+def test_gui_packages_are_an_extra(wheel: Path) -> None:
+    names = zipfile.ZipFile(wheel).namelist()
+    metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA")))
+    requires = [line.split(":", 1)[1].strip() for line in metadata.decode().splitlines()
+                if line.startswith("Requires-Dist:")]
+    base = [r for r in requires if "extra ==" not in r]
+    gui = [r for r in requires if "extra == \"gui\"" in r]
+    for package in ("napari", "PySide6", "npe2"):
+        assert not any(r.startswith(package) for r in base), base
+        assert any(r.startswith(package) for r in gui), gui
+    assert any(r.startswith("torch") for r in base)
