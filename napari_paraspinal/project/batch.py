@@ -160,7 +160,7 @@ def project_sheets(project: Project, fat: FatConfig | None = None,
         measured = measure_slice(image, labels, fat, n4=n4)
         model = project.model(version.model_id) if version.model_id else None
         rows.append(check_row({"case": case.id, "label_status": version.kind,
-                               "label_version": version.version, "level": case.level or "",
+                               "label_version": version.version, "level": case.level or UNKNOWN,
                                "registration_flagged":
                                    case.qc_flags.get("registration_flagged"),
                                "registration_check": case.qc_flags.get("registration_check",
