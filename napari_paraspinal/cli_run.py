@@ -26,8 +26,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run the batch; one line per case, a summary line, exit 1 when any case failed."""
     from .case_input import pair_inputs
     from .fat import FatConfig
-    from .pipeline import RunConfig, model_available, run
+    from .pipeline import RunConfig, model_available
     from .preprocess.n4 import N4Config
+    from .run_batch import run
     from .run_output import MANIFEST
 
     slices = args.slices if args.slices is not None else (
@@ -42,7 +43,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                        device=args.device, identifiers=args.identifiers,
                        levels=args.levels, sides=args.sides, mirror=not args.no_mirror,
                        precision=args.precision, bids=args.bids,
-                       dixon_pairing=not args.no_dixon_pairing)
+                       dixon_pairing=not args.no_dixon_pairing, cluster=args.cluster,
+                       workers=args.workers)
+    if args.workers is not None and args.cluster != "local":
+        print("error: --workers sets the size of a --cluster local run", file=sys.stderr)
+        return EXIT_ERROR
     if bool(args.water) != bool(args.fat):
         given, missing = ("--water", "--fat") if args.water else ("--fat", "--water")
         print(f"error: {given} needs {missing} (a Dixon pair: water and fat images)",
@@ -228,6 +233,13 @@ def add_run_parser(sub: argparse._SubParsersAction, spacing: Callable[[str], obj
     p.add_argument("--identifiers", action="store_true",
                    help="also write DICOM patient id, name and study date on the provenance "
                         "sheet (default: none; case ids come from file names)")
+    p.add_argument("--cluster", default=None, metavar="local|ADDRESS",
+                   help="run the cases as tasks on Dask distributed: 'local' starts worker "
+                        "processes on this machine, an address (tcp://host:8786) uses that "
+                        "scheduler's workers, which must see the inputs and OUT at the same "
+                        "paths (same measurements as a plain run)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes of --cluster local (default: one per core)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_run)
 

@@ -1,17 +1,12 @@
-"""The main job: inputs in; per case outputs and one measurements table out.
+"""The main job's one per-case function: an input (a slice, a stack or a Dixon pair) read,
+checked, segmented or given its labels, measured, and its label map and overlays written.
 
-Each case is isolated: whatever goes wrong in it (an unreadable input, an output that cannot
-be written, a bug) makes it a failed row naming the problem, and the batch goes on. The
-tables and a run manifest are rewritten as each case finishes (:mod:`.run_output`), so a
-killed run keeps its finished cases. The work is a plain function reporting progress through
-a callback and honouring a cancel flag, so the CLI, the napari plugin and the app all run
-the same code.
+:func:`process_case` is what a batch (:mod:`.run_batch`), a Dask task (:mod:`.cluster`) and
+the GUIs run for a case; :class:`RunConfig` is the one set of settings they share.
 """
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,13 +14,9 @@ from threading import Event
 
 import numpy as np
 
-from .bids import BidsDataset, source_paths
-from .bids import start as start_bids
-from .bids import write_result as write_bids
 from .case_input import CaseSlice, DixonRef, dixon_slice_count, read_case_slice, slice_columns
 from .core.errors import InputError
-from .core.io import InputRef, describe_error, image_stem, list_inputs, list_slices, read_labels
-from .core.listing import path_problem
+from .core.io import InputRef, image_stem, list_slices, read_labels
 from .core.names import safe_id
 from .core.volume import StackGrid, stack_grid, write_label_volume
 from .core.writers import write_labels
@@ -36,9 +27,8 @@ from .measure import geometry_columns, measure_slice
 from .overlay import save_overlay_png
 from .plausibility import check_row
 from .preprocess.n4 import N4Config
-from .run_output import SUPERSEDED, OutputError, RunOutput, make_output_folder, writing
-from .run_tables import table_sheets
-from .segment import Model, default_model_path, load_model, segment_many
+from .run_output import writing
+from .segment import Model, default_model_path, segment_many
 from .sides import DEFAULT as SIDES_DEFAULT
 
 ProgressFn = Callable[[int, int, str], None]
@@ -86,6 +76,8 @@ class RunConfig:
     precision: str = "float32"  # the network's arithmetic ("bfloat16": faster, see README)
     bids: bool = False  # also a BIDS derivatives dataset in out_dir (:mod:`.bids`)
     dixon_pairing: bool = True  # pair Dixon water/fat series of a DICOM study (:mod:`.dixon_dicom`)
+    cluster: str | None = None  # run the cases on Dask: "local" or a scheduler address
+    workers: int | None = None  # worker processes of a local cluster (None: one per core)
 
 
 Source = InputRef | DixonRef
@@ -124,7 +116,7 @@ def process_case(ref: Source, cid: str, config: RunConfig, model: Model | None =
     A 3-D input gives one row per slice and one label volume; a slice that cannot be used
     gets a failed row naming the problem and the others go on.
     """
-    indices, stack = _layout(ref, config)
+    indices, stack = layout(ref, config)
     grid = stack_grid(_main_ref(ref)) if stack else None  # an uneven stack fails here
     result = CaseResult(case=cid, source=str(ref), status="ok")
     images: dict[int, CaseSlice] = {}
@@ -258,62 +250,6 @@ def _write_labels(maps: dict[int, np.ndarray], images: dict[int, CaseSlice],
     return write_label_volume(volume, grid, path)
 
 
-def run(
-    inputs: Sequence[str | Path | DixonRef],
-    config: RunConfig,
-    progress: ProgressFn | None = None,
-    cancel: Event | None = None,
-    notice: NoticeFn | None = None,
-) -> list[CaseResult]:
-    """Process every input; ``measurements.csv``/``.xlsx`` and the manifest ``run.json``
-    in ``config.out_dir`` are rewritten as each case finishes (:mod:`.run_output`).
-
-    Progress counts slices over all inputs. Any error of one case becomes its failed row and
-    the others still run. What the folder listing skipped (hidden files, pipes, link loops,
-    over-long paths, ...) goes to ``notice``, as does a table that could not be updated
-    mid-run. Setting ``cancel`` stops before the next batch of slices; what finished is
-    kept. A given path that does not exist, a model that cannot be loaded or an output
-    folder that cannot be used raise :class:`InputError` before anything is written.
-    """
-    refs, skipped = _listed(inputs, config.out_dir, config.dixon_pairing)
-    make_output_folder(config.out_dir)  # before the model loads: a bad folder fails fast
-    model = (load_model(config.model, config.device, sides=config.sides, mirror=config.mirror,
-                        precision=config.precision)
-             if model_available(config) else None)
-    out = RunOutput.start(config.out_dir, [str(r) for r in refs], [str(e) for e in skipped])
-    bids = start_bids(config.out_dir, refs, out) if config.bids else None
-    for err in skipped:
-        if notice:
-            notice(f"skipped {err}")
-    counts = [_count(ref, config) for ref in refs]
-    total, done = sum(counts), 0
-    taken: set[str] = set()
-    results: list[CaseResult] = []
-    for ref, count in zip(refs, counts, strict=True):
-        if cancel is not None and cancel.is_set():
-            break
-        cid = case_id(ref, taken)
-
-        def on_slice(k: int, ref: Source = ref, count: int = count) -> None:
-            nonlocal done
-            done += 1
-            if progress:
-                progress(done, total, f"{ref} slice {k}" if count > 1 else str(ref))
-
-        results.append(_isolated_case(ref, cid, config, model, out, on_slice, cancel, bids))
-        done = sum(counts[:len(results)])
-        try:
-            out.write_tables(table_sheets(results, config, model))
-        except OutputError as err:  # tried again after the next case and at the end
-            if notice:
-                notice(f"tables not updated: {err}")
-    if progress:
-        progress(total, total, "writing tables")
-    cancelled = cancel is not None and cancel.is_set()
-    out.finish(table_sheets(results, config, model), "cancelled" if cancelled else "complete")
-    return results
-
-
 def model_available(config: RunConfig) -> bool:
     """Whether a run segments with a model: no ``--labels`` and a model given or shipped."""
     return config.labels_dir is None and (config.model is not None
@@ -330,86 +266,9 @@ def overlay_name(cid: str, k: int, stack: bool) -> str:
     return f"{cid}_{k:03d}.png" if stack else f"{cid}.png"
 
 
-def _isolated_case(ref: Source, cid: str, config: RunConfig, model: Model | None,
-                   out: RunOutput, on_slice: Callable[[int], None],
-                   cancel: Event | None, bids: BidsDataset | None = None) -> CaseResult:
-    """One case, whatever happens: an exception becomes the case's failed row."""
-    try:
-        planned = _planned(ref, cid, config)
-        if bids is not None:
-            planned += bids.case_files(cid, source_paths(ref)).all
-        out.case_started(cid, str(ref), planned)
-        result = process_case(ref, cid, config, model, on_slice, cancel)
-        if bids is not None:
-            write_bids(bids, result, source_paths(ref), config, model)
-    except OutputError as err:  # full disk, name too long, ...: name the file
-        result = _failed_case(ref, cid, str(err), str(err))
-    except InputError as err:
-        result = _failed_case(ref, cid, err.problem, str(err))
-    except OSError as err:
-        where = f"{err.filename}: " if err.filename else ""
-        result = _failed_case(ref, cid, f"{where}{path_problem(err)}",
-                              f"{ref}: {where}{path_problem(err)}")
-    except Exception as err:  # noqa: BLE001  a bug in one case must not lose the batch
-        problem = (f"unexpected error ({type(err).__name__}: {describe_error(err)}); "
-                   "please report it")
-        result = _failed_case(ref, cid, problem, f"{ref}: {problem}")
-    result.finished = time.strftime("%Y-%m-%dT%H:%M:%S")
-    out.case_finished(cid, result.status, result.message, len(result.rows))
-    return result
-
-
-def _failed_case(ref: Source, cid: str, problem: str, message: str) -> CaseResult:
-    return CaseResult(case=cid, source=str(ref), status="failed", message=message,
-                      rows=[{"case": cid, "status": "failed", "notes": problem}])
-
-
-def _layout(ref: Source, config: RunConfig) -> tuple[list[int], bool]:
+def layout(ref: Source, config: RunConfig) -> tuple[list[int], bool]:
     """The slices a run measures, and whether the input is a stack (several slices)."""
     indices = case_slices(ref, config)
     return indices, isinstance(ref, DixonRef) or len(list_slices(_main_ref(ref))) > 1
 
 
-def _planned(ref: Source, cid: str, config: RunConfig) -> list[Path]:
-    """Every file a case may write (its label map and overlays)."""
-    try:
-        indices, stack = _layout(ref, config)
-    except Exception:  # noqa: BLE001  the case itself reports it
-        indices, stack = [0], False
-    paths = [labels_path(config, cid)]
-    if config.overlays:
-        paths += [config.out_dir / "overlays" / overlay_name(cid, k, stack) for k in indices]
-    return paths
-
-
-def _listed(inputs: Sequence[str | Path | DixonRef], out_dir: Path,
-            dixon_pairing: bool = True) -> tuple[list[Source], list[InputError]]:
-    """The cases of the inputs and what was skipped; the run's own output folders (labels,
-    overlays, superseded) and BIDS label maps are never read back as inputs. With
-    ``dixon_pairing`` the Dixon water and fat series of a DICOM study become one Dixon case
-    (:mod:`.dixon_dicom`)."""
-    listing = list_inputs([r for r in inputs if not isinstance(r, DixonRef)])
-    ours = [os.path.abspath(out_dir / d) for d in ("labels", "overlays", SUPERSEDED)]
-    bids = os.path.join(os.path.abspath(out_dir), "sub-")
-    refs: list[Source] = [r for r in inputs if isinstance(r, DixonRef)]
-    skipped = list(listing.skipped)
-    for ref in listing.refs:
-        path = os.path.abspath(ref.path)
-        if any(path == d or path.startswith(d + os.sep) for d in ours) or (
-                path.startswith(bids) and path.endswith("_dseg.nii.gz")):
-            skipped.append(InputError(ref.path, "is in this run's output folder (earlier "
-                                                "results): not read as an input"))
-        else:
-            refs.append(ref)
-    if dixon_pairing:
-        from .dixon_dicom import pair_dixon_series
-        refs, folded = pair_dixon_series(refs)
-        skipped.extend(folded)
-    return refs, skipped
-
-
-def _count(ref: Source, config: RunConfig) -> int:
-    try:
-        return len(case_slices(ref, config))
-    except Exception:  # noqa: BLE001  the case itself reports it
-        return 1

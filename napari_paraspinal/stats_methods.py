@@ -72,18 +72,11 @@ def benjamini_hochberg(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
     p = np.asarray(pvalues, dtype=float).reshape(-1)
     q = np.full(p.shape, np.nan)
     ok = np.isfinite(p)
-    m = int(ok.sum())
-    if m == 0:
+    if not ok.any():
         return q
-    pv = p[ok]
-    if ((pv < 0) | (pv > 1)).any():
+    if ((p[ok] < 0) | (p[ok] > 1)).any():
         raise ValueError("p-values must lie in [0, 1]")
-    order = np.argsort(pv, kind="stable")
-    scaled = pv[order] * m / np.arange(1, m + 1)
-    adjusted = np.minimum(np.minimum.accumulate(scaled[::-1])[::-1], 1.0)
-    out = np.empty(m)
-    out[order] = adjusted
-    q[ok] = out
+    q[ok] = sps.false_discovery_control(p[ok], method="bh")
     return q
 
 

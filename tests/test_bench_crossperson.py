@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _helpers_torch import torch_threads
 
 from napari_paraspinal.bench_crossperson import (
     SHARED,
@@ -78,14 +79,12 @@ def test_floor_between_people_keeps_left_left() -> None:
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, object]:
     """3 corrected slices of musclemap, one U-Net epoch, lpm scored on 3 of its slices."""
-    import torch
-
-    torch.set_num_threads(1)
     work = tmp_path_factory.mktemp("crossperson")
     config = FinetuneConfig(epochs=1, joint_epochs=0, replay=0, replay_check=0, batch_size=2,
                             device="cpu", max_forgetting=None, num_threads=1)
-    result = cross_person(by_name(NAMES[0]), by_name(NAMES[1]), n_slices=3, config=config,
-                          work_dir=work, test_slices="every14")
+    with torch_threads(1):
+        result = cross_person(by_name(NAMES[0]), by_name(NAMES[1]), n_slices=3,
+                              config=config, work_dir=work, test_slices="every14")
     return result, work
 
 

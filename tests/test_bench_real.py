@@ -6,6 +6,7 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 import pytest
+from _helpers_torch import torch_threads
 
 from napari_paraspinal.bench_real import (
     STRUCTURES,
@@ -125,13 +126,11 @@ def test_inphase_is_water_plus_fat_on_the_fat_grid() -> None:
 
 @needs_data
 def test_bench_real_dice_matches_numpy(tmp_path) -> None:
-    import torch
-
-    torch.set_num_threads(1)
     series = by_name("musclemap_sub0001/fat")
     predictions: dict = {}
-    [row] = bench_real(series=[series], slices="every10", device="cpu",
-                       predictions=predictions)
+    with torch_threads(1):
+        [row] = bench_real(series=[series], slices="every10", device="cpu",
+                           predictions=predictions)
     assert row["slices"] == 2 and row["failed"] == 0
     assert row["flagged"].endswith(" of 2") and row["seen_in_training"] is False
     # independent truth: nibabel's array and the README's table (1/2 MF R/L, 3/4 ES R/L,

@@ -28,7 +28,8 @@ from napari_paraspinal.cli import main
 from napari_paraspinal.core.labels import LABELS
 from napari_paraspinal.core.writers import write_image, write_labels
 from napari_paraspinal.phantom import generate_phantom
-from napari_paraspinal.pipeline import RunConfig, run
+from napari_paraspinal.pipeline import RunConfig
+from napari_paraspinal.run_batch import run
 from napari_paraspinal.segment import default_model_path
 
 BIDS_NAME = "sub-01_ses-02_acq-axial_run-1_T2w.nii.gz"

@@ -27,8 +27,8 @@ from napari_paraspinal.dixon_dicom import (
     series_role,
 )
 from napari_paraspinal.phantom import PhantomConfig, generate_phantom
-from napari_paraspinal.pipeline import _listed
 from napari_paraspinal.realdata import default_real_data_dir
+from napari_paraspinal.run_batch import _listed
 
 LPM = default_real_data_dir() / "lpm_tum01"
 needs_lpm = pytest.mark.skipif(not (LPM / "water.nii.gz").is_file(),

@@ -47,7 +47,8 @@ def test_a_flagged_slice_is_marked_wherever_its_numbers_appear(make_napari_viewe
     from napari_paraspinal._napari.segment_widget import CHOSEN, SegmentWidget
     from napari_paraspinal._napari.slices import QC_KEY
     from napari_paraspinal._napari.viewer_hooks import text_overlay
-    from napari_paraspinal.pipeline import RunConfig, run
+    from napari_paraspinal.pipeline import RunConfig
+    from napari_paraspinal.run_batch import run
 
     viewer = make_napari_viewer()
     (image,) = viewer.open(str(WATER), plugin="napari-paraspinal")

@@ -164,14 +164,14 @@ def test_no_n4_with_a_model_writes_numbers_only(phantoms: Path, tmp_path: Path) 
 WRAPPER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    import napari_paraspinal.pipeline as pipeline
+    import napari_paraspinal.run_batch as run_batch
     import napari_paraspinal.run_output as run_output
     from napari_paraspinal.core import writers
     from napari_paraspinal.cli import main
 
     marker, point, args = Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
     where, name, n = {
-        "before case 2": (pipeline, "process_case", 2),
+        "before case 2": (run_batch, "process_case", 2),
         "writing case 2 labels": (writers.sitk, "WriteImage", 2),
         "writing tables after case 2": (run_output, "write_csv", 2),
         "writing manifest at case 2 start": (run_output, "write_text_atomic", 4),
@@ -246,7 +246,8 @@ def test_a_killed_run_keeps_every_finished_case(phantoms: Path, tmp_path: Path,
 def test_xlsx_rewrites_are_bounded_but_the_csv_follows_every_case(
         phantoms: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from napari_paraspinal import run_output
-    from napari_paraspinal.pipeline import RunConfig, run
+    from napari_paraspinal.pipeline import RunConfig
+    from napari_paraspinal.run_batch import run
 
     monkeypatch.setattr(run_output, "XLSX_SHARE", 0.0)  # XLSX only after case 1 and at the end
     images, labels = cases_from(phantoms, tmp_path, ["first", "second", "third"])

@@ -10,7 +10,7 @@ import json
 
 import numpy as np
 import pytest
-import torch
+from _helpers_torch import torch_threads
 from napari_paraspinal.models import MODELS_DIR
 from openpyxl import load_workbook
 
@@ -29,14 +29,15 @@ from napari_paraspinal.segment import load_model, segment_slice
 
 @pytest.fixture(scope="module")
 def tiny_bundle(tmp_path_factory):
-    torch.set_num_threads(1)
     atlases = default_atlases()
     samples = phantom_samples(4, 850_000, atlases)
     out = tmp_path_factory.mktemp("bundle") / "tiny"
-    path, _ = fit_bundle(out, samples.subset([0, 1, 2]), samples.subset([3]),
-                         MODELS_DIR / "atlases", "tiny",
-                         SegmenterConfig(unet={"base_width": 8}),
-                         TrainConfig(epochs_pretrain=1, epochs_joint=1, batch_size=4, seed=3))
+    with torch_threads(1):
+        path, _ = fit_bundle(out, samples.subset([0, 1, 2]), samples.subset([3]),
+                             MODELS_DIR / "atlases", "tiny",
+                             SegmenterConfig(unet={"base_width": 8}),
+                             TrainConfig(epochs_pretrain=1, epochs_joint=1, batch_size=4,
+                                         seed=3))
     return path
 
 

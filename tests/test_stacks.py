@@ -19,8 +19,9 @@ from napari_paraspinal.case_input import DixonRef, pair_inputs
 from napari_paraspinal.core.errors import InputError
 from napari_paraspinal.core.io import InputRef
 from napari_paraspinal.core.slices import parse_slices
-from napari_paraspinal.pipeline import RunConfig, run
+from napari_paraspinal.pipeline import RunConfig
 from napari_paraspinal.realdata import default_real_data_dir
+from napari_paraspinal.run_batch import run
 
 LPM = default_real_data_dir() / "lpm_tum01"
 MUSCLEMAP = default_real_data_dir() / "musclemap_sub0001"
