@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch first: 2.13.0 is the local CPU wheel; anything else would pull CUDA packages
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[gui,test]"
+	$(PY) -m pip install -q -e ".[gui,cluster,test]"
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -43,6 +43,14 @@ def cmd_bench(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per t
               f"{torch_threads()} torch threads:")
         print(format_table(bench_stack(overlays=not args.no_overlays)))
         return 0
+    if args.target == "cluster":
+        from .bench_cluster import bench_cluster
+
+        n = args.n or 16
+        print(f"paraspinal run on {n} phantom slices (one case each), fresh process each, "
+              f"plain and on a local Dask cluster:")
+        print(format_table(bench_cluster(n)))
+        return 0
     if args.target == "fat" and args.real:
         from .bench_fat_real import bench_fat_real, write_fat_real_report
 
@@ -150,10 +158,10 @@ def add_bench_parser(sub) -> None:  # noqa: ANN001 - argparse's private subparse
     """The ``bench`` subcommand and its options."""
     p = sub.add_parser("bench", help="measure accuracy and speed (benchmarks, not tests)")
     p.add_argument("target", choices=["fat", "preprocess", "register", "segment", "network",
-                                          "crf", "finetune", "real", "stack"])
+                                          "crf", "finetune", "real", "stack", "cluster"])
     p.add_argument("--n", type=int, default=None,
-                   help="number of phantoms (fat: 100, register: 40) or repeats per size "
-                        "(preprocess: 5), batch size (network: 1, 8 and 32)")
+                   help="number of phantoms (fat: 100, register: 40, cluster: 16) or repeats "
+                        "per size (preprocess: 5), batch size (network: 1, 8 and 32)")
     p.add_argument("--model", default=None,
                    help="model bundle (network, real; default: shipped)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
