@@ -9,11 +9,41 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
+
+TITLE = "napari-paraspinal"
+LICENCE = "BSD-3-Clause"
+
+
+def about_text() -> str:
+    """What Help › About says: version, the shipped model (name, version, weights hash) and
+    the licence; a plain function so the command line (``--version``) says the same."""
+    from napari_paraspinal import __version__
+    from napari_paraspinal.segment import default_model_path
+
+    lines = [f"{TITLE} {__version__}"]
+    try:
+        from napari_paraspinal.nets.bundle import load_card
+
+        card = load_card(default_model_path())
+        sha = card.weights_sha256[:12]
+        lines.append(f"model: {card.name} v{card.version} (weights {sha})")
+    except Exception as err:  # noqa: BLE001  a missing or broken model must not stop About
+        lines.append(f"model: none usable ({type(err).__name__})")
+    lines.append(f"licence: {LICENCE}")
+    return "\n".join(lines)
+
+
+def window_title(project: str | None = None) -> str:
+    """The main window's title: the product, and the open project's folder name."""
+    return f"{TITLE} — {Path(project).name}" if project else TITLE
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="paraspinal-app",
-                                     description="Open lumbar MRI slices for segmentation.")
+                                     description="Open lumbar MRI slices for segmentation.",
+                                     formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--version", action="version", version=about_text())
     parser.add_argument("files", nargs="*", help="DICOM, NIfTI, NRRD or MHA files or folders")
     parser.add_argument("--sample", choices=["L4-L5", "L5-S1"], default=None,
                         help="open a phantom slice of this level")
@@ -32,12 +62,20 @@ def open_viewer(files: Sequence[str] = (), sample: str | None = None,
     phantom, and a project) opened."""
     import napari
 
-    viewer = napari.Viewer(title="napari-paraspinal", show=show)
+    viewer = napari.Viewer(title=window_title(project), show=show)
     docked = {}
     for k, name in enumerate(WIDGETS):
-        _, widget = viewer.window.add_plugin_dock_widget("napari-paraspinal", name,
-                                                         tabify=k > 0)
+        dock, widget = viewer.window.add_plugin_dock_widget("napari-paraspinal", name,
+                                                            tabify=k > 0)
         docked[name] = widget
+        if k == 0:
+            first = dock
+    from qtpy.QtCore import QTimer
+
+    # the tab shown first is Segment, not the last one docked (raised once the docks are laid
+    # out: raising earlier is undone by the tabifying)
+    QTimer.singleShot(0, first.raise_)
+    _add_about(viewer)
     if project:
         docked["Project and fine-tune"].open_project(project)
     if files:
@@ -46,6 +84,15 @@ def open_viewer(files: Sequence[str] = (), sample: str | None = None,
         key = "phantom_l4l5" if sample == "L4-L5" else "phantom_l5s1"
         viewer.open_sample("napari-paraspinal", key)
     return viewer
+
+
+def _add_about(viewer) -> None:  # noqa: ANN001  napari.Viewer
+    """Help › About napari-paraspinal: :func:`about_text` in a message box."""
+    from qtpy.QtWidgets import QMessageBox
+
+    window = viewer.window._qt_window
+    action = viewer.window.help_menu.addAction(f"About {TITLE}")
+    action.triggered.connect(lambda: QMessageBox.about(window, f"About {TITLE}", about_text()))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

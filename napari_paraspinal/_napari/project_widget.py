@@ -184,6 +184,7 @@ class ProjectWidget(QWidget):
         self.project = project
         self.path_edit.setText(str(project.root))
         self.status.setText(f"project {project.root}")
+        self.viewer.title = f"napari-paraspinal — {Path(project.root).name}"
         self._watch_window()
         self.refresh()
         return project
