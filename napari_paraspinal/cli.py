@@ -227,12 +227,12 @@ def cmd_train_synth(args: argparse.Namespace) -> int:
               file=sys.stderr)
         shapes = None
     config = SynthTrainConfig(steps=args.steps, pool=args.pool, batch_size=args.batch_size,
-                              seed=args.seed, device=args.device)
+                              seed=args.seed, device=args.device, lr=args.lr)
     checkpoint = args.checkpoint or Path(f"{args.out}.training")
     try:
         path = fit_synthetic_bundle(
             args.out, args.name or Path(args.out).name, config, args.width, shapes,
-            checkpoint, args.resume,
+            checkpoint, args.resume, init=args.init,
             progress=lambda e: print(f"step {e['step']}: loss {e['loss']:.4f}, synthetic "
                                      f"validation Dice {e['val_dice']:.4f}, "
                                      f"{e['seconds']:.0f} s", file=sys.stderr))
@@ -359,7 +359,22 @@ def cmd_project(args: argparse.Namespace) -> int:
             def progress(done: int, total: int, what: str) -> None:
                 print(f"[{done}/{total}] {what}", file=sys.stderr)
 
-            result = segment_project(project, statuses, args.device, args.level, progress=progress)
+            if args.workers is not None and args.cluster != "local":
+                raise InputError(args.project, "--workers sets the size of a --cluster local "
+                                               "run")
+            client = None
+            if args.cluster:
+                from .cluster import open_client
+
+                client = open_client(args.cluster, args.workers)
+            try:
+                result = segment_project(project, statuses, args.device, args.level,
+                                         progress=progress, client=client)
+            finally:
+                if client is not None:
+                    from .cluster import close_client
+
+                    close_client(client)
             for cid, why in result.failed.items():
                 print(f"failed: {cid}: {why}", file=sys.stderr)
             print(f"{len(result.segmented)} segmented, {len(result.failed)} failed, "
@@ -565,6 +580,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=4500, help="training steps (batches)")
     p.add_argument("--pool", type=int, default=6000, help="painted cases drawn from")
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (cosine decay)")
+    p.add_argument("--init", type=Path, default=None,
+                   help="start from this bundle's weights (same network)")
     p.add_argument("--width", type=int, default=16, help="U-Net base width")
     p.add_argument("--shapes", type=Path, default=None,
                    help="real MF/ES label maps (default: shared/data/mri515_t2_labels)")
@@ -640,6 +658,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also re-segment predicted cases (never corrected or verified ones)")
     q.add_argument("--level", choices=["L4-L5", "L5-S1"], default=None)
     q.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    q.add_argument("--cluster", default=None, metavar="local|ADDRESS",
+                   help="segment and measure the cases on Dask workers ('local': processes "
+                        "on this machine; an address: that scheduler's workers); the project "
+                        "is read and written here only")
+    q.add_argument("--workers", type=int, default=None,
+                   help="worker processes of --cluster local (default: one per core)")
     q = psub.add_parser("correct", help="save a corrected (or verified) label map of a case as "
                                         "its new version")
     q.add_argument("project", type=Path)

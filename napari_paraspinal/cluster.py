@@ -32,17 +32,25 @@ LOCAL = "local"
 _MODELS: dict[tuple, Model] = {}  # per worker process: loaded once, used by every case
 
 
+def cached_model(path: str | os.PathLike[str] | None, device: str = "auto", **options
+                 ) -> Model:
+    """The model of ``path`` with ``options`` as :func:`.segment.load_model` takes them,
+    loaded once per process (a worker keeps it for every case it runs)."""
+    from .segment import load_model
+
+    key = (str(path), device, tuple(sorted(options.items())))
+    if key not in _MODELS:
+        _MODELS[key] = load_model(path, device, **options)
+    return _MODELS[key]
+
+
 def _worker_model(config: RunConfig) -> Model | None:
     from .pipeline import model_available
-    from .segment import load_model
 
     if not model_available(config):
         return None
-    key = (str(config.model), config.device, config.sides, config.mirror, config.precision)
-    if key not in _MODELS:
-        _MODELS[key] = load_model(config.model, config.device, sides=config.sides,
-                                  mirror=config.mirror, precision=config.precision)
-    return _MODELS[key]
+    return cached_model(config.model, config.device, sides=config.sides,
+                        mirror=config.mirror, precision=config.precision)
 
 
 def cluster_case(ref: Source, cid: str, config: RunConfig) -> CaseResult:

@@ -67,3 +67,27 @@ def test_workers_only_size_a_local_cluster(inputs: Path, tmp_path: Path,
                                            capsys: pytest.CaptureFixture) -> None:
     assert main(["run", str(inputs), "--out", str(tmp_path / "out"), "--workers", "2"]) == 2
     assert "--workers" in capsys.readouterr().err
+
+
+def test_project_segment_on_a_local_cluster_matches_a_plain_one(inputs: Path,
+                                                                tmp_path: Path) -> None:
+    good = tmp_path / "good"
+    good.mkdir()
+    for path in inputs.glob("phantom_*"):
+        (good / path.name).write_bytes(path.read_bytes())
+    exports = {}
+    for how, extra in (("plain", []), ("dask", ["--cluster", "local", "--workers", "2"])):
+        proj = str(tmp_path / how)
+        assert main(["project", "init", proj]) == 0
+        assert main(["project", "add", proj, str(good)]) == 0
+        assert main(["project", "segment", proj, *extra]) == 0
+        assert main(["export", proj, "--out", str(tmp_path / f"{how}.xlsx")]) == 0
+        exports[how] = _rows(tmp_path / f"{how}.csv")
+    assert len(exports["plain"]) == 3
+    assert exports["dask"] == exports["plain"]  # no time column: every cell equal
+    from napari_paraspinal.project.store import Project
+
+    with Project.open(tmp_path / "dask") as project:
+        for case in project.cases():
+            assert case.status == "predicted"
+            assert [v.kind for v in project.label_versions(case.id)] == ["automatic"]

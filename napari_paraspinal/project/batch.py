@@ -63,20 +63,21 @@ def active_model_id(project: Project) -> str:
 def segment_project(project: Project, statuses: Sequence[str] = ("new", "failed"),
                     device: str = "auto", level: str | None = None,
                     fat: FatConfig | None = None, progress: ProgressFn | None = None,
-                    cancel: Event | None = None) -> BatchResult:
+                    cancel: Event | None = None, client=None  # noqa: ANN001
+                    ) -> BatchResult:
     """Segment the cases in ``statuses`` with the active model; save, measure, flag.
 
     ``level`` None uses each case's recorded level, else detects it. ``corrected`` and
     ``verified`` cases are refused as statuses: a correction is never buried under a new
-    automatic version.
+    automatic version. With a Dask ``client`` (:func:`..cluster.open_client`) the cases are
+    segmented and measured on its workers; reading, claims and saving stay here, so the
+    project's store is only ever written by this process.
     """
     protected = {"corrected", "verified"} & set(statuses)
     if protected:
         raise ValueError(f"cases that are {sorted(protected)} are never re-segmented")
-    from ..segment import load_model, segment_slice
-
     model_id = active_model_id(project)
-    model = load_model(project.model(model_id).path, device)
+    model_path = str(project.model(model_id).path)
     result, todo = BatchResult(), []
     for case in project.cases():
         latest = project.latest_version(case.id)
@@ -85,46 +86,118 @@ def segment_project(project: Project, statuses: Sequence[str] = ("new", "failed"
         else:
             todo.append((case, 0 if latest is None else latest.version))
     claims, sources = Claims(project), SourceChecker(full=True)
-    for n, (case, seen) in enumerate(todo):
-        if cancel is not None and cancel.is_set():
-            result.cancelled = True
-            break
-        if progress is not None:
-            progress(n, len(todo), case.id)
+
+    def prepare(case, seen: int):  # noqa: ANN001, ANN202
+        """The case's image, claimed; None when it is not this run's to segment."""
         why = claims.claim(case.id, statuses, seen)
         if why is not None:
             result.skipped.append(case.id)
             result.not_taken[case.id] = why
-            continue
+            return None
         try:
-            try:
-                state = sources.state(case)
-                if not state.usable:
-                    raise InputError(state.source, f"source {state.state}: {state.detail}")
-                image = project.read_image(case.id, sources)  # hashed once, just above
-                seg = segment_slice(image, model, level or case.level or "auto")
-            except InputError as err:
-                project.set_status(case.id, "failed", err.problem, expect_version=seen)
-                result.failed[case.id] = err.problem
-                continue
-            reg = seg.preprocessed.registration
-            version = project.save_labels(case.id, seg.labels, "automatic", model_id=model_id,
-                                          expect_version=seen)
-        except StaleVersionError as err:  # a person saved a version meanwhile: theirs stays
-            result.skipped.append(case.id)
-            result.not_taken[case.id] = err.problem
-            continue
+            state = sources.state(case)
+            if not state.usable:
+                raise InputError(state.source, f"source {state.state}: {state.detail}")
+            return project.read_image(case.id, sources)  # hashed once, just above
+        except InputError as err:
+            _store(project, case.id, seen, err.problem, model_id, result)
+            claims.release(case.id)
+            return None
+
+    def store(case, seen: int, outcome) -> None:  # noqa: ANN001
+        try:
+            _store(project, case.id, seen, outcome, model_id, result)
         finally:
             claims.release(case.id)
-        if reg.level != UNKNOWN:
-            project.set_level(case.id, reg.level)
-        project.set_qc(case.id, reg.qc_columns())
-        measured = measure_slice(image, seg.labels, fat, bias=seg.preprocessed.bias)
-        project.save_measurements(case.id, version.id, measured.row)
-        result.segmented.append(case.id)
+
+    if client is None:
+        for n, (case, seen) in enumerate(todo):
+            if cancel is not None and cancel.is_set():
+                result.cancelled = True
+                break
+            if progress is not None:
+                progress(n, len(todo), case.id)
+            image = prepare(case, seen)
+            if image is not None:
+                store(case, seen, segment_and_measure(image, level or case.level or "auto",
+                                                      model_path, device, fat))
+    else:
+        _on_cluster(client, todo, prepare, store, claims.release, level, model_path, device,
+                    fat, result, progress, cancel)
     if progress is not None:
         progress(len(result.segmented) + len(result.failed), len(todo), "done")
     return result
+
+
+def segment_and_measure(image, level: str, model_path: str, device: str,  # noqa: ANN001
+                        fat: FatConfig | None) -> dict | str:
+    """One case's labels, level, QC and measurements, or the problem that stopped it (what a
+    worker returns: plain data, no store). The model is loaded once per process."""
+    from ..cluster import cached_model
+    from ..segment import segment_slice
+
+    try:
+        seg = segment_slice(image, cached_model(model_path, device), level)
+    except InputError as err:
+        return err.problem
+    reg = seg.preprocessed.registration
+    measured = measure_slice(image, seg.labels, fat, bias=seg.preprocessed.bias)
+    return {"labels": seg.labels, "level": reg.level, "qc": reg.qc_columns(),
+            "row": measured.row}
+
+
+def _store(project: Project, cid: str, seen: int, outcome: dict | str, model_id: str,
+           result: BatchResult) -> None:
+    """Save a case's outcome: an automatic version by compare-and-set (a version a person
+    saved meanwhile stays the latest), or its failure."""
+    try:
+        if isinstance(outcome, str):
+            project.set_status(cid, "failed", outcome, expect_version=seen)
+            result.failed[cid] = outcome
+            return
+        version = project.save_labels(cid, outcome["labels"], "automatic", model_id=model_id,
+                                      expect_version=seen)
+    except StaleVersionError as err:  # a person saved a version meanwhile: theirs stays
+        result.skipped.append(cid)
+        result.not_taken[cid] = err.problem
+        return
+    if outcome["level"] != UNKNOWN:
+        project.set_level(cid, outcome["level"])
+    project.set_qc(cid, outcome["qc"])
+    project.save_measurements(cid, version.id, outcome["row"])
+    result.segmented.append(cid)
+
+
+def _on_cluster(client, todo, prepare, store, release, level, model_path, device,  # noqa: ANN001
+                fat, result: BatchResult, progress: ProgressFn | None, cancel: Event | None
+                ) -> None:
+    """The cases as Dask tasks (see :func:`segment_project`); a lost worker fails its case."""
+    from distributed import as_completed
+
+    futures = {}
+    for case, seen in todo:
+        image = prepare(case, seen)
+        if image is not None:
+            futures[client.submit(segment_and_measure, image, level or case.level or "auto",
+                                  model_path, device, fat, pure=False)] = (case, seen)
+    done = 0
+    for future in as_completed(futures):
+        case, seen = futures.pop(future)
+        try:
+            outcome = future.result()
+        except Exception as err:  # noqa: BLE001  a lost worker or a bug: this case only
+            outcome = f"unexpected error on a worker ({type(err).__name__}: {err})"
+        store(case, seen, outcome)
+        done += 1
+        if progress is not None:
+            progress(done, len(todo), case.id)
+        if cancel is not None and cancel.is_set():
+            result.cancelled = True
+            for f, (other, _) in futures.items():  # not run: unclaimed, left as they were
+                f.cancel()
+                release(other.id)
+                result.skipped.append(other.id)
+            break
 
 
 def project_sheets(project: Project, fat: FatConfig | None = None,
