@@ -166,11 +166,16 @@ def fit_synthetic_bundle(out: str | os.PathLike[str], name: str, config: SynthTr
                          width: int = 16, shapes_dir: str | os.PathLike[str] | None = None,
                          checkpoint_dir: str | os.PathLike[str] | None = None,
                          resume: bool = False,
-                         progress: Callable[[dict[str, Any]], None] | None = None) -> Path:
+                         progress: Callable[[dict[str, Any]], None] | None = None,
+                         init: str | os.PathLike[str] | None = None,
+                         render: RenderConfig | None = None) -> Path:
     """Train on synthetic slices and write the bundle (weights, card, atlases, log).
 
     ``shapes_dir``: real MF/ES label maps (:mod:`..synth.real_shapes`); without them the
-    muscles are the generator's ellipses, and the card says so.
+    muscles are the generator's ellipses, and the card says so. ``init``: a bundle of the
+    same network whose weights training starts from (a longer schedule in two legs); its
+    name and training are kept in the card. ``render``: the spatial variation (default
+    :class:`RenderConfig`), recorded in the card.
     """
     import tempfile
 
@@ -185,8 +190,19 @@ def fit_synthetic_bundle(out: str | os.PathLike[str], name: str, config: SynthTr
     shapes = load_real_muscles(shapes_dir) if shapes_dir is not None else []
     torch.manual_seed(config.seed)
     model = Segmenter(default_segmenter(width))
+    started_from = None
+    if init is not None:
+        from .bundle import load_bundle
+
+        state, init_card = load_bundle(init)
+        model.load_state_dict(state)  # strict: another network is refused
+        started_from = {"name": init_card.name, "version": init_card.version,
+                        "training": {k: init_card.training.get(k)
+                                     for k in ("steps", "lr", "pool", "seed", "started_from")}}
     start = time.perf_counter()
-    history = train_synthetic(model, config, shapes or None, checkpoint_dir, resume, progress)
+    render = render or RenderConfig()
+    history = train_synthetic(model, config, shapes or None, checkpoint_dir, resume, progress,
+                              render)
     card = ModelCard(
         name=name,
         network=model.to_dict(),
@@ -194,7 +210,8 @@ def fit_synthetic_bundle(out: str | os.PathLike[str], name: str, config: SynthTr
                        "postprocess": "largest_component",
                        "space": "256x256 at 1 mm, x to the patient's left, y posterior, "
                                 "body frame"},
-        training={**asdict(config), "history": history, "render": asdict(RenderConfig()),
+        training={**asdict(config), "started_from": started_from, "history": history,
+                  "render": asdict(render),
                   "contrast": asdict(ContrastConfig()),
                   "device": str(next(model.parameters()).device)},
         data={"generator": "synthetic slices of random contrast (napari_paraspinal.synth)",
