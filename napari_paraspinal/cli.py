@@ -352,12 +352,10 @@ def cmd_project(args: argparse.Namespace) -> int:
             print(markdown_table(rows) if rows else "no cases")
             return 0
         if args.action == "segment":
+            from .cli_progress import progress_reporter
             from .project.batch import segment_project
 
             statuses = ["new", "failed"] + (["predicted"] if args.redo else [])
-
-            def progress(done: int, total: int, what: str) -> None:
-                print(f"[{done}/{total}] {what}", file=sys.stderr)
 
             if args.workers is not None and args.cluster != "local":
                 raise InputError(args.project, "--workers sets the size of a --cluster local "
@@ -368,8 +366,9 @@ def cmd_project(args: argparse.Namespace) -> int:
 
                 client = open_client(args.cluster, args.workers)
             try:
-                result = segment_project(project, statuses, args.device, args.level,
-                                         progress=progress, client=client)
+                with progress_reporter("case") as progress:
+                    result = segment_project(project, statuses, args.device, args.level,
+                                             progress=progress, client=client)
             finally:
                 if client is not None:
                     from .cluster import close_client

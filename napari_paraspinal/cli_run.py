@@ -25,6 +25,7 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a command whose read
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the batch; one line per case, a summary line, exit 1 when any case failed."""
     from .case_input import pair_inputs
+    from .cli_progress import progress_reporter
     from .fat import FatConfig
     from .pipeline import RunConfig, model_available
     from .preprocess.n4 import N4Config
@@ -60,13 +61,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.water:
         inputs = pair_inputs(args.water, args.fat) + inputs
 
-    def progress(done: int, total: int, what: str) -> None:
-        print(f"[{done}/{total}] {what}", file=sys.stderr)
-
     def notice(text: str) -> None:
         print(text, file=sys.stderr)
 
-    results = run(inputs, config, progress=None if args.quiet else progress, notice=notice)
+    with progress_reporter("slice") as progress:
+        results = run(inputs, config, progress=None if args.quiet else progress,
+                      notice=notice)
     failed = [r for r in results if r.status != "ok"]
     for r in results:
         print(f"{r.case}: {r.status}  {_case_line(r)}")

@@ -1,0 +1,33 @@
+"""Progress on the terminal: a tqdm bar on a terminal, one line per step in a log."""
+
+from __future__ import annotations
+
+import io
+
+from napari_paraspinal.cli_progress import progress_reporter
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_log_gets_one_line_per_step() -> None:
+    log = io.StringIO()
+    with progress_reporter("slice", log) as progress:
+        for k in range(1, 4):
+            progress(k, 3, f"stack.nii.gz slice {k}")
+    assert log.getvalue().splitlines() == [f"[{k}/3] stack.nii.gz slice {k}"
+                                           for k in range(1, 4)]
+
+
+def test_a_terminal_gets_a_bar_that_ends_full() -> None:
+    term = Terminal()
+    with progress_reporter("case", term) as progress:
+        progress(0, 4, "a")
+        progress(2, 4, "b")
+        progress(4, 4, "done")
+    text = term.getvalue()
+    assert "\r" in text  # redrawn in place, not a line per step
+    final = text.split("\r")[-1]
+    assert "100%" in final and "4/4" in final and "case" in final and "done" in final
