@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from napari_paraspinal.cli import main
+from napari_paraspinal.realdata import default_real_data_dir
 
 pytest.importorskip("distributed", reason="cluster runs need Dask distributed "
                                           "(the [cluster] extra)")
@@ -91,3 +92,21 @@ def test_project_segment_on_a_local_cluster_matches_a_plain_one(inputs: Path,
         for case in project.cases():
             assert case.status == "predicted"
             assert [v.kind for v in project.label_versions(case.id)] == ["automatic"]
+
+
+REAL = default_real_data_dir() / "lpm_tum01"
+
+
+@pytest.mark.skipif(not (REAL / "water.nii.gz").is_file(),
+                    reason=f"real Dixon case not found in {REAL}")
+def test_a_real_dixon_pair_gives_the_plain_run_tables(tmp_path: Path) -> None:
+    args = ["--water", str(REAL / "water.nii.gz"), "--fat", str(REAL / "fat.nii.gz"),
+            "--slices", "4,14", "--quiet"]
+    assert main(["run", *args, "--out", str(tmp_path / "plain")]) == 0
+    assert main(["run", *args, "--out", str(tmp_path / "dask"), "--cluster", "local",
+                 "--workers", "2"]) == 0
+    plain, dask = (_rows(tmp_path / name / "measurements.csv") for name in ("plain", "dask"))
+    assert len(plain) == 2 and any(r.get("MF_L_ff_pct") for r in plain)
+    for a, b in zip(plain, dask, strict=True):
+        assert {k: v for k, v in a.items() if k not in VARYING} == \
+            {k: v for k, v in b.items() if k not in VARYING}

@@ -111,6 +111,9 @@ def segment_project(project: Project, statuses: Sequence[str] = ("new", "failed"
             claims.release(case.id)
 
     if client is None:
+        from ..segment import load_model
+
+        model = load_model(model_path, device) if todo else None  # checked once per batch
         for n, (case, seen) in enumerate(todo):
             if cancel is not None and cancel.is_set():
                 result.cancelled = True
@@ -120,7 +123,7 @@ def segment_project(project: Project, statuses: Sequence[str] = ("new", "failed"
             image = prepare(case, seen)
             if image is not None:
                 store(case, seen, segment_and_measure(image, level or case.level or "auto",
-                                                      model_path, device, fat))
+                                                      model, fat))
     else:
         _on_cluster(client, todo, prepare, store, claims.release, level, model_path, device,
                     fat, result, progress, cancel)
@@ -129,21 +132,28 @@ def segment_project(project: Project, statuses: Sequence[str] = ("new", "failed"
     return result
 
 
-def segment_and_measure(image, level: str, model_path: str, device: str,  # noqa: ANN001
-                        fat: FatConfig | None) -> dict | str:
-    """One case's labels, level, QC and measurements, or the problem that stopped it (what a
-    worker returns: plain data, no store). The model is loaded once per process."""
-    from ..cluster import cached_model
+def segment_and_measure(image, level: str, model, fat: FatConfig | None  # noqa: ANN001
+                        ) -> dict | str:
+    """One case's labels, level, QC and measurements, or the problem that stopped it (plain
+    data, no store: what a cluster worker sends back)."""
     from ..segment import segment_slice
 
     try:
-        seg = segment_slice(image, cached_model(model_path, device), level)
+        seg = segment_slice(image, model, level)
     except InputError as err:
         return err.problem
     reg = seg.preprocessed.registration
     measured = measure_slice(image, seg.labels, fat, bias=seg.preprocessed.bias)
     return {"labels": seg.labels, "level": reg.level, "qc": reg.qc_columns(),
             "row": measured.row}
+
+
+def _worker_task(image, level: str, model_path: str, device: str,  # noqa: ANN001
+                 fat: FatConfig | None) -> dict | str:
+    """:func:`segment_and_measure` on a Dask worker, its model loaded once per process."""
+    from ..cluster import cached_model
+
+    return segment_and_measure(image, level, cached_model(model_path, device), fat)
 
 
 def _store(project: Project, cid: str, seen: int, outcome: dict | str, model_id: str,
@@ -178,7 +188,7 @@ def _on_cluster(client, todo, prepare, store, release, level, model_path, device
     for case, seen in todo:
         image = prepare(case, seen)
         if image is not None:
-            futures[client.submit(segment_and_measure, image, level or case.level or "auto",
+            futures[client.submit(_worker_task, image, level or case.level or "auto",
                                   model_path, device, fat, pure=False)] = (case, seen)
     done = 0
     for future in as_completed(futures):
