@@ -120,7 +120,8 @@ def bench_real(model_path: str | None = None, root: Path | None = None, slices: 
                device: str = "cpu", progress: Callable[[str], None] | None = None,
                series: Sequence[RealSeries] | None = None,
                predictions: dict[tuple[str, str, int], np.ndarray] | None = None,
-               sides: str = SIDES_DEFAULT, mirror: bool = True) -> list[dict]:
+               sides: str = SIDES_DEFAULT, mirror: bool = True,
+               unseen: Sequence[str] = ()) -> list[dict]:
     """One row per real series: pooled and per-slice Dice of the model, flagged slices
     (registration or segmentation QC), failed slices, slices with a left/right swap
     (``lr_swapped``: a left muscle on the patient's right of its right one) and seconds per
@@ -129,15 +130,20 @@ def bench_real(model_path: str | None = None, root: Path | None = None, slices: 
     ``sides`` and ``mirror`` as :func:`.segment.load_model` takes them. ``series`` restricts
     the run (default: every series found under ``root``); a given
     ``predictions`` dict receives each slice's labels under ``(case, contrast, k)``.
+    ``unseen``: other bundles; a case the model was trained on is scored by the first of them
+    that was not (leave-one-case-out), and the row's ``model`` says which scored it.
     """
     from .segment import load_model, segment_slice
 
     chosen = list(series) if series is not None else real_series(root)
     if not chosen:
         raise InputError(root or default_real_data_dir(), "no labelled real cases found here")
-    model = load_model(model_path, device=device, sides=sides, mirror=mirror)
+    models = [load_model(p, device=device, sides=sides, mirror=mirror)
+              for p in (model_path, *unseen)]
     rows = []
     for s in chosen:
+        model = next((m for m in models if not seen_in_training(m.card.data, s.case)),
+                     models[0])
         ks = slice_indices(slices, s.n_slices())
         tally = DiceTally(STRUCTURES)
         flagged = failed = swaps = 0
@@ -165,6 +171,7 @@ def bench_real(model_path: str | None = None, root: Path | None = None, slices: 
         row = series_row(s, tally, flagged, failed, seconds,
                          seen_in_training(model.card.data, s.case))
         row["lr_swapped"] = swaps
+        row["model"] = model.card.name
         rows.append(row)
     return rows
 

@@ -226,13 +226,15 @@ def cmd_train_synth(args: argparse.Namespace) -> int:
         print(f"no real label maps in {shapes}: training on ellipse muscles only",
               file=sys.stderr)
         shapes = None
+    real = [r for r in (args.real or "").split(",") if r]
     config = SynthTrainConfig(steps=args.steps, pool=args.pool, batch_size=args.batch_size,
-                              seed=args.seed, device=args.device, lr=args.lr)
+                              seed=args.seed, device=args.device, lr=args.lr,
+                              real_share=args.real_share if real else 0.0)
     checkpoint = args.checkpoint or Path(f"{args.out}.training")
     try:
         path = fit_synthetic_bundle(
             args.out, args.name or Path(args.out).name, config, args.width, shapes,
-            checkpoint, args.resume, init=args.init,
+            checkpoint, args.resume, init=args.init, real=real,
             progress=lambda e: print(f"step {e['step']}: loss {e['loss']:.4f}, synthetic "
                                      f"validation Dice {e['val_dice']:.4f}, "
                                      f"{e['seconds']:.0f} s", file=sys.stderr))
@@ -582,6 +584,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (cosine decay)")
     p.add_argument("--init", type=Path, default=None,
                    help="start from this bundle's weights (same network)")
+    p.add_argument("--real", default=None, metavar="CASES",
+                   help="labelled real cases or series of shared/data mixed into every batch "
+                        "(e.g. lpm_tum01 or musclemap_sub0001/fat, comma-separated); the card "
+                        "names them")
+    p.add_argument("--real-share", type=float, default=0.25,
+                   help="share of each batch taken from the real slices (with --real)")
     p.add_argument("--width", type=int, default=16, help="U-Net base width")
     p.add_argument("--shapes", type=Path, default=None,
                    help="real MF/ES label maps (default: shared/data/mri515_t2_labels)")

@@ -79,9 +79,13 @@ def cmd_bench(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per t
             return 2
         rows = bench_real(args.model, root, slices=args.slices, device=args.device,
                           progress=lambda text: print(text, file=sys.stderr),
-                          sides=args.sides, mirror=not args.no_mirror)
+                          sides=args.sides, mirror=not args.no_mirror,
+                          unseen=args.unseen or ())
+        scored_by = "" if not args.unseen else (
+            f"; a case it was trained on is scored by the first of {', '.join(args.unseen)} "
+            "that was not (column model)")
         header = (f"Dice on the real cases in {root} (slices: {args.slices}), model "
-                  f"{args.model or 'shipped'} (sides: {args.sides}, mirrored averaging: "
+                  f"{args.model or 'shipped'}{scored_by} (sides: {args.sides}, mirrored averaging: "
                   f"{'no' if args.no_mirror else 'yes'}): pooled over slices per structure, "
                   "empty where not annotated")
         print(header)
@@ -180,6 +184,9 @@ def add_bench_parser(sub) -> None:  # noqa: ANN001 - argparse's private subparse
                    help="real: left/right from the spine's midline or the network's own")
     p.add_argument("--no-mirror", action="store_true",
                    help="real: no averaging with the mirrored slice")
+    p.add_argument("--unseen", action="append", default=None, metavar="MODEL",
+                   help="real: a bundle not trained on some real case (repeatable); a case "
+                        "the model was trained on is scored by the first such bundle")
     p.add_argument("--finetune", action="store_true",
                    help="real: also fine-tune on 10 slices of one person, test on the other "
                         "(both ways; minutes on CPU)")

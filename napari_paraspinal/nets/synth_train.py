@@ -8,6 +8,10 @@ never the same image twice. Adam with a cosine learning-rate decay over a fixed 
 steps; the final weights are kept (validation is reported, not used to pick, so no data
 chooses the model that later scores it).
 
+Real labelled slices (:mod:`..real_training`) can take a share of every batch: mirrored at
+random like the synthetic ones, moved and re-lit (:mod:`.augment`), and scored only on the
+structures they annotate.
+
 Checkpoints (:mod:`.checkpoint`: safetensors and JSON) are written every ``checkpoint_every``
 steps; ``resume`` continues a killed run from the last one.
 """
@@ -18,7 +22,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,9 +33,11 @@ import torch
 from ..core.labels import NUM_CLASSES, swap_left_right
 from ..synth.contrast import ContrastConfig, synthesize
 from ..synth.render import RenderConfig, render_pool
+from .augment import augment_slice
 from .checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from .losses import DiceCELoss
 from .metrics import dice_per_label
+from .samples import AtlasSamples
 from .segmenter import Segmenter, SegmenterConfig, resolve_device
 
 
@@ -50,6 +56,7 @@ class SynthTrainConfig:
     checkpoint_every: int = 250
     val_every: int = 500
     device: str = "auto"
+    real_share: float = 0.0  # share of each batch taken from real slices, when given
 
 
 def _crop_box(rng: np.random.Generator, size: int, crop: int) -> tuple[int, int]:
@@ -78,6 +85,27 @@ def make_batch(tissue: np.ndarray, labels: np.ndarray, index: np.ndarray, crop: 
     return torch.stack(images)[:, None], torch.stack(targets)
 
 
+def real_batch(samples: AtlasSamples, index: np.ndarray, crop: int, rng: np.random.Generator
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Images, labels and label masks (B×C) of real samples ``index``: mirrored at random,
+    moved and re-lit, cropped as the synthetic ones are."""
+    swap = swap_left_right(np.arange(NUM_CLASSES, dtype=np.uint8)).astype(np.intp)
+    images, targets, masks = [], [], []
+    size = samples.images.shape[-1]
+    for i in index:
+        image, lab, mask = samples.images[i], samples.labels[i], samples.label_mask[i]
+        if rng.random() < 0.5:
+            image, lab, mask = image[:, ::-1], swap_left_right(lab[:, ::-1]), mask[swap]
+        image, lab = augment_slice(np.ascontiguousarray(image), np.ascontiguousarray(lab), rng)
+        r0, c0 = _crop_box(rng, size, crop)
+        images.append(torch.from_numpy(np.ascontiguousarray(image[r0:r0 + crop,
+                                                                   c0:c0 + crop])))
+        targets.append(torch.from_numpy(np.ascontiguousarray(lab[r0:r0 + crop,
+                                                                 c0:c0 + crop])).long())
+        masks.append(torch.from_numpy(np.ascontiguousarray(mask)))
+    return torch.stack(images)[:, None], torch.stack(targets), torch.stack(masks)
+
+
 def validation_set(n: int, seed: int, shapes: list | None, render: RenderConfig
                    ) -> tuple[torch.Tensor, np.ndarray]:
     """Fixed synthetic validation images (full frames, their own seeds) and labels."""
@@ -98,9 +126,17 @@ def train_synthetic(model: Segmenter, config: SynthTrainConfig, shapes: list | N
                     checkpoint_dir: str | os.PathLike[str] | None = None, resume: bool = False,
                     progress: Callable[[dict[str, Any]], None] | None = None,
                     render: RenderConfig | None = None,
-                    contrast: ContrastConfig | None = None) -> list[dict[str, Any]]:
-    """Train ``model`` in place; returns the history (one entry per validation)."""
+                    contrast: ContrastConfig | None = None,
+                    real: AtlasSamples | None = None) -> list[dict[str, Any]]:
+    """Train ``model`` in place; returns the history (one entry per validation).
+
+    ``real``: labelled real slices on the frame, ``config.real_share`` of each batch.
+    """
     render = render or RenderConfig()
+    n_real = int(round(config.real_share * config.batch_size)) if real is not None else 0
+    if real is not None and not 0 < n_real < config.batch_size:
+        raise ValueError(f"real_share {config.real_share} of a batch of {config.batch_size} "
+                         "must leave at least one real and one synthetic slice")
     device = resolve_device(config.device)
     model.to(device)
     rng = np.random.default_rng(config.seed)
@@ -131,11 +167,16 @@ def train_synthetic(model: Segmenter, config: SynthTrainConfig, shapes: list | N
     for step in range(start, config.steps):
         for group in optimizer.param_groups:
             group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * step / config.steps))
-        index = rng.integers(0, len(tissue), config.batch_size)
+        index = rng.integers(0, len(tissue), config.batch_size - n_real)
         x, y = make_batch(tissue, labels, index, config.crop, rng, gen, contrast)
+        batch_mask = mask
+        if n_real:
+            xr, yr, mr = real_batch(real, rng.integers(0, len(real), n_real), config.crop, rng)
+            x, y = torch.cat([x, xr]), torch.cat([y, yr])
+            batch_mask = torch.cat([mask[:config.batch_size - n_real], mr.to(device)])
         model.train()
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(x.to(device), use_crf=False), y.to(device), mask)
+        loss = loss_fn(model(x.to(device), use_crf=False), y.to(device), batch_mask)
         loss.backward()
         optimizer.step()
         losses.append(float(loss.detach()))
@@ -156,6 +197,15 @@ def train_synthetic(model: Segmenter, config: SynthTrainConfig, shapes: list | N
     return history
 
 
+def _real_note(samples: AtlasSamples) -> dict[str, int]:
+    """Slices used per real series (``real:<case>/<contrast>:<k>`` sources)."""
+    counts: dict[str, int] = {}
+    for source in samples.sources:
+        name = source.split(":")[1]
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
 def default_segmenter(width: int = 16) -> SegmenterConfig:
     """The shipped model's network: U-Net with instance norm (contrast varies per image),
     no CRF (see the README's comparison)."""
@@ -168,14 +218,18 @@ def fit_synthetic_bundle(out: str | os.PathLike[str], name: str, config: SynthTr
                          resume: bool = False,
                          progress: Callable[[dict[str, Any]], None] | None = None,
                          init: str | os.PathLike[str] | None = None,
-                         render: RenderConfig | None = None) -> Path:
+                         render: RenderConfig | None = None,
+                         real: Sequence[str] = (),
+                         real_root: str | os.PathLike[str] | None = None) -> Path:
     """Train on synthetic slices and write the bundle (weights, card, atlases, log).
 
     ``shapes_dir``: real MF/ES label maps (:mod:`..synth.real_shapes`); without them the
     muscles are the generator's ellipses, and the card says so. ``init``: a bundle of the
     same network whose weights training starts from (a longer schedule in two legs); its
     name and training are kept in the card. ``render``: the spatial variation (default
-    :class:`RenderConfig`), recorded in the card.
+    :class:`RenderConfig`), recorded in the card. ``real``: labelled real cases or series
+    (:func:`..real_training.pick_series`, under ``real_root``) mixed into every batch
+    (``config.real_share``); the card names them, so no benchmark counts them as unseen.
     """
     import tempfile
 
@@ -188,6 +242,16 @@ def fit_synthetic_bundle(out: str | os.PathLike[str], name: str, config: SynthTr
     if Path(out).exists():
         raise FileExistsError(f"{out}: a model bundle already exists here")
     shapes = load_real_muscles(shapes_dir) if shapes_dir is not None else []
+    preprocess = PreprocessConfig(frame=BODY)
+    real_samples = None
+    if real:
+        from ..preprocess.atlas import load_atlases
+        from ..real_training import frame_samples, pick_series
+
+        series = pick_series(real, Path(real_root) if real_root is not None else None)
+        real_samples = frame_samples(series, preprocess, load_atlases(MODELS_DIR / "atlases"))
+    elif config.real_share:
+        raise ValueError("real_share needs real cases to draw from")
     torch.manual_seed(config.seed)
     model = Segmenter(default_segmenter(width))
     started_from = None
@@ -202,11 +266,11 @@ def fit_synthetic_bundle(out: str | os.PathLike[str], name: str, config: SynthTr
     start = time.perf_counter()
     render = render or RenderConfig()
     history = train_synthetic(model, config, shapes or None, checkpoint_dir, resume, progress,
-                              render)
+                              render, real=real_samples)
     card = ModelCard(
         name=name,
         network=model.to_dict(),
-        preprocessing={**PreprocessConfig(frame=BODY).to_dict(), "atlases": "atlases/",
+        preprocessing={**preprocess.to_dict(), "atlases": "atlases/",
                        "postprocess": "largest_component",
                        "space": "256x256 at 1 mm, x to the patient's left, y posterior, "
                                 "body frame"},
@@ -217,7 +281,8 @@ def fit_synthetic_bundle(out: str | os.PathLike[str], name: str, config: SynthTr
         data={"generator": "synthetic slices of random contrast (napari_paraspinal.synth)",
               "real_shapes": (f"{len(shapes)} MF/ES label maps from {Path(shapes_dir).name}"
                               if shapes else "none: ellipses only"),
-              "real_images_used": "none"},
+              "real_images_used": (_real_note(real_samples) if real_samples is not None
+                                   else "none")},
         metrics={"synthetic_val_dice": history[-1]["val_dice"] if history else float("nan"),
                  "train_seconds": round(time.perf_counter() - start, 1)},
     )
