@@ -11,7 +11,7 @@ derivatives dataset, so BIDS tools find each case's label map and measurements.
   schema has no suffix for measurement tables.
 - At the root: ``dataset_description.json``, ``dseg.tsv`` (the label table, which every
   ``_dseg`` image inherits) with ``dseg.json``, a ``README.md`` and a ``.bidsignore`` naming
-  the run's own non-BIDS files (tables, ``labels/``, overlays, manifest).
+  the run's own non-BIDS files (tables, ``labels/``, overlays, kept results, manifest).
 
 Subject, session and the entities a segmentation may carry (``acq``, ``run``, ...) come from a
 BIDS raw input's file name (``sub-01_ses-02_acq-ax_T2w.nii.gz``); any other input's case id
@@ -38,6 +38,7 @@ from .core.atomic import atomic_path, write_text_atomic
 from .core.labels import BY_SHORT, LABELS
 from .export import columns_of, inert_text
 from .run_output import CSV, MANIFEST, SUPERSEDED, XLSX, RunOutput, writing
+from .run_resume import RESULTS
 
 if TYPE_CHECKING:
     from .pipeline import CaseResult, RunConfig, Source
@@ -50,7 +51,7 @@ DESCRIPTION, DSEG_TSV, DSEG_JSON = "dataset_description.json", "dseg.tsv", "dseg
 README, BIDSIGNORE = "README.md", ".bidsignore"
 DATASET_FILES = (DESCRIPTION, DSEG_TSV, DSEG_JSON, README, BIDSIGNORE)
 #: The run's files that are not part of the BIDS dataset.
-NOT_BIDS = ("labels/", "overlays/", f"{SUPERSEDED}/", CSV, XLSX, MANIFEST)
+NOT_BIDS = ("labels/", "overlays/", f"{RESULTS}/", f"{SUPERSEDED}/", CSV, XLSX, MANIFEST)
 #: Entities of a raw anatomical image that its segmentation keeps (BIDS order).
 KEEP = ("task", "acq", "ce", "rec", "run", "echo", "part", "chunk")
 

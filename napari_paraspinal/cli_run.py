@@ -45,7 +45,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                        levels=args.levels, sides=args.sides, mirror=not args.no_mirror,
                        precision=args.precision, bids=args.bids,
                        dixon_pairing=not args.no_dixon_pairing, cluster=args.cluster,
-                       workers=args.workers)
+                       workers=args.workers, resume=args.resume)
     if args.workers is not None and args.cluster != "local":
         print("error: --workers sets the size of a --cluster local run", file=sys.stderr)
         return EXIT_ERROR
@@ -240,6 +240,10 @@ def add_run_parser(sub: argparse._SubParsersAction, spacing: Callable[[str], obj
                         "paths (same measurements as a plain run)")
     p.add_argument("--workers", type=int, default=None,
                    help="worker processes of --cluster local (default: one per core)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the cases a previous run into OUT finished (same inputs, "
+                        "unchanged files, same settings and model) and run only the rest; "
+                        "without it a rerun supersedes everything in OUT")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_run)
 

@@ -104,7 +104,7 @@ def run_on_cluster(refs: Sequence[Source], cids: Sequence[str], counts: Sequence
     cancel are left out). ``tables`` builds the sheets from the results so far."""
     from distributed import as_completed
 
-    from .run_batch import guarded_case, planned_files, write_case_bids
+    from .run_batch import guarded_case, keep_result, planned_files, write_case_bids
     from .run_output import OutputError
 
     total, done = sum(counts), 0
@@ -121,6 +121,7 @@ def run_on_cluster(refs: Sequence[Source], cids: Sequence[str], counts: Sequence
             result = guarded_case(ref, cid,
                                   lambda r=result, ref=ref: write_case_bids(r, ref, config,
                                                                        model, bids))
+        result = keep_result(result, ref, cid, config, model)
         out.case_finished(cid, result.status, result.message, len(result.rows))
         results[n] = result
         done += counts[n]

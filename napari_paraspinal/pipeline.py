@@ -78,6 +78,7 @@ class RunConfig:
     dixon_pairing: bool = True  # pair Dixon water/fat series of a DICOM study (:mod:`.dixon_dicom`)
     cluster: str | None = None  # run the cases on Dask: "local" or a scheduler address
     workers: int | None = None  # worker processes of a local cluster (None: one per core)
+    resume: bool = False  # keep the cases a previous run in out_dir finished (:mod:`.run_resume`)
 
 
 Source = InputRef | DixonRef

@@ -4,9 +4,10 @@ Whatever goes wrong in one case (an unreadable input, an output that cannot be w
 bug) makes it a failed row naming the problem, and the batch goes on. The tables and a run
 manifest are rewritten as each case finishes (:mod:`.run_output`), so a killed run keeps its
 finished cases. The cases run here one after another, or as Dask tasks with ``cluster``
-(:mod:`.cluster`); each is :func:`.pipeline.process_case`. The work is a plain function
-reporting progress through a callback and honouring a cancel flag, so the CLI, the napari
-plugin and the app all run the same code.
+(:mod:`.cluster`); each is :func:`.pipeline.process_case`. With ``resume`` the cases a
+previous run in the folder finished are taken over as they are (:mod:`.run_resume`). The
+work is a plain function reporting progress through a callback and honouring a cancel
+flag, so the CLI, the napari plugin and the app all run the same code.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from .pipeline import (
     process_case,
 )
 from .run_output import SUPERSEDED, OutputError, RunOutput, make_output_folder
+from .run_resume import RESULTS, Reused, result_path, reusable, save_result
 from .run_tables import table_sheets
 from .segment import Model, load_model
 
@@ -79,23 +81,37 @@ def _run(refs: Sequence[Source], skipped: Sequence[InputError], config: RunConfi
     model = (load_model(config.model, config.device, sides=config.sides, mirror=config.mirror,
                         precision=config.precision)
              if model_available(config) else None)
-    out = RunOutput.start(config.out_dir, [str(r) for r in refs], [str(e) for e in skipped])
+    taken: set[str] = set()
+    cids = [case_id(ref, taken) for ref in refs]
+    reused = reusable(refs, cids, config, model) if config.resume else {}
+    out = RunOutput.start(config.out_dir, [str(r) for r in refs], [str(e) for e in skipped],
+                          keep=[f for r in reused.values() for f in r.files])
     bids = start_bids(config.out_dir, refs, out) if config.bids else None
     for err in skipped:
         if notice:
             notice(f"skipped {err}")
     counts = [_count(ref, config) for ref in refs]
     total = sum(counts)
+    kept = _take_over(reused, refs, config, model, out, bids)
+    if kept and notice:
+        notice(f"resumed: {len(kept)} of {len(refs)} cases kept from the previous run")
     if client is not None:
         from .cluster import run_on_cluster
 
-        taken: set[str] = set()
-        cids = [case_id(ref, taken) for ref in refs]
-        results = run_on_cluster(refs, cids, counts, config, model, out, bids, client,
-                                 lambda rs: table_sheets(rs, config, model), progress, cancel,
-                                 notice)
+        todo = [n for n in range(len(refs)) if n not in kept]
+        done_before = sum(counts[n] for n in kept)
+        if progress and kept:
+            progress(done_before, total, "kept from the previous run")
+        fresh = run_on_cluster(
+            [refs[n] for n in todo], [cids[n] for n in todo], [counts[n] for n in todo],
+            config, model, out, bids, client,
+            lambda rs: table_sheets(_in_order(kept, cids, rs), config, model),
+            None if progress is None else
+            (lambda d, t, text: progress(done_before + d, total, text)), cancel, notice)
+        results = _in_order(kept, cids, fresh)
     else:
-        results = _run_here(refs, counts, config, model, out, bids, progress, cancel, notice)
+        results = _run_here(refs, cids, counts, config, model, out, bids, progress, cancel,
+                            notice, kept)
     if progress:
         progress(total, total, "writing tables")
     cancelled = cancel is not None and cancel.is_set()
@@ -103,18 +119,47 @@ def _run(refs: Sequence[Source], skipped: Sequence[InputError], config: RunConfi
     return results
 
 
-def _run_here(refs: Sequence[Source], counts: Sequence[int], config: RunConfig,
-              model: Model | None, out: RunOutput, bids: BidsDataset | None,
-              progress: ProgressFn | None, cancel: Event | None,
-              notice: NoticeFn | None) -> list[CaseResult]:
+def _take_over(reused: dict[int, Reused], refs: Sequence[Source], config: RunConfig,
+               model: Model | None, out: RunOutput, bids: BidsDataset | None
+               ) -> dict[int, CaseResult]:
+    """Record the cases kept from the previous run (and write their BIDS files anew)."""
+    kept: dict[int, CaseResult] = {}
+    for n, r in sorted(reused.items()):
+        result = r.result
+        if bids is not None:
+            result = guarded_case(refs[n], result.case,
+                                  lambda result=result, ref=refs[n]: write_case_bids(
+                                      result, ref, config, model, bids))
+        out.case_reused(result.case, str(refs[n]), r.files, result.status, result.message,
+                        len(result.rows))
+        kept[n] = result
+    return kept
+
+
+def _in_order(kept: dict[int, CaseResult], cids: Sequence[str],
+              fresh: Sequence[CaseResult]) -> list[CaseResult]:
+    """Kept and freshly run cases in input order (cases a cancel left out stay out)."""
+    ran = {r.case: r for r in fresh}
+    return [kept[n] if n in kept else ran[cid] for n, cid in enumerate(cids)
+            if n in kept or cid in ran]
+
+
+def _run_here(refs: Sequence[Source], cids: Sequence[str], counts: Sequence[int],
+              config: RunConfig, model: Model | None, out: RunOutput,
+              bids: BidsDataset | None, progress: ProgressFn | None, cancel: Event | None,
+              notice: NoticeFn | None, kept: dict[int, CaseResult]) -> list[CaseResult]:
     """The cases one after another in this process, tables rewritten after each."""
     total, done = sum(counts), 0
-    taken: set[str] = set()
     results: list[CaseResult] = []
-    for ref, count in zip(refs, counts, strict=True):
+    for n, (ref, cid, count) in enumerate(zip(refs, cids, counts, strict=True)):
+        if n in kept:
+            results.append(kept[n])
+            done += count
+            if progress:
+                progress(done, total, f"{ref}: kept from the previous run")
+            continue
         if cancel is not None and cancel.is_set():
             break
-        cid = case_id(ref, taken)
 
         def on_slice(k: int, ref: Source = ref, count: int = count) -> None:
             nonlocal done
@@ -123,7 +168,7 @@ def _run_here(refs: Sequence[Source], counts: Sequence[int], config: RunConfig,
                 progress(done, total, f"{ref} slice {k}" if count > 1 else str(ref))
 
         results.append(_isolated_case(ref, cid, config, model, out, on_slice, cancel, bids))
-        done = sum(counts[:len(results)])
+        done = sum(counts[:n + 1])
         try:
             out.write_tables(table_sheets(results, config, model))
         except OutputError as err:  # tried again after the next case and at the end
@@ -141,8 +186,23 @@ def _isolated_case(ref: Source, cid: str, config: RunConfig, model: Model | None
                                                          cancel))
     if bids is not None and result.status != "failed":
         result = guarded_case(ref, cid, lambda: write_case_bids(result, ref, config, model, bids))
+    result = keep_result(result, ref, cid, config, model)
     out.case_finished(cid, result.status, result.message, len(result.rows))
     return result
+
+
+def keep_result(result: CaseResult, ref: Source, cid: str, config: RunConfig,
+                model: Model | None) -> CaseResult:
+    """Save a finished case's result for a later resume (:mod:`.run_resume`); a result
+    that cannot be saved fails the case, naming the file."""
+    if result.status == "failed":
+        return result
+
+    def save() -> CaseResult:
+        save_result(result, ref, config, model, _planned_paths(ref, cid, config))
+        return result
+
+    return guarded_case(ref, cid, save)
 
 
 def planned_files(ref: Source, cid: str, config: RunConfig,
@@ -196,7 +256,7 @@ def _planned_paths(ref: Source, cid: str, config: RunConfig) -> list[Path]:
         indices, stack = layout(ref, config)
     except Exception:  # noqa: BLE001  the case itself reports it
         indices, stack = [0], False
-    paths = [labels_path(config, cid)]
+    paths = [labels_path(config, cid), result_path(config.out_dir, cid)]
     if config.overlays:
         paths += [config.out_dir / "overlays" / overlay_name(cid, k, stack) for k in indices]
     return paths
@@ -209,7 +269,7 @@ def _listed(inputs: Sequence[str | Path | DixonRef], out_dir: Path,
     ``dixon_pairing`` the Dixon water and fat series of a DICOM study become one Dixon case
     (:mod:`.dixon_dicom`)."""
     listing = list_inputs([r for r in inputs if not isinstance(r, DixonRef)])
-    ours = [os.path.abspath(out_dir / d) for d in ("labels", "overlays", SUPERSEDED)]
+    ours = [os.path.abspath(out_dir / d) for d in ("labels", "overlays", RESULTS, SUPERSEDED)]
     bids = os.path.join(os.path.abspath(out_dir), "sub-")
     refs: list[Source] = [r for r in inputs if isinstance(r, DixonRef)]
     skipped = list(listing.skipped)

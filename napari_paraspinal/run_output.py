@@ -13,6 +13,7 @@ rerun supersedes.
   ``superseded/<old run id>/``: the files the previous manifest lists, the old tables, and
   any file where the new run is about to write one. Nothing stale is left beside the new
   results and nothing is deleted (only the atomic writers' temporary leftovers of a kill).
+  A resumed run (:mod:`.run_resume`) keeps the files of the cases it takes over in place.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class RunOutput:
         self._t0 = time.monotonic()
         self._xlsx_seconds = 0.0
         self._aside: dict = {}  # where superseded files go; in the manifest once one went
+        self.previous_run_id: str | None = None
 
     @property
     def run_id(self) -> str:
@@ -75,18 +77,28 @@ class RunOutput:
 
     @classmethod
     def start(cls, folder: str | os.PathLike[str], inputs: Sequence[str],
-              skipped: Sequence[str]) -> RunOutput:
-        """Make (or check) the folder, move the previous run's files aside and write the new
-        manifest; :class:`OutputError` when the folder cannot be used."""
+              skipped: Sequence[str], keep: Sequence[Path] = ()) -> RunOutput:
+        """Make (or check) the folder, move the previous run's files aside (except those in
+        ``keep``: cases a resumed run takes over) and write the new manifest;
+        :class:`OutputError` when the folder cannot be used."""
         folder = make_output_folder(folder)
         run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
         out = cls(folder, {"format": FORMAT, "run_id": run_id, "status": "running",
                            "started": _now(), "finished": None, "inputs": list(inputs),
                            "skipped": list(skipped), "superseded": None, "tables": {},
                            "cases": {}})
-        out._supersede_previous()
+        out._supersede_previous({out._rel(p) for p in keep})
         out._save()
         return out
+
+    def case_reused(self, cid: str, source: str, files: Sequence[Path], status: str,
+                    message: str, rows: int) -> None:
+        """Record a case taken over from the previous run, its files left in place."""
+        rels = [self._rel(p) for p in files]
+        self.manifest["cases"][cid] = {"source": source, "status": status, "started": None,
+                                       "planned": rels, "outputs": rels, "message": message,
+                                       "rows": rows, "finished": _now(),
+                                       "reused_from": self.previous_run_id}
 
     def case_started(self, cid: str, source: str, planned: Sequence[Path]) -> None:
         """Record a case about to run and the files it may write; a file already there
@@ -151,8 +163,9 @@ class RunOutput:
         except ValueError:
             return Path(path).as_posix()
 
-    def _supersede_previous(self) -> None:
-        """Move the previous run's files (by its manifest) and any old tables aside."""
+    def _supersede_previous(self, keep: set[str]) -> None:
+        """Move the previous run's files (by its manifest) and any old tables aside, except
+        those in ``keep``."""
         old = _read_manifest(self.folder / MANIFEST)
         rels = {CSV, XLSX, MANIFEST}
         if old is not None:
@@ -164,10 +177,11 @@ class RunOutput:
                 rels.update(str(r) for r in old["files"])
         old_id = old.get("run_id") if old else None
         name = old_id if isinstance(old_id, str) and _RUN_ID.match(old_id) else None
+        self.previous_run_id = name
         self._aside = {
             "run_id": name, "status": old.get("status") if old else "unknown (no manifest)",
             "moved_to": f"{SUPERSEDED}/{name or 'unrecorded-' + self.run_id}", "files": 0}
-        self._move_aside(sorted(r for r in rels if _inside(r)))
+        self._move_aside(sorted(r for r in rels - keep if _inside(r)))
 
     def _move_aside(self, rels: Sequence[str]) -> None:
         """Move these files (relative to the folder) into the superseded folder."""
