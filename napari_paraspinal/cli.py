@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -212,8 +213,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not args.resume:
             raise
         raise InputError(checkpoint, str(err)) from err
-    print(f"model written to {path}: best validation Dice {result.best_val_dice:.4f} "
-          f"(epoch {result.best_epoch + 1} of {len(result.history)})")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun the first process wrote it
+        print(f"model written to {path}: best validation Dice {result.best_val_dice:.4f} "
+              f"(epoch {result.best_epoch + 1} of {len(result.history)})")
     return 0
 
 
@@ -242,7 +244,8 @@ def cmd_train_synth(args: argparse.Namespace) -> int:
         raise InputError(args.out, "a model bundle already exists here") from err
     except ValueError as err:
         raise InputError(checkpoint, str(err)) from err
-    print(f"model written to {path}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun the first process wrote it
+        print(f"model written to {path}")
     return 0
 
 

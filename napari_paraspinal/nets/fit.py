@@ -22,9 +22,10 @@ import torch
 from ..core.labels import BY_VALUE, NUM_CLASSES
 from ..preprocess.chain import PreprocessConfig
 from .bundle import ModelCard, save_bundle
+from .distributed import group_from_env
 from .metrics import dice_per_label
 from .samples import AtlasSamples
-from .segmenter import Segmenter, SegmenterConfig
+from .segmenter import Segmenter, SegmenterConfig, resolve_device
 from .train import TrainConfig, TrainData, TrainResult, train
 
 
@@ -94,6 +95,8 @@ def fit_bundle(out: str | os.PathLike[str], train_set: AtlasSamples, val_set: At
     """Train, evaluate on ``val_set`` and write the bundle to ``out`` (refused if it exists).
 
     ``checkpoint_dir`` and ``resume`` are :func:`.train.train`'s: a killed run goes on.
+    Under ``torchrun`` every process trains its part (:mod:`.distributed`) and the first
+    writes the bundle.
     """
     segmenter = segmenter or SegmenterConfig()
     config = config or TrainConfig()
@@ -107,6 +110,8 @@ def fit_bundle(out: str | os.PathLike[str], train_set: AtlasSamples, val_set: At
                    progress=progress, should_stop=should_stop, checkpoint_dir=checkpoint_dir,
                    resume=resume)
     seconds = time.perf_counter() - start
+    if not group_from_env(resolve_device(config.device)).main:
+        return Path(out), result  # under torchrun only the first process writes the bundle
     # train() drops the CRF when the U-Net alone scored best, so model.to_dict() (the card's
     # network) says how the model runs; the metrics say which phase won and why
     metrics = {"val_dice": evaluate_samples(model, val_set), "val_cases": len(val_set),

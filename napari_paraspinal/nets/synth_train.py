@@ -14,6 +14,10 @@ structures they annotate.
 
 Checkpoints (:mod:`.checkpoint`: safetensors and JSON) are written every ``checkpoint_every``
 steps; ``resume`` continues a killed run from the last one.
+
+Under ``torchrun --nproc_per_node N`` each process draws its own part of every batch (its own
+random draws) and the gradients are summed (:mod:`.distributed`): the same batch size and
+schedule, each process painting and training 1/N of it.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from ..synth.contrast import ContrastConfig, synthesize
 from ..synth.render import RenderConfig, render_pool
 from .augment import augment_slice
 from .checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from .distributed import Group, data_parallel_step, group_from_env
 from .losses import DiceCELoss
 from .metrics import dice_per_label
 from .samples import AtlasSamples
@@ -139,9 +144,15 @@ def train_synthetic(model: Segmenter, config: SynthTrainConfig, shapes: list | N
                          "must leave at least one real and one synthetic slice")
     device = resolve_device(config.device)
     model.to(device)
-    rng = np.random.default_rng(config.seed)
+    group = group_from_env(device)
+    if config.batch_size < group.size:
+        raise ValueError(f"a batch of {config.batch_size} cannot be shared by {group.size} "
+                         "processes")
+    part = group.part(config.batch_size)  # this process's share of every batch
+    n_synth = max(0, min(part.stop, config.batch_size - n_real) - part.start)
+    n_real_here = part.stop - part.start - n_synth
+    rng, gen = _generators(config.seed, group, 0)
     torch.manual_seed(config.seed)
-    gen = torch.Generator().manual_seed(config.seed + 1)
     tissue, labels, _ = render_pool(config.pool, config.seed * 1_000_003 + 1, shapes, render,
                                     workers=config.workers)
     val_images, val_labels = validation_set(config.val, 990_000_000 + config.seed, shapes,
@@ -160,27 +171,30 @@ def train_synthetic(model: Segmenter, config: SynthTrainConfig, shapes: list | N
         optimizer.load_state_dict(ck.optimizer_state)
         start = int(ck.trainer_state["step"])
         history = list(ck.trainer_state["history"])
-        rng.bit_generator.state = ck.trainer_state["numpy_rng"]
-        gen.set_state(ck.rng_state["synth"])
+        if group.size > 1:  # the checkpoint holds the first process's draws only
+            rng, gen = _generators(config.seed, group, start)
+        else:
+            rng.bit_generator.state = ck.trainer_state["numpy_rng"]
+            gen.set_state(ck.rng_state["synth"])
         torch.set_rng_state(ck.rng_state["torch_cpu"])
     t0, losses = time.perf_counter(), []
     for step in range(start, config.steps):
-        for group in optimizer.param_groups:
-            group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * step / config.steps))
-        index = rng.integers(0, len(tissue), config.batch_size - n_real)
-        x, y = make_batch(tissue, labels, index, config.crop, rng, gen, contrast)
-        batch_mask = mask
-        if n_real:
-            xr, yr, mr = real_batch(real, rng.integers(0, len(real), n_real), config.crop, rng)
-            x, y = torch.cat([x, xr]), torch.cat([y, yr])
-            batch_mask = torch.cat([mask[:config.batch_size - n_real], mr.to(device)])
+        for params in optimizer.param_groups:
+            params["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * step / config.steps))
+        x, y, batch_mask = _local_batch(tissue, labels, real, n_synth, n_real_here, mask,
+                                        config.crop, rng, gen, contrast)
         model.train()
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(x.to(device), use_crf=False), y.to(device), batch_mask)
-        loss.backward()
+        # this process's part of the batch; the parts' weighted gradients are summed
+        loss = data_parallel_step(
+            group, list(model.parameters()), config.batch_size,
+            lambda _, x=x, y=y, m=batch_mask: loss_fn(model(x.to(device), use_crf=False),
+                                                      y.to(device), m.to(device)))
         optimizer.step()
-        losses.append(float(loss.detach()))
+        losses.append(loss)
         done = step + 1
+        if not group.main:
+            continue  # only the first process validates, reports and checkpoints
         if done % config.val_every == 0 or done == config.steps:
             entry = {"step": done, "loss": float(np.mean(losses)),
                      "val_dice": _val_dice(model, val_images, val_labels, device),
@@ -195,6 +209,37 @@ def train_synthetic(model: Segmenter, config: SynthTrainConfig, shapes: list | N
             save_checkpoint(folder, model.state_dict(), optimizer, state, model.state_dict(),
                             {"synth": gen.get_state(), "torch_cpu": torch.get_rng_state()})
     return history
+
+
+def _local_batch(tissue: np.ndarray, labels: np.ndarray, real: AtlasSamples | None,
+                 n_synth: int, n_real: int, mask: torch.Tensor, crop: int,
+                 rng: np.random.Generator, gen: torch.Generator,
+                 contrast: ContrastConfig | None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """This process's part of a batch: synthetic slices first, then real ones."""
+    xs, ys, masks = [], [], []
+    if n_synth:
+        x, y = make_batch(tissue, labels, rng.integers(0, len(tissue), n_synth), crop, rng,
+                          gen, contrast)
+        xs.append(x)
+        ys.append(y)
+        masks.append(mask[:n_synth].cpu())
+    if n_real and real is not None:
+        x, y, m = real_batch(real, rng.integers(0, len(real), n_real), crop, rng)
+        xs.append(x)
+        ys.append(y)
+        masks.append(m)
+    return torch.cat(xs), torch.cat(ys), torch.cat(masks)
+
+
+def _generators(seed: int, group: Group, step: int) -> tuple[np.random.Generator,
+                                                              torch.Generator]:
+    """Draws of the batches: one process as always; under torchrun each process its own,
+    so the parts of a batch differ (and anew from ``step`` when resumed)."""
+    if group.size == 1:
+        return np.random.default_rng(seed), torch.Generator().manual_seed(seed + 1)
+    rng = np.random.default_rng([seed, group.rank, step])
+    return rng, torch.Generator().manual_seed(int(rng.integers(2**62)))
 
 
 def _real_note(samples: AtlasSamples) -> dict[str, int]:
@@ -230,6 +275,8 @@ def fit_synthetic_bundle(out: str | os.PathLike[str], name: str, config: SynthTr
     :class:`RenderConfig`), recorded in the card. ``real``: labelled real cases or series
     (:func:`..real_training.pick_series`, under ``real_root``) mixed into every batch
     (``config.real_share``); the card names them, so no benchmark counts them as unseen.
+    Under ``torchrun`` each process draws and trains its part of every batch
+    (:mod:`.distributed`) and the first writes the bundle.
     """
     import tempfile
 
@@ -267,6 +314,8 @@ def fit_synthetic_bundle(out: str | os.PathLike[str], name: str, config: SynthTr
     render = render or RenderConfig()
     history = train_synthetic(model, config, shapes or None, checkpoint_dir, resume, progress,
                               render, real=real_samples)
+    if not group_from_env(resolve_device(config.device)).main:
+        return Path(out)  # under torchrun only the first process writes the bundle
     card = ModelCard(
         name=name,
         network=model.to_dict(),

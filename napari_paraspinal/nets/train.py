@@ -28,6 +28,9 @@ early-stopping counters, numpy and torch generator states) is saved after every 
 phase 2's baseline (:mod:`.checkpoint`: safetensors and JSON, never a pickle), and ``resume``
 continues a killed or cancelled run where it stopped: on CPU the result equals that of an
 uninterrupted run (bit for bit, per-epoch ``seconds`` aside).
+
+Started by ``torchrun --nproc_per_node N``, the processes share every batch and sum their
+gradients (:mod:`.distributed`): the same training as one process, to rounding error.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from ..core.errors import InputError
 from ..core.labels import LR_SWAP, NUM_CLASSES, swap_left_right
 from .augment import augment_batch
 from .checkpoint import STATE, Checkpoint, find_checkpoint, load_checkpoint, save_checkpoint
+from .distributed import Group, agree, data_parallel_step, group_from_env
 from .losses import DiceCELoss
 from .metrics import dice_per_label
 from .segmenter import Segmenter, resolve_device
@@ -275,8 +279,10 @@ class _Trainer:
     def __init__(self, model: Segmenter, train: TrainData, val: TrainData, config: TrainConfig,
                  progress: Callable[[dict[str, Any]], None] | None,
                  should_stop: Callable[[], bool] | None, device: torch.device,
-                 checkpoint: Path | None = None, keep_crf: bool = False) -> None:
+                 checkpoint: Path | None = None, keep_crf: bool = False,
+                 group: Group | None = None) -> None:
         self.model, self.train_data, self.val, self.config = model, train, val, config
+        self.group = group or Group()
         self.keep_crf = keep_crf
         self.progress, self.should_stop, self.device = progress, should_stop, device
         self.loss_fn = DiceCELoss()
@@ -291,7 +297,7 @@ class _Trainer:
     def save(self, optimizer: torch.optim.Optimizer, phase: str, epoch: int, phase_done: bool,
              phase_best: float, bad: int) -> None:
         """Checkpoint everything needed to go on after ``epoch`` of ``phase`` (if asked to)."""
-        if self.checkpoint is None:
+        if self.checkpoint is None or not self.group.main:
             return
         state = {
             "phase": phase, "epoch": epoch, "phase_done": phase_done,
@@ -346,7 +352,7 @@ class _Trainer:
     def record(self, entry: dict[str, Any]) -> bool:
         """Append an epoch; keep the state if its score is the best so far. True if it was."""
         self.result.history.append(entry)
-        if self.progress is not None:
+        if self.progress is not None and self.group.main:
             self.progress(dict(entry))
         if entry["val_dice"] > self.best_score:
             self.best_score = entry["val_dice"]
@@ -369,15 +375,18 @@ class _Trainer:
             y = torch.from_numpy(samples.labels[start:start + bs].astype(np.int64)).to(self.device)
             mask = torch.from_numpy(samples.label_mask[start:start + bs]).to(self.device)
             optimizer.zero_grad(set_to_none=True)
-            loss = self.loss_fn(self.model(x, use_crf=use_crf), y, mask)
-            loss.backward()
+            params = [p for g in optimizer.param_groups for p in g["params"]]
+            loss = data_parallel_step(  # one process: the whole batch, as plain training
+                self.group, params, len(x),
+                lambda part, x=x, y=y, mask=mask: self.loss_fn(
+                    self.model(x[part], use_crf=use_crf), y[part], mask[part]))
             optimizer.step()
-            total += float(loss.detach()) * len(x)
+            total += loss * len(x)
         return total / len(samples)
 
     def evaluate(self, use_crf: bool) -> float:
-        return validation_dice(self.model, self.val, use_crf, self.config.batch_size,
-                               self.device)
+        return agree(self.group, validation_dice(self.model, self.val, use_crf,
+                                                 self.config.batch_size, self.device))
 
     def run_phase(self, phase: str, epochs: int, params: list[torch.nn.Parameter],
                   use_crf: bool) -> None:
@@ -529,7 +538,7 @@ def train(
         torch.manual_seed(config.seed)
         model.to(device)
         trainer = _Trainer(model, train, val, config, progress, should_stop, device, folder,
-                           keep_crf)
+                           keep_crf, group_from_env(device))
         if restored is not None:
             trainer.restore(restored)
         trainer.run_phase("unet", config.epochs_pretrain, list(model.unet.parameters()), False)
