@@ -471,6 +471,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
     with Project.open(args.project) as project:
         result = finetune_project(project, config, progress=progress, resume=args.resume)
+    if result.status == "trained":  # a torchrun process other than the first: it reports
+        return 0
     before = result.active.mean if result.active else float("nan")
     after = result.candidate.mean if result.candidate else float("nan")
     print(f"{result.status}: held-out Dice {before:.4f} (active {result.parent}) -> "

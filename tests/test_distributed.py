@@ -11,10 +11,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from napari_paraspinal.models import MODELS_DIR
 
+from napari_paraspinal.core.writers import write_image
 from napari_paraspinal.nets.bundle import load_bundle
 from napari_paraspinal.nets.distributed import Group
 from napari_paraspinal.nets.segmenter import Segmenter, SegmenterConfig
+from napari_paraspinal.phantom import LEVELS
+from napari_paraspinal.project import Project
+from napari_paraspinal.project.finetune_bench import shifted_case
 
 TORCHRUN = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
 
@@ -82,3 +87,39 @@ def test_synthetic_training_runs_on_two_processes_and_one_writes(tmp_path: Path)
     state, card = load_bundle(out)
     assert card.training["steps"] == 3 and card.training["history"][-1]["step"] == 3
     assert all(torch.isfinite(v).all() for v in state.values())
+
+
+@pytest.mark.skipif(not Path(TORCHRUN).exists(), reason="torchrun not installed with torch")
+def test_two_processes_fine_tune_a_project_as_one_process_does(tmp_path: Path) -> None:
+    first = tmp_path / "one"
+    project = Project.init(first)
+    project.register_model(MODELS_DIR / "paraspinal-phantom-t2w", active=True)
+    for k in range(6):  # Dixon-water phantoms, corrected: a domain the paper's model misses
+        case = shifted_case("dixon_water", 640_000 + k, LEVELS[k % 2])
+        path = write_image(case.image, tmp_path / f"w{k}.nii.gz")
+        (cid,) = project.add([path], level=LEVELS[k % 2]).ids
+        project.save_labels(cid, case.labels, "corrected")
+    project.close()
+    shutil.copytree(first, tmp_path / "two")
+    args = ["finetune", "--epochs", "2", "--joint-epochs", "0", "--replay", "2", "--holdout",
+            "0.34", "--device", "cpu", "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, "-m", "napari_paraspinal", *args, str(first)],
+                         capture_output=True, text=True, env=env, timeout=900)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([TORCHRUN, "--standalone", "--nproc_per_node", "2", "-m",
+                          "napari_paraspinal", *args, str(tmp_path / "two")],
+                         capture_output=True, text=True, env=env, timeout=900)
+    assert two.returncode == 0, two.stderr
+    assert len(two.stdout.strip().splitlines()) == 1  # one process reports
+    (_, new1) = Project.open(first).models()
+    (_, new2) = Project.open(tmp_path / "two").models()
+    assert new1.active == new2.active  # the same decision
+    state1, card1 = load_bundle(new1.path)
+    state2, card2 = load_bundle(new2.path)
+    assert card1.metrics["heldout_dice"] == pytest.approx(card2.metrics["heldout_dice"],
+                                                          abs=0.01)
+    diff = max(float((state1[k] - state2[k]).abs().max()) for k in state1)
+    moved = max(float((state1[k] - load_bundle(MODELS_DIR / "paraspinal-phantom-t2w")[0][k])
+                      .abs().max()) for k in state1)
+    assert diff < 0.05 * moved, (diff, moved)

@@ -22,6 +22,12 @@ import torch
 import torch.distributed as dist
 
 
+def barrier(group: Group) -> None:
+    """Wait until every process gets here (nothing to wait for alone)."""
+    if group.size > 1:
+        dist.barrier()
+
+
 def agree(group: Group, value: float) -> float:
     """The main process's ``value`` on every process (a score that decides what happens next
     must not differ by rounding between processes)."""

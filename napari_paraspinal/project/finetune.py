@@ -58,6 +58,7 @@ import torch
 from ..core.labels import BY_VALUE, NUM_CLASSES
 from ..nets.bundle import load_card
 from ..nets.checkpoint import find_checkpoint
+from ..nets.distributed import barrier, group_from_env
 from ..nets.fit import evaluate_samples, fit_bundle
 from ..nets.metrics import dice_per_label
 from ..nets.samples import AtlasSamples
@@ -153,7 +154,8 @@ class Score:
 class FinetuneResult:
     """What a run did.
 
-    ``status``: ``promoted``, ``rejected`` or ``cancelled``; ``parent``: the model active
+    ``status``: ``promoted``, ``rejected`` or ``cancelled`` (``trained`` for a process of a
+    ``torchrun`` group other than the first, which alone validates); ``parent``: the model active
     when the run started; ``model_id``: the registered candidate (None when cancelled);
     ``active`` / ``candidate``: their held-out scores; ``replay_*``: their Dice on the
     ``replay_check`` slices; ``reason``: why it was (not) promoted; ``replay``: replay slices
@@ -244,30 +246,40 @@ def finetune_project(project: Project, config: FinetuneConfig | None = None,
     config = config or FinetuneConfig()
     start = time.perf_counter()
     notes: list[str] = []
-    active = _active_model(project, notes)
-    cases = {tc.case.id: tc for tc in project.training_cases()}
+    device = resolve_device(config.device)
+    group = group_from_env(device)
     root = project.root / FINETUNE_DIR
     run_dir = root / RUN
-    for stale in root.glob(f".{RUN}.*"):  # staging left by a run killed while preparing
-        shutil.rmtree(stale, ignore_errors=True)
-    run = _load_run(project, run_dir, active, cases, config, notes) if resume else None
-    if run is None and run_dir.exists():
-        shutil.rmtree(run_dir)
-        notes.append("discarded an unfinished earlier run")
-    model = load_model(active.path, device="cpu")
-    if run is None:
-        if not _prepare_run(project, run_dir, root / REPLAY_CACHE, active, model, cases,
-                            config, notes, progress, should_stop):
-            return FinetuneResult("cancelled", active.id, reason="cancelled while preparing",
-                                  seconds=time.perf_counter() - start, notes=notes)
+    if group.main:  # under torchrun the first process alone writes to the project
+        active = _active_model(project, notes)
+        cases = {tc.case.id: tc for tc in project.training_cases()}
+        for stale in root.glob(f".{RUN}.*"):  # staging left by a run killed while preparing
+            shutil.rmtree(stale, ignore_errors=True)
+        run = _load_run(project, run_dir, active, cases, config, notes) if resume else None
+        if run is None and run_dir.exists():
+            shutil.rmtree(run_dir)
+            notes.append("discarded an unfinished earlier run")
+        model = load_model(active.path, device="cpu")
+        if run is None:
+            if not _prepare_run(project, run_dir, root / REPLAY_CACHE, active, model, cases,
+                                config, notes, progress, should_stop):
+                return FinetuneResult("cancelled", active.id, reason="cancelled while "
+                                      "preparing", seconds=time.perf_counter() - start,
+                                      notes=notes)
+            run = _read_run(run_dir)
+        if (run_dir / CANDIDATE).exists():
+            shutil.rmtree(run_dir / CANDIDATE)
+        barrier(group)
+    else:  # the others train their part of every batch on the run the first one prepared
+        barrier(group)
+        active = _active_model(project, notes)
+        cases = {tc.case.id: tc for tc in project.training_cases()}
+        model = load_model(active.path, device="cpu")
         run = _read_run(run_dir)
     info, train_set, val_set, check_set = run
     notes.extend(n for n in info["notes"] if n not in notes)
     candidate_dir = run_dir / CANDIDATE
-    if candidate_dir.exists():
-        shutil.rmtree(candidate_dir)
     card = load_card(active.path)
-    device = resolve_device(config.device)
 
     def on_epoch(entry: dict[str, Any]) -> None:
         if progress is not None:
@@ -282,6 +294,11 @@ def finetune_project(project: Project, config: FinetuneConfig | None = None,
         progress=on_epoch, should_stop=should_stop,
         initial_state={k: v.clone() for k, v in model.segmenter.state_dict().items()},
         checkpoint_dir=run_dir, resume=resuming)
+    if not group.main:
+        barrier(group)  # the first process validates, registers and cleans up
+        return FinetuneResult("trained", active.id, reason="trained a part of every batch; "
+                              "the first process validates and registers",
+                              history=trained.history, seconds=time.perf_counter() - start)
     base = FinetuneResult("cancelled", active.id, train_cases=info["train"],
                           heldout_cases=info["heldout"], replay=info["replay"]["train"],
                           history=trained.history, notes=notes)
@@ -324,6 +341,7 @@ def finetune_project(project: Project, config: FinetuneConfig | None = None,
     card_path.write_text(json.dumps(new_card, indent=2, default=_json_value),
                          encoding="utf-8")
     model_id = project.register_model(path, parent=active.id, active=promoted)
+    barrier(group)  # the candidate is registered: the run folder can go
     shutil.rmtree(run_dir, ignore_errors=True)
     result = FinetuneResult(
         "promoted" if promoted else "rejected", active.id, model_id, before, after,
