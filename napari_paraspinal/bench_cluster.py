@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from .cluster import LOCAL
+
 
 def _run(args: list[str]) -> float:
     t = time.perf_counter()
@@ -41,7 +43,7 @@ def bench_cluster(n: int = 16, workers: tuple[int, ...] | None = None) -> list[d
         rows.append({"how": "plain run", "workers": 1, "cases": n, "seconds": round(plain, 1),
                      "cases_per_min": round(60 * n / plain, 1), "speed_up": 1.0})
         for w in workers:
-            seconds = _run([images, "--out", str(Path(tmp) / f"dask{w}"), "--cluster", "local",
+            seconds = _run([images, "--out", str(Path(tmp) / f"dask{w}"), "--cluster", LOCAL,
                             "--workers", str(w)])
             rows.append({"how": "--cluster local", "workers": w, "cases": n,
                          "seconds": round(seconds, 1),

@@ -13,6 +13,7 @@ import numpy as np
 from . import __version__
 from .cli_bench import add_bench_parser
 from .cli_run import add_run_parser, exit_on_error, notices_to_stderr
+from .cluster import LOCAL
 from .core.errors import InputError
 from .core.labels import parse_labelled
 from .fat_options import DEFAULT_METHOD, METHODS
@@ -362,7 +363,7 @@ def cmd_project(args: argparse.Namespace) -> int:
 
             statuses = ["new", "failed"] + (["predicted"] if args.redo else [])
 
-            if args.workers is not None and args.cluster != "local":
+            if args.workers is not None and args.cluster != LOCAL:
                 raise InputError(args.project, "--workers sets the size of a --cluster local "
                                                "run")
             client = None

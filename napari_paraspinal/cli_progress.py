@@ -14,6 +14,16 @@ from contextlib import contextmanager
 from typing import IO
 
 ProgressFn = Callable[[int, int, str], None]
+_BARS: list = []  # the bar on the terminal now, if any (notices are written above it)
+
+
+def say(text: str, stream: IO[str] | None = None) -> None:
+    """Print a notice; with a bar on the terminal, above the bar instead of through it."""
+    stream = stream if stream is not None else sys.stderr
+    if _BARS:
+        _BARS[-1].write(text, file=stream)
+    else:
+        print(text, file=stream, flush=True)
 
 
 @contextmanager
@@ -38,7 +48,9 @@ def progress_reporter(unit: str = "slice", stream: IO[str] | None = None
         bar.set_postfix_str(what[-60:], refresh=False)
         bar.refresh()
 
+    _BARS.append(bar)
     try:
         yield update
     finally:
+        _BARS.remove(bar)
         bar.close()

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from .cluster import LOCAL
 from .core.listing import path_problem
 from .fat_options import DEFAULT_METHOD, METHODS
 from .levels import parse_levels
@@ -25,7 +26,7 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a command whose read
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the batch; one line per case, a summary line, exit 1 when any case failed."""
     from .case_input import pair_inputs
-    from .cli_progress import progress_reporter
+    from .cli_progress import progress_reporter, say
     from .fat import FatConfig
     from .pipeline import RunConfig, model_available
     from .preprocess.n4 import N4Config
@@ -46,7 +47,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                        precision=args.precision, bids=args.bids,
                        dixon_pairing=not args.no_dixon_pairing, cluster=args.cluster,
                        workers=args.workers, resume=args.resume)
-    if args.workers is not None and args.cluster != "local":
+    if args.workers is not None and args.cluster != LOCAL:
         print("error: --workers sets the size of a --cluster local run", file=sys.stderr)
         return EXIT_ERROR
     if bool(args.water) != bool(args.fat):
@@ -61,12 +62,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.water:
         inputs = pair_inputs(args.water, args.fat) + inputs
 
-    def notice(text: str) -> None:
-        print(text, file=sys.stderr)
-
     with progress_reporter("slice") as progress:
         results = run(inputs, config, progress=None if args.quiet else progress,
-                      notice=notice)
+                      notice=say)
     failed = [r for r in results if r.status != "ok"]
     for r in results:
         print(f"{r.case}: {r.status}  {_case_line(r)}")
@@ -133,7 +131,9 @@ class _Stderr(logging.Handler):
     """Log records as plain lines on the current ``sys.stderr``."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        print(self.format(record), file=sys.stderr)
+        from .cli_progress import say
+
+        say(self.format(record), sys.stderr)  # above a progress bar, not through it
 
 
 def notices_to_stderr() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from napari_paraspinal.cli_progress import progress_reporter
+from napari_paraspinal.cli_progress import progress_reporter, say
 
 
 class Terminal(io.StringIO):
@@ -31,3 +31,16 @@ def test_a_terminal_gets_a_bar_that_ends_full() -> None:
     assert "\r" in text  # redrawn in place, not a line per step
     final = text.split("\r")[-1]
     assert "100%" in final and "4/4" in final and "case" in final and "done" in final
+
+
+def test_a_notice_during_a_bar_gets_its_own_line() -> None:
+    term = Terminal()
+    with progress_reporter("case", term) as progress:
+        progress(1, 4, "a")
+        say("tables not updated: disk full", term)
+        progress(2, 4, "b")
+    lines = term.getvalue().replace("\r", "\n").splitlines()
+    assert "tables not updated: disk full" in lines  # a whole line, not glued to the bar
+    log = io.StringIO()
+    say("no bar: a plain line", log)
+    assert log.getvalue() == "no bar: a plain line\n"
