@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PYTEST := $(PY) -m pytest
 XVFB   := $(shell command -v xvfb-run 2>/dev/null)
 
-.PHONY: setup demo test lint wheel clean atlas model model-phantom
+.PHONY: setup demo test lint wheel clean atlas model model-synth model-heldout model-phantom
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -29,14 +29,35 @@ atlas: setup
 	$(VENV)/bin/paraspinal phantom build/atlas-data --n 40 --seed 700000 --level both
 	$(VENV)/bin/paraspinal atlas build build/atlas-data --out models/atlases
 
-# the shipped model: a width-16 U-Net (instance norm, no CRF) trained on synthetic slices of
-# random contrast painted in the body frame, with the real MF/ES outlines of
-# ../shared/data/mri515_t2_labels when present (its card records which). 4500 steps of 8
-# crops of 192² (see README, *Accuracy on real scans*, for how long); --device cuda on a GPU.
-# A killed run goes on with the same command (checkpoint in build/synth-training).
-model: setup
-	$(VENV)/bin/paraspinal train-synth --out models/paraspinal-synth --name paraspinal-synth \
+# the synthetic-only model (selectable, and the first leg of the shipped one): a width-16
+# U-Net (instance norm, no CRF) trained on synthetic slices of random contrast painted in the
+# body frame, with the real MF/ES outlines of ../shared/data/mri515_t2_labels when present
+# (its card records which). 4500 steps of 8 crops of 192²; --device cuda on a GPU. A killed
+# run goes on with the same command (checkpoint in build/synth-training); a bundle already
+# there is kept (delete the folder to train it again).
+model-synth: setup
+	[ -d models/paraspinal-synth ] || $(VENV)/bin/paraspinal train-synth \
+		--out models/paraspinal-synth --name paraspinal-synth \
 		--steps 4500 --checkpoint build/synth-training --resume
+
+# the shipped model: 1200 more steps from paraspinal-synth with the labelled real slices of
+# ../shared/data (lpm_tum01 water, fat and in-phase; musclemap_sub0001) as a quarter of every
+# batch (see README, *Accuracy on real scans*, for how long and what it gives)
+model: model-synth
+	$(VENV)/bin/paraspinal train-synth --out models/paraspinal-synth-real \
+		--name paraspinal-synth-real --init models/paraspinal-synth --steps 1200 --lr 1e-3 \
+		--real lpm_tum01,musclemap_sub0001 --real-share 0.25 \
+		--checkpoint build/synth-real-training --resume
+
+# the shipped recipe with one real case each, to score the other unseen:
+# paraspinal bench real --unseen build/synth-real-mm --unseen build/synth-real-lpm
+model-heldout: model-synth
+	$(VENV)/bin/paraspinal train-synth --out build/synth-real-mm --name paraspinal-synth-real-mm \
+		--init models/paraspinal-synth --steps 1200 --lr 1e-3 --real musclemap_sub0001 \
+		--real-share 0.25 --checkpoint build/synth-real-mm.training --resume
+	$(VENV)/bin/paraspinal train-synth --out build/synth-real-lpm --name paraspinal-synth-real-lpm \
+		--init models/paraspinal-synth --steps 1200 --lr 1e-3 --real lpm_tum01 \
+		--real-share 0.25 --checkpoint build/synth-real-lpm.training --resume
 
 # the paper's way, kept selectable (--model models/paraspinal-phantom-t2w): 240 + 40 phantoms
 # through the atlas chain, U-Net (width 8, instance norm) then U-Net + CRF, early stopping.

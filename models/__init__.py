@@ -5,4 +5,4 @@ from pathlib import Path
 MODELS_DIR = Path(__file__).resolve().parent
 
 #: The bundle used when no model is named.
-DEFAULT_MODEL = "paraspinal-synth"
+DEFAULT_MODEL = "paraspinal-synth-real"

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .bench_real import STRUCTURES, DiceTally, bench_real, series_row
+from .bench_real import STRUCTURES, DiceTally, bench_real, seen_in_training, series_row
 from .core.labels import BY_VALUE, ES_L, ES_R, MF_L, MF_R
 from .core.orientation import canonical_reorientation, reorient_geometry
 from .core.writers import write_image
@@ -53,6 +53,18 @@ def _shared_mean(row: dict, shared: Sequence[int]) -> float | None:
     return float(np.mean(values)) if values else None
 
 
+def _refuse_seen(model_path: str | None, people: Sequence[RealSeries]) -> None:
+    from .nets.bundle import load_card
+    from .segment import default_model_path
+
+    card = load_card(model_path or default_model_path())
+    seen = sorted({s.case for s in people if seen_in_training(card.data, s.case)})
+    if seen:
+        raise ValueError(f"model {card.name} was trained on {', '.join(seen)}: the "
+                         "cross-person experiment needs a model that saw neither person "
+                         "(e.g. --model models/paraspinal-synth)")
+
+
 def cross_person(train: RealSeries, test: RealSeries, model_path: str | None = None,
                  n_slices: int = 10, config: FinetuneConfig | None = None,
                  work_dir: Path | None = None,
@@ -69,7 +81,11 @@ def cross_person(train: RealSeries, test: RealSeries, model_path: str | None = N
     even when rejected) and ``after`` (the active model after the run), each with
     ``mean_shared`` (mean pooled Dice over the shared structures). ``test_slices`` is
     bench_real's slice spec (``"all"``, or ``"everyK"`` for a quick look).
+
+    A model trained on either person cannot measure how fine-tuning carries from one to the
+    other: it is refused (ValueError) naming the person it saw.
     """
+    _refuse_seen(model_path, (train, test))
     shared = shared_structures(train, test)
     if not shared:
         raise ValueError(f"{train.name} and {test.name} annotate no structure in common")
@@ -229,11 +245,15 @@ def run_both_ways(series: Sequence[RealSeries], model_path: str | None = None,
                   test_slices: str = "all", progress: Callable[[str], None] | None = None
                   ) -> tuple[list[dict], dict[str, dict]]:
     """The two directions between ``musclemap_sub0001/fat`` and ``lpm_tum01/fat`` and the
-    copy-labels floor of each test series (empty when either series is missing)."""
+    copy-labels floor of each test series (empty when either series is missing).
+
+    A model trained on either person is refused (see :func:`cross_person`).
+    """
     by_name = {s.name: s for s in series}
     pair = [by_name.get("musclemap_sub0001/fat"), by_name.get("lpm_tum01/fat")]
     if None in pair:
         return [], {}
+    _refuse_seen(model_path, pair)
     results, floors = [], {}
     for train, test in (pair, pair[::-1]):
         results.append(cross_person(train, test, model_path, n_slices, config,

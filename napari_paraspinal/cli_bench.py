@@ -101,9 +101,14 @@ def cmd_bench(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per t
             )
             from .project.finetune import FinetuneConfig
 
-            results, floors = run_both_ways(
-                real_series(root), args.model, FinetuneConfig(device=args.device),
-                test_slices=args.slices, progress=lambda text: print(text, file=sys.stderr))
+            try:
+                results, floors = run_both_ways(
+                    real_series(root), args.model, FinetuneConfig(device=args.device),
+                    test_slices=args.slices,
+                    progress=lambda text: print(text, file=sys.stderr))
+            except ValueError as err:
+                print(f"error: {err}", file=sys.stderr)
+                return 2
             header = ("Cross-person fine-tuning: 10 corrected slices (MF, ES) of one person, "
                       "test Dice (pooled, shared structures) before -> after fine-tuning (the "
                       "candidate, active only if promoted); floor_mean: copied labels, no model")

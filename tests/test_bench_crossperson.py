@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from _helpers_torch import torch_threads
+from napari_paraspinal.models import MODELS_DIR
 
 from napari_paraspinal.bench_crossperson import (
     SHARED,
@@ -29,6 +30,7 @@ needs_data = pytest.mark.skipif(
            "the repository, or $PARASPINAL_REAL_DATA)",
 )
 SHORTS = [BY_VALUE[v].short for v in SHARED]
+SYNTH_ONLY = str(MODELS_DIR / "paraspinal-synth")  # saw neither person
 
 
 def by_name(name: str):
@@ -83,7 +85,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, object]:
     config = FinetuneConfig(epochs=1, joint_epochs=0, replay=0, replay_check=0, batch_size=2,
                             device="cpu", max_forgetting=None, num_threads=1)
     with torch_threads(1):
-        result = cross_person(by_name(NAMES[0]), by_name(NAMES[1]), n_slices=3,
+        result = cross_person(by_name(NAMES[0]), by_name(NAMES[1]), SYNTH_ONLY, n_slices=3,
                               config=config, work_dir=work, test_slices="every14")
     return result, work
 
@@ -130,3 +132,9 @@ def test_report(tiny_run, tmp_path) -> None:
     assert "| train | test |" in paths[1].read_text()
     paths = write_crossperson_report([res], None, tmp_path / "again", "head")
     assert paths[1].read_text().startswith("head\n\n|")
+
+
+@needs_data
+def test_a_model_that_saw_either_person_is_refused() -> None:
+    with pytest.raises(ValueError, match="trained on lpm_tum01, musclemap_sub0001"):
+        cross_person(by_name(NAMES[0]), by_name(NAMES[1]))  # the shipped model saw both

@@ -2,8 +2,9 @@
 marked wherever its numbers appear (Segment text, viewer banner, Fat & areas table, export,
 the same as the command line), and keys 1-8 / 0 pick labels whatever is docked.
 
-The flagged slice is real: the shipped model flags slice 14 of the ``lpm_tum01`` Dixon water
-image in ``../shared/data`` (its labels land in skin and fat) and passes slice 4.
+The flagged slice is real: the ``lpm_tum01`` Dixon water image of ``../shared/data`` stored
+with anterior and posterior exchanged (``_helpers_real``): the shipped model misses the
+muscles of slice 14, which its QC flags, and passes slice 4.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 
 import numpy as np
 import pytest
+from _helpers_real import FLAGGED, PASSED, upside_down
 
 from napari_paraspinal.core.writers import write_image
 from napari_paraspinal.phantom import PhantomConfig, generate_phantom
@@ -28,7 +30,6 @@ needs_real = pytest.mark.skipif(
     not WATER.is_file(),
     reason=f"real case lpm_tum01 not found at {WATER} (set PARASPINAL_REAL_DATA)")
 WAIT_MS = 120_000
-FLAGGED, PASSED = 14, 4
 
 
 def _sheet(wb, name: str) -> list[dict]:
@@ -50,8 +51,9 @@ def test_a_flagged_slice_is_marked_wherever_its_numbers_appear(make_napari_viewe
     from napari_paraspinal.pipeline import RunConfig
     from napari_paraspinal.run_batch import run
 
+    water = upside_down(WATER, tmp_path / "input" / "water.nii.gz")
     viewer = make_napari_viewer()
-    (image,) = viewer.open(str(WATER), plugin="napari-paraspinal")
+    (image,) = viewer.open(str(water), plugin="napari-paraspinal")
     seg, measure, export = SegmentWidget(viewer), MeasureWidget(viewer), ExportWidget(viewer)
     for w in (seg, measure, export):
         viewer.window.add_dock_widget(w)
@@ -105,7 +107,7 @@ def test_a_flagged_slice_is_marked_wherever_its_numbers_appear(make_napari_viewe
     assert set(gui) == {PASSED, FLAGGED}
     (prov,) = _sheet(wb, "provenance")
     assert set(json.loads(prov["qc_flags"])) == {f"slice {FLAGGED}"}
-    results = run([WATER], RunConfig(out_dir=tmp_path / "cli", slices=[PASSED, FLAGGED],
+    results = run([water], RunConfig(out_dir=tmp_path / "cli", slices=[PASSED, FLAGGED],
                                      overlays=False, n4=None, device="cpu"))
     cli = {r["slice"]: r for r in results[0].rows}
     for k in (PASSED, FLAGGED):

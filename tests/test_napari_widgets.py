@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from napari_paraspinal.models import DEFAULT_MODEL
 from scipy import ndimage
 
 from napari_paraspinal import __version__
@@ -116,7 +117,7 @@ def test_segment_measure_edit_export(make_napari_viewer, qtbot, tmp_path) -> Non
         np.testing.assert_allclose(labels.colormap.map(np.array([lab.value]))[0], lab.rgba)
     predicted, _ = native_labels(labels.data, labels.metadata)
     assert _mean_dice(predicted, truth) >= 0.9
-    assert labels.metadata[MODEL_KEY].startswith("paraspinal-synth v")
+    assert labels.metadata[MODEL_KEY].startswith(f"{DEFAULT_MODEL} v")
     assert labels.metadata[LEVEL_KEY] == ["L4-L5"]
     assert viewer.layers["flipped N4 bias"].metadata[ROLE_KEY] == "bias"
     unsure = viewer.layers["flipped uncertainty"]

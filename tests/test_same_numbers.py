@@ -1,5 +1,6 @@
 """One case, the same numbers whichever path measures it: ``paraspinal run`` and a project
-(``project segment`` then ``export``) give equal areas, fat %, level and QC flags."""
+(``project segment`` then ``export``) give equal areas, fat %, level and QC flags (on a real
+stack with a slice the QC flags, ``_helpers_real``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import csv
 from pathlib import Path
 
 import pytest
+from _helpers_real import FLAGGED, PASSED, upside_down
 
 from napari_paraspinal.cli import main
 from napari_paraspinal.realdata import default_real_data_dir
@@ -56,7 +58,8 @@ def test_phantom_slices_measure_the_same_via_run_and_project(tmp_path: Path) -> 
 
 @pytest.mark.skipif(not REAL.is_file(), reason=f"real Dixon case not found at {REAL}")
 def test_a_real_stack_measures_the_same_via_run_and_project(tmp_path: Path) -> None:
-    run_rows, project_rows = _both([str(REAL)], tmp_path, ["--slices", "4,14"])
+    stack = upside_down(REAL, tmp_path / "input" / "water.nii.gz")
+    run_rows, project_rows = _both([str(stack)], tmp_path, ["--slices", f"{PASSED},{FLAGGED}"])
     by_slice = {r["case"].rsplit("_s", 1)[1].lstrip("0") or "0": r for r in project_rows}
     assert sorted(by_slice) == ["14", "4"]
     flagged = 0

@@ -1,6 +1,7 @@
-"""The shipped models: the default (synthetic training, body frame) on fresh phantoms and on
-the real cases of the shared data, left/right on the patient's side however a slice is
-stored, and the paper's atlas + CRF model still selectable.
+"""The shipped models: the default (synthetic training then the labelled real slices, body
+frame) on fresh phantoms and, saying which real cases it saw, on the real cases; the
+synthetic-only model on a real scan it never saw; left/right on the patient's side however
+a slice is stored; and the paper's atlas + CRF model still selectable.
 
 The full evaluations are ``paraspinal evaluate`` (phantoms) and ``paraspinal bench real``
 (real scans); the figures are in the README.
@@ -25,6 +26,9 @@ from napari_paraspinal.segment import default_model_path, load_model, segment_sl
 MIN_PHANTOM_DICE = 0.90
 MIN_REAL_DICE = 0.6
 PAPER_MODEL = MODELS_DIR / "paraspinal-phantom-t2w"
+SYNTH_ONLY = MODELS_DIR / "paraspinal-synth"
+REAL_SERIES = {"lpm_tum01/water", "lpm_tum01/fat", "lpm_tum01/inphase",
+               "musclemap_sub0001/fat"}
 
 
 @pytest.fixture(scope="module")
@@ -34,12 +38,22 @@ def model():
 
 def test_card_describes_the_shipped_model() -> None:
     card = load_card(default_model_path())
-    assert card.name == "paraspinal-synth"
+    assert card.name == "paraspinal-synth-real"
     assert card.weights_sha256 and card.preprocessing["frame"] == "body"
     assert card.preprocessing["postprocess"] == "largest_component"
     assert card.network["unet"]["norm"] == "instance" and not card.network["use_crf"]
-    assert card.data["real_images_used"] == "none"
+    # every slice of every labelled real series, named, so no benchmark calls them unseen
+    assert card.data["real_images_used"] == {"lpm_tum01/water": 29, "lpm_tum01/fat": 29,
+                                             "lpm_tum01/inphase": 29,
+                                             "musclemap_sub0001/fat": 20}
+    assert card.training["started_from"]["name"] == "paraspinal-synth"
+    assert card.training["real_share"] == 0.25
     assert "mri515_t2_labels" in card.data["real_shapes"]
+
+
+def test_the_synthetic_only_model_is_still_shipped() -> None:
+    card = load_card(SYNTH_ONLY)
+    assert card.name == "paraspinal-synth" and card.data["real_images_used"] == "none"
 
 
 def test_the_papers_model_is_still_shipped() -> None:
@@ -74,7 +88,8 @@ SERIES = {s.name: s for s in real_series()}
 @pytest.mark.slow
 @pytest.mark.skipif("musclemap_sub0001/fat" not in SERIES,
                     reason="real cases not found in shared/data beside the repository")
-def test_a_real_scan_never_seen(model) -> None:
+def test_a_real_scan_never_seen() -> None:
+    model = load_model(SYNTH_ONLY, device="cpu")  # trained on no real image
     series = SERIES["musclemap_sub0001/fat"]
     tally = DiceTally((MF_L, MF_R, ES_L, ES_R))
     for k in (5, 10, 15):
@@ -85,3 +100,13 @@ def test_a_real_scan_never_seen(model) -> None:
             assert world_x(labels, image.geometry, left) > world_x(labels, image.geometry,
                                                                      right)
     assert np.mean(list(tally.pooled().values())) >= MIN_REAL_DICE
+
+
+@pytest.mark.skipif(not REAL_SERIES <= set(SERIES),
+                    reason="real cases not found in shared/data beside the repository")
+def test_the_shipped_model_is_never_scored_as_unseen_on_what_it_saw() -> None:
+    from napari_paraspinal.bench_real import bench_real
+
+    rows = bench_real(None, slices="every14", device="cpu",
+                      series=[SERIES["musclemap_sub0001/fat"], SERIES["lpm_tum01/water"]])
+    assert [r["seen_in_training"] for r in rows] == [True, True]
