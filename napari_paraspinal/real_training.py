@@ -19,19 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from .core.errors import InputError
-from .core.labels import NUM_CLASSES
+from .core.labels import label_mask
 from .nets.samples import AtlasSamples
 from .preprocess.atlas_space import labels_to_atlas
 from .preprocess.chain import AUTO, PreprocessConfig, preprocess_slice
 from .realdata import RealSeries, read_series_slice, real_series
-
-
-def annotated_mask(values: Sequence[int]) -> np.ndarray:
-    """Classes a series annotates (background only if every structure is)."""
-    mask = np.zeros(NUM_CLASSES, bool)
-    mask[list(values)] = True
-    mask[0] = bool(mask[1:].all())
-    return mask
 
 
 def pick_series(names: Sequence[str], root: Path | None = None) -> list[RealSeries]:
@@ -56,7 +48,7 @@ def frame_samples(series: Sequence[RealSeries], preprocess: PreprocessConfig, at
     """
     images, labels, masks, sources = [], [], [], []
     for s in series:
-        mask = annotated_mask(s.annotated)
+        mask = label_mask(s.annotated)
         for k in range(s.n_slices()):
             image, truth = read_series_slice(s, k)
             try:

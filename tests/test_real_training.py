@@ -7,14 +7,23 @@ import torch
 from napari_paraspinal.models import MODELS_DIR
 
 from napari_paraspinal.bench_real import bench_real
-from napari_paraspinal.core.labels import ES_L, ES_R, MF_L, MF_R, NUM_CLASSES, PS_L, PS_R
+from napari_paraspinal.core.labels import (
+    ES_L,
+    ES_R,
+    MF_L,
+    MF_R,
+    NUM_CLASSES,
+    PS_L,
+    PS_R,
+    label_mask,
+)
 from napari_paraspinal.nets.bundle import load_bundle
 from napari_paraspinal.nets.losses import DiceCELoss
 from napari_paraspinal.nets.samples import AtlasSamples
 from napari_paraspinal.nets.synth_train import SynthTrainConfig, fit_synthetic_bundle, real_batch
 from napari_paraspinal.preprocess.atlas import load_atlases
 from napari_paraspinal.preprocess.chain import BODY, PreprocessConfig
-from napari_paraspinal.real_training import annotated_mask, frame_samples, pick_series
+from napari_paraspinal.real_training import frame_samples, pick_series
 from napari_paraspinal.realdata import default_real_data_dir, real_series
 from napari_paraspinal.segment import default_model_path
 
@@ -27,15 +36,15 @@ needs_data = pytest.mark.skipif(
 
 
 def test_a_series_annotating_some_structures_leaves_background_open() -> None:
-    mask = annotated_mask((MF_L, MF_R, ES_L, ES_R))
+    mask = label_mask((MF_L, MF_R, ES_L, ES_R))
     assert mask.tolist() == [False, False, False, False, False, True, True, True, True]
-    assert annotated_mask(range(1, NUM_CLASSES))[0]
+    assert label_mask(range(1, NUM_CLASSES))[0]
 
 
 def test_mirroring_a_real_slice_moves_its_labels_and_annotations_together() -> None:
     labels = np.zeros((1, 128, 128), np.uint8)
     labels[0, 55:72, 85:100] = PS_L  # patient's left is the frame's +x (larger column)
-    mask = annotated_mask((PS_L,))[None]
+    mask = label_mask((PS_L,))[None]
     image = np.zeros((1, 128, 128), np.float32)
     samples = AtlasSamples(image, labels, mask, ["a"])
     seen = set()
@@ -59,7 +68,7 @@ def test_real_slices_reach_the_frame_with_their_labels_on_the_muscles() -> None:
     samples = frame_samples(series, PreprocessConfig(frame=BODY),
                             load_atlases(MODELS_DIR / "atlases"))
     assert len(samples) == 20 and samples.images.shape[1:] == (256, 256)
-    assert samples.label_mask[0].tolist() == annotated_mask(
+    assert samples.label_mask[0].tolist() == label_mask(
         (PS_L, PS_R, MF_L, MF_R, ES_L, ES_R)).tolist()
     k = 10
     image, labels = samples.images[k], samples.labels[k]

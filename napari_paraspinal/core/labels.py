@@ -6,6 +6,7 @@ Left and right are the patient's, decided from the image orientation, never arra
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -137,3 +138,15 @@ def parse_labelled(text: str, option: str = "--labelled") -> list[int]:
             raise LabelListError(f"{why}; {option} {VOUCHABLE}")
         values.add(value)
     return sorted(values)
+
+
+def label_mask(annotated: Iterable[int]) -> np.ndarray:
+    """Which classes a sample annotates (for the partial-label loss): the given structures,
+    and background only when every structure is given (else a 0 may be an unlabelled one)."""
+    mask = np.zeros(NUM_CLASSES, bool)
+    for value in annotated:
+        if int(value) not in BY_VALUE:
+            raise ValueError(f"not a structure label: {value}")
+        mask[int(value)] = True
+    mask[0] = bool(mask[1:].all())
+    return mask

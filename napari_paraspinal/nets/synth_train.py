@@ -159,7 +159,7 @@ def train_synthetic(model: Segmenter, config: SynthTrainConfig, shapes: list | N
                                             render)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     loss_fn = DiceCELoss()
-    mask = torch.ones((config.batch_size, NUM_CLASSES), dtype=torch.bool, device=device)
+    mask = torch.ones((config.batch_size, NUM_CLASSES), dtype=torch.bool)
     history: list[dict[str, Any]] = []
     start = 0
     folder = Path(checkpoint_dir) / "checkpoint" if checkpoint_dir is not None else None
@@ -223,7 +223,7 @@ def _local_batch(tissue: np.ndarray, labels: np.ndarray, real: AtlasSamples | No
                           gen, contrast)
         xs.append(x)
         ys.append(y)
-        masks.append(mask[:n_synth].cpu())
+        masks.append(mask[:n_synth])
     if n_real and real is not None:
         x, y, m = real_batch(real, rng.integers(0, len(real), n_real), crop, rng)
         xs.append(x)

@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..core.labels import BY_VALUE, NUM_CLASSES
+from ..core.labels import BY_VALUE, label_mask
 from ..nets.bundle import load_card
 from ..nets.checkpoint import find_checkpoint
 from ..nets.distributed import barrier, group_from_env
@@ -187,17 +187,6 @@ class FinetuneResult:
 
 
 # --------------------------------------------------------------------------- labels
-
-
-def label_mask(verified: Iterable[int]) -> np.ndarray:
-    """Which classes a case annotates: the vouched labels, background only if all are."""
-    mask = np.zeros(NUM_CLASSES, bool)
-    for value in verified:
-        if int(value) not in BY_VALUE:
-            raise ValueError(f"not a structure label: {value}")
-        mask[int(value)] = True
-    mask[0] = bool(mask[1:].all())
-    return mask
 
 
 def trusted_labels(labels: np.ndarray, verified: Iterable[int]) -> np.ndarray:
