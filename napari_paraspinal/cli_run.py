@@ -13,7 +13,7 @@ from pathlib import Path
 from .cluster import LOCAL
 from .core.listing import path_problem
 from .fat_options import DEFAULT_METHOD, METHODS
-from .levels import parse_levels
+from .level_args import LevelAnchor, parse_anchor, parse_levels
 from .sides import CHOICES as SIDES
 from .sides import DEFAULT as SIDES_DEFAULT
 
@@ -43,7 +43,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                        n4=None if args.no_n4 else N4Config(),
                        model=Path(args.model) if args.model else None, level=args.level,
                        device=args.device, identifiers=args.identifiers,
-                       levels=args.levels, sides=args.sides, mirror=not args.no_mirror,
+                       levels=args.levels, level_anchors=tuple(args.level_anchor),
+                       sides=args.sides, mirror=not args.no_mirror,
                        precision=args.precision, bids=args.bids,
                        dixon_pairing=not args.no_dixon_pairing, cluster=args.cluster,
                        workers=args.workers, resume=args.resume)
@@ -66,6 +67,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         results = run(inputs, config, progress=None if args.quiet else progress,
                       notice=say)
     failed = [r for r in results if r.status != "ok"]
+    cases = {r.case.casefold() for r in results}
+    for a in config.level_anchors:
+        if a.case is not None and a.case.casefold() not in cases:
+            print(f"warning: --level-anchor names case {a.case!r}, which is not in this run "
+                  f"(cases: {', '.join(sorted(r.case for r in results))})", file=sys.stderr)
     for r in results:
         print(f"{r.case}: {r.status}  {_case_line(r)}")
     print(_summary(results, failed) + f"; tables in {config.out_dir / 'measurements.xlsx'} "
@@ -172,6 +178,13 @@ def _levels(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(str(err)) from err
 
 
+def _anchor(text: str) -> LevelAnchor:
+    try:
+        return parse_anchor(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+
+
 def add_run_parser(sub: argparse._SubParsersAction, spacing: Callable[[str], object],
                    slice_list: Callable[[str], object]) -> None:
     """The ``run`` command's options (``spacing``/``slice_list``: the CLI's argument types)."""
@@ -214,6 +227,11 @@ def add_run_parser(sub: argparse._SubParsersAction, spacing: Callable[[str], obj
                    help="keep only the mid-disc slice of each of these disc levels, e.g. "
                         "L4-L5,L5-S1 (levels counted up from the sacrum; cases where they "
                         "cannot be counted keep none and say so)")
+    p.add_argument("--level-anchor", type=_anchor, action="append", default=[],
+                   metavar="[CASE:]SLICE=LEVEL",
+                   help="the level of one slice of a stack, e.g. 14=L4-L5 or 20=L4 (0-based "
+                        "slice), to count the other levels from where the stack does not "
+                        "reach the sacrum; CASE: for one case of several (repeatable)")
     p.add_argument("--sides", choices=SIDES, default=SIDES_DEFAULT,
                    help="left and right from the spine's midline (default) or as the network "
                         "labels them")

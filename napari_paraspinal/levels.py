@@ -295,24 +295,6 @@ def _body_name(n: int) -> str:
     return BODY_NAMES[n] if 0 <= n < len(BODY_NAMES) else UNKNOWN
 
 
-def parse_levels(text: str) -> list[str]:
-    """``"L4-L5,L5-S1"`` → ``["L4-L5", "L5-S1"]`` (disc levels only; case and spaces free)."""
-    names = {n.upper(): n for n in DISC_NAMES}
-    out: list[str] = []
-    for raw in text.split(","):
-        item = raw.strip().upper().replace(" ", "").replace("/", "-")
-        if not item:
-            raise ValueError(f"empty level in {text!r}; give discs like L4-L5,L5-S1")
-        if item not in names:
-            hint = (" (a vertebral body: give the disc, e.g. L4-L5)"
-                    if item in {b.upper() for b in BODY_NAMES} else "")
-            raise ValueError(f"unknown disc level {raw.strip()!r}{hint}; choose from "
-                             f"{', '.join(DISC_NAMES)}")
-        if names[item] not in out:
-            out.append(names[item])
-    return out
-
-
 def mid_disc_slices(levels: Iterable[SliceLevel],
                     wanted: Iterable[str] = ("L4-L5", "L5-S1")) -> list[int]:
     """Input indices of the mid-disc slice of each wanted level found (in input order)."""

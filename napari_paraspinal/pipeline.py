@@ -7,6 +7,7 @@ the GUIs run for a case; :class:`RunConfig` is the one set of settings they shar
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,6 +23,7 @@ from .core.volume import StackGrid, stack_grid, write_label_volume
 from .core.writers import write_labels
 from .dixon import dixon_columns
 from .fat import FatConfig
+from .level_args import LevelAnchor
 from .levels import UNKNOWN, assign_levels
 from .measure import geometry_columns, measure_slice
 from .overlay import save_overlay_png
@@ -71,6 +73,7 @@ class RunConfig:
     device: str = "auto"
     identifiers: bool = False  # DICOM patient id, name and study date on the provenance sheet
     levels: Sequence[str] | None = None  # keep only the mid-disc slices of these disc levels
+    level_anchors: Sequence[LevelAnchor] = ()  # levels the user gives (:func:`anchor_for`)
     sides: str = SIDES_DEFAULT  # left/right from the spine's midline, or the network's own
     mirror: bool = True  # average the network with its view of the mirrored slice
     precision: str = "float32"  # the network's arithmetic ("bfloat16": faster, see README)
@@ -162,7 +165,7 @@ def process_case(ref: Source, cid: str, config: RunConfig, model: Model | None =
             on_slice(k)
     result.rows.sort(key=lambda r: r.get("slice", 0))
     if grid is not None and result.label_status in ("automatic", "given"):
-        count_levels(result.rows, grid)
+        count_levels(result.rows, grid, anchor_for(config.level_anchors, cid))
     if maps:
         path = labels_path(config, cid)
         with writing(path):
@@ -172,27 +175,56 @@ def process_case(ref: Source, cid: str, config: RunConfig, model: Model | None =
     return result
 
 
-def count_levels(rows: list[dict], grid: StackGrid) -> None:
+def anchor_for(anchors: Sequence[LevelAnchor], cid: str) -> LevelAnchor | None:
+    """The anchor a case takes: the one naming it, else one naming no case."""
+    named = [a for a in anchors if a.case is not None and a.case.casefold() == cid.casefold()]
+    return (named or [a for a in anchors if a.case is None] or [None])[0]
+
+
+def count_levels(rows: list[dict], grid: StackGrid, anchor: LevelAnchor | None = None
+                 ) -> None:
     """Name each slice's level by counting the discs of its labels (the model's or given
-    ones) up from the sacrum (:mod:`.levels`); ``unknown`` with the reason in
-    ``level_note`` where that cannot be done. Only rows whose level is not known otherwise
-    (the body frame, given labels) are named."""
+    ones) up from the sacrum, or from the user's ``anchor`` (:mod:`.levels`); ``unknown``
+    with the reason in ``level_note`` where that cannot be done. Only rows whose level is
+    not known otherwise (the body frame, given labels) are named."""
     ok = [r for r in rows if (r.get("status") == "segmented" or r.get("label_source") == "given")
           and r.get("level", UNKNOWN) == UNKNOWN]
     if len(ok) < 2:
         return
     up = 1.0 if grid.normal[2] >= 0 else -1.0  # positions toward the patient's head
+    at = None
+    if anchor is not None:
+        where = [i for i, r in enumerate(ok) if r.get("slice") == anchor.slice]
+        if not where:
+            for r in ok:
+                r["level"], r["level_note"] = UNKNOWN, (f"level anchor {anchor.slice}={anchor.level}: slice "
+                                   f"{anchor.slice} is not a segmented slice of this run")
+            return
+        at = (where[0], anchor.level)
     try:
-        levels = assign_levels([r.get("DI_csa_mm2") or 0.0 for r in ok],
-                               [up * r["slice_position_mm"] for r in ok])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            levels = assign_levels([r.get("DI_csa_mm2") or 0.0 for r in ok],
+                                   [up * r["slice_position_mm"] for r in ok], anchor=at)
     except ValueError as err:
         for r in ok:
-            r["level_note"] = str(err)
+            r["level"], r["level_note"] = UNKNOWN, _stack_index(str(err), at, anchor)
         return
+    doubt = "; ".join(_stack_index(str(w.message), at, anchor) for w in caught)
     for r, lv in zip(ok, levels, strict=True):
         r["level"], r["mid_disc"] = lv.level, lv.mid_disc
-        if lv.reason:
-            r["level_note"] = lv.reason
+        if lv.reason or doubt:
+            r["level_note"] = "; ".join(x for x in (lv.reason, doubt) if x)
+
+
+def _stack_index(message: str, at: tuple[int, str] | None, anchor: LevelAnchor | None
+                 ) -> str:
+    """:mod:`.levels` names the anchor by its place among the counted rows; the user gave
+    the stack's slice index."""
+    if at is None or anchor is None:
+        return message
+    return message.replace(f"anchor slice {at[0]}", f"anchor slice {anchor.slice}").replace(
+        f"at slice {at[0]}", f"at slice {anchor.slice}")
 
 
 def _main_ref(ref: Source) -> InputRef:

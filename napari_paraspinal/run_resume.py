@@ -52,6 +52,7 @@ def settings_key(config: RunConfig, model: Model | None) -> dict:
         "fat": asdict(config.fat),
         "n4": asdict(config.n4) if config.n4 is not None else None,
         "level": config.level,
+        "level_anchors": [asdict(x) for x in config.level_anchors],
         "identifiers": config.identifiers,
         "bids": config.bids,
     }

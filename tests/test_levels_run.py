@@ -92,3 +92,46 @@ def test_levels_option_refuses_a_vertebral_body(capsys):
     with pytest.raises(SystemExit):
         main(["run", "x.nii.gz", "--out", "o", "--levels", "L4"])
     assert "give the disc" in capsys.readouterr().err
+
+
+def test_level_anchor_counts_a_stack_that_does_not_reach_the_sacrum(tmp_path, capsys):
+    stack = draw_stack(12, reach_sacrum=False, size=320)
+    z, truth = write_stack(stack, tmp_path, "high.nii.gz")
+    k = truth.index("L3-L4")  # the user knows this slice is the L3-L4 disc
+    common = [str(tmp_path / "images" / "high.nii.gz"), "--labels", str(tmp_path / "labels"),
+              "--no-n4", "--no-overlays", "--quiet"]
+    assert main(["run", *common, "--level-anchor", f"{k}=l3/l4", "--levels", "L4-L5",
+                 "--out", str(tmp_path / "out")]) == 0
+    assert main(["run", *common, "--level-anchor", f"{k}=L3-L4", "--out",
+                 str(tmp_path / "all")]) == 0
+    capsys.readouterr()
+    every = sheet(tmp_path / "all" / "measurements.xlsx", "measurements")
+    named = [r["level"] for r in sorted(every, key=lambda r: r["slice"])]
+    assert named[k] == "L3-L4"
+    right = np.mean([a == b for a, b in zip(named, truth, strict=True)])
+    assert right >= 0.9, list(zip(named, truth, strict=True))
+    assert "unknown" not in named[k - 3:k + 4]
+    chosen = sheet(tmp_path / "out" / "measurements.xlsx", "measurements")
+    assert [r["level"] for r in chosen] == ["L4-L5"] and truth[chosen[0]["slice"]] == "L4-L5"
+
+
+def test_level_anchor_that_cannot_hold_leaves_levels_unknown_and_says_why(tmp_path, capsys):
+    stack = draw_stack(12, reach_sacrum=False, size=320)
+    _, truth = write_stack(stack, tmp_path, "high.nii.gz")
+    body = truth.index("L3") + 2  # mid vertebral body, far from any disc
+    assert main(["run", str(tmp_path / "images" / "high.nii.gz"), "--labels",
+                 str(tmp_path / "labels"), "--no-n4", "--no-overlays", "--quiet",
+                 "--level-anchor", f"high:{body}=L4-L5", "--level-anchor", "other:3=L2",
+                 "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert "--level-anchor names case 'other'" in err
+    rows = sheet(tmp_path / "out" / "measurements.xlsx", "measurements")
+    assert {r["level"] for r in rows} == {"unknown"}
+    assert all(f"anchor slice {body} is named L4-L5" in r["level_note"] for r in rows)
+
+
+@pytest.mark.parametrize("bad", ["14", "x=L4-L5", "14=L9", "14:L4-L5"])
+def test_level_anchor_option_refuses_what_it_cannot_read(bad, capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "x.nii.gz", "--out", "o", "--level-anchor", bad])
+    assert "give SLICE=LEVEL" in capsys.readouterr().err
