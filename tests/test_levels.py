@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from napari_paraspinal.level_args import LevelAnchor, parse_anchor, parse_levels
 from napari_paraspinal.levels import (
     LEVEL_ORDER,
     UNKNOWN,
@@ -14,7 +15,6 @@ from napari_paraspinal.levels import (
     assign_levels,
     level_summary,
     mid_disc_slices,
-    parse_levels,
     superior_positions,
 )
 from napari_paraspinal.realdata import default_real_data_dir
@@ -124,6 +124,16 @@ def test_bad_input_is_refused():
         assign_levels([1.0, 2.0], [0.0])
     with pytest.raises(ValueError, match="share a position"):
         assign_levels([1.0, 2.0], [4.0, 4.0])
+
+
+def test_parse_anchor():
+    assert parse_anchor("14=L4-L5") == LevelAnchor(14, "L4-L5")
+    assert parse_anchor("case1: 20 = l4") == LevelAnchor(20, "L4", "case1")
+    assert parse_anchor("a:b:3=l4/l5") == LevelAnchor(3, "L4-L5", "a:b")
+    assert parse_anchor("0=SACRUM") == LevelAnchor(0, "sacrum")
+    for bad in ("14", "=L4", "-1=L4", "14=L6-S1", "14:L4"):
+        with pytest.raises(ValueError, match="SLICE=LEVEL"):
+            parse_anchor(bad)
 
 
 def test_parse_levels():
