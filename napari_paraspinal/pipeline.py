@@ -196,9 +196,10 @@ def count_levels(rows: list[dict], grid: StackGrid, anchor: LevelAnchor | None =
     if anchor is not None:
         where = [i for i, r in enumerate(ok) if r.get("slice") == anchor.slice]
         if not where:
+            why = (f"level anchor {anchor.slice}={anchor.level}: slice {anchor.slice} is not "
+                   "a segmented slice of this run")
             for r in ok:
-                r["level"], r["level_note"] = UNKNOWN, (f"level anchor {anchor.slice}={anchor.level}: slice "
-                                   f"{anchor.slice} is not a segmented slice of this run")
+                r["level"], r["level_note"] = UNKNOWN, why
             return
         at = (where[0], anchor.level)
     try:
