@@ -28,7 +28,8 @@ from .core.labels import BY_VALUE, ES_L, ES_R, MF_L, MF_R
 from .core.orientation import canonical_reorientation, reorient_geometry
 from .core.writers import write_image
 from .export import markdown_table, write_csv
-from .project.finetune import FinetuneConfig, finetune_project
+from .project.finetune import finetune_project
+from .project.finetune_config import FinetuneConfig
 from .project.store import Project
 from .realdata import RealSeries, read_series_slice
 

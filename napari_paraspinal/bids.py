@@ -17,26 +17,25 @@ Subject, session and the entities a segmentation may carry (``acq``, ``run``, ..
 BIDS raw input's file name (``sub-01_ses-02_acq-ax_T2w.nii.gz``); any other input's case id
 becomes its subject label (letters and digits only). A name already used in the run gets
 ``desc-<case>``.
+
+Names come from :mod:`.bids_names`, the tables' contents from :mod:`.bids_tables`; this module
+writes the dataset.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
-import re
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from . import __version__
+from .bids_names import KEEP, CaseFiles, bids_label, parse_source
+from .bids_tables import DSEG_COLUMNS, SOFTWARE, dseg_rows, morph_sidecar, tsv_text
 from .core.atomic import atomic_path, write_text_atomic
-from .core.labels import BY_SHORT, LABELS
-from .export import columns_of, inert_text
+from .export import columns_of
 from .run_output import CSV, MANIFEST, SUPERSEDED, XLSX, RunOutput, writing
 from .run_resume import RESULTS
 
@@ -45,77 +44,12 @@ if TYPE_CHECKING:
     from .segment import Model
 
 BIDS_VERSION = "1.10.0"
-SOFTWARE = "napari-paraspinal"
 DATATYPE = "anat"
 DESCRIPTION, DSEG_TSV, DSEG_JSON = "dataset_description.json", "dseg.tsv", "dseg.json"
 README, BIDSIGNORE = "README.md", ".bidsignore"
 DATASET_FILES = (DESCRIPTION, DSEG_TSV, DSEG_JSON, README, BIDSIGNORE)
 #: The run's files that are not part of the BIDS dataset.
 NOT_BIDS = ("labels/", "overlays/", f"{RESULTS}/", f"{SUPERSEDED}/", CSV, XLSX, MANIFEST)
-#: Entities of a raw anatomical image that its segmentation keeps (BIDS order).
-KEEP = ("task", "acq", "ce", "rec", "run", "echo", "part", "chunk")
-
-_LABEL = "[0-9a-zA-Z]+"
-_RAW_NAME = re.compile(rf"^sub-(?P<sub>{_LABEL})(?P<rest>(?:_[a-z]+-{_LABEL})*)"
-                       rf"_(?P<suffix>{_LABEL})\.nii(?:\.gz)?$")
-
-
-@dataclass(frozen=True)
-class BidsSource:
-    """What a BIDS raw file's path says: its entities (``sub`` and ``ses`` included, in file
-    name order), suffix and, where the folders agree, the raw dataset's folder."""
-
-    path: Path
-    entities: dict[str, str]
-    suffix: str
-    root: Path | None = None
-
-    @property
-    def relpath(self) -> str:
-        """The path inside the raw dataset (``sub-01/anat/sub-01_T2w.nii.gz``)."""
-        return self.path.relative_to(self.root).as_posix() if self.root else self.path.name
-
-
-def parse_source(path: str | os.PathLike[str]) -> BidsSource | None:
-    """The BIDS entities of a raw NIfTI file named ``sub-<label>[_<key>-<value>...]_<suffix>``,
-    or None for any other name; the dataset folder when it lies in
-    ``sub-<label>/[ses-<label>/]<datatype>/``."""
-    path = Path(os.path.abspath(path))
-    m = _RAW_NAME.match(path.name)
-    if m is None:
-        return None
-    entities = {"sub": m["sub"]}
-    for part in filter(None, m["rest"].split("_")):
-        key, value = part.split("-", 1)
-        if key in entities:  # an entity twice: not a BIDS name
-            return None
-        entities[key] = value
-    up, agree = path.parent, re.fullmatch("[a-z]+", path.parent.name) is not None
-    for key in ("ses", "sub") if "ses" in entities else ("sub",):
-        up = up.parent
-        agree = agree and up.name == f"{key}-{entities[key]}"
-    return BidsSource(path, entities, m["suffix"], up.parent if agree else None)
-
-
-def bids_label(text: str, fallback: str = "case") -> str:
-    """``text`` as a BIDS label: its ASCII letters and digits (``fallback`` when none)."""
-    return re.sub(r"[^0-9A-Za-z]", "", text) or fallback
-
-
-@dataclass(frozen=True)
-class CaseFiles:
-    """A case's files in the BIDS dataset and the BIDS URIs of its source images."""
-
-    folder: Path
-    stem: str
-    sources: tuple[str, ...]
-
-    def path(self, suffix: str) -> Path:
-        return self.folder / f"{self.stem}_{suffix}"
-
-    @property
-    def all(self) -> list[Path]:
-        return [self.path(s) for s in ("dseg.nii.gz", "dseg.json", "morph.tsv", "morph.json")]
 
 
 class BidsDataset:
@@ -267,123 +201,6 @@ def method_of(config: RunConfig, model: Model | None, label_status: str) -> dict
                            "Inference": {"sides": model.sides, "mirror": model.mirror,
                                          "precision": model.precision}}
     return json.loads(json.dumps(method, default=str))
-
-
-def dseg_rows() -> list[dict]:
-    """The label table as BIDS ``dseg.tsv`` rows (0 is the background, BIDS's ``BG``)."""
-    rows = [{"index": 0, "name": "background", "abbreviation": "BG", "color": "#000000"}]
-    return rows + [{"index": lab.value, "name": lab.name, "abbreviation": lab.short,
-                    "color": "#{:02x}{:02x}{:02x}".format(*lab.color)} for lab in LABELS]
-
-
-DSEG_COLUMNS = {k: {"Description": v} for k, v in {
-    "index": "label value in the _dseg images", "name": "structure the label stands for",
-    "abbreviation": "short name, as in the measurement columns (MF_L in MF_L_csa_mm2)",
-    "color": "display colour, hexadecimal #rrggbb"}.items()}
-
-
-def tsv_text(rows: Sequence[Mapping]) -> str:
-    """BIDS TSV: a header, tab-separated cells, ``n/a`` for missing values, ``true``/``false``
-    for booleans, text on one line and made inert for spreadsheets (see :mod:`.export`)."""
-    cols = columns_of(rows)
-    lines = ["\t".join(cols)] + ["\t".join(_cell(r.get(c)) for c in cols) for r in rows]
-    return "\n".join(lines) + "\n"
-
-
-def _cell(value: object) -> str:
-    if isinstance(value, bool | np.bool_):
-        return "true" if value else "false"
-    if isinstance(value, float | np.floating) and not math.isfinite(value):
-        return "n/a"
-    if isinstance(value, int | float | np.integer | np.floating):
-        return str(value)
-    text = " ".join(str(value if value is not None else "").split())
-    return inert_text(text) if text else "n/a"
-
-
-_MUSCLES = {"PS": "psoas", "MF": "multifidus", "ES": "erector spinae"}
-_S = "(?P<s>" + "|".join(lab.short for lab in LABELS) + ")"
-_BOOL = {"true": "yes", "false": "no"}
-#: Columns by name: description, units (None: none), levels.
-_EXACT: dict[str, tuple[str, str | None, dict | None]] = {
-    "case": ("case id from the input's file name (never from headers)", None, None),
-    "status": ("how the slice was measured", None, {
-        "segmented": "labelled by the model", "read": "read (labels given with --labels)",
-        "failed": "could not be used; the reason is in notes"}),
-    "slice": ("index of the slice in its input (0-based)", None, None),
-    "slice_position_mm": ("position of the slice along the slice normal", "mm", None),
-    "rows": ("number of pixel rows of the slice", None, None),
-    "cols": ("number of pixel columns of the slice", None, None),
-    "spacing_col_mm": ("distance between neighbouring columns (pixel width)", "mm", None),
-    "spacing_row_mm": ("distance between neighbouring rows (pixel height)", "mm", None),
-    "slice_thickness_mm": ("slice thickness (spacing along the normal)", "mm", None),
-    "pixel_area_mm2": ("area of one pixel", "mm^2", None),
-    "orientation": ("where columns and rows run in the patient (LPS letters; LP is the "
-                    "radiological view)", None, None),
-    "notes": ("notes on reading and measuring the slice, or why it failed", None, None),
-    "label_source": ("the labels' origin: 'model <name> v<version>' or 'given'", None, None),
-    "level": ("spinal level of the slice (from the atlas registration or counted from the "
-              "discs of a stack); unknown when it cannot be told", None, None),
-    "mid_disc": ("whether the slice is the mid-disc slice of its level", None, _BOOL),
-    "level_note": ("why the level could not be counted", None, None),
-    "registration_flagged": ("whether the quality check flags the slice for review", None,
-                             _BOOL),
-    "registration_check": ("why the quality check flagged the slice", None, None),
-    "registration_correlation": ("correlation of the slice with the registered atlas (empty "
-                                 "where no fit was made)", None, None),
-    "seconds": ("time to segment the slice", "s", None),
-    "fat_method": ("fat separation method: calibrated, kmeans, gmm, otsu or gmm3", None, None),
-    "fat_contrast": ("whether fat is bright or dark in the slice (told from the slice or "
-                     "given); unknown", None, None),
-}
-_PATTERNS: tuple[tuple[str, str, str | None], ...] = (
-    (rf"{_S}_csa_mm2", "cross-sectional area of the {name} on the native grid: pixel count "
-                       "× pixel area", "mm^2"),
-    (r"(?P<m>PS|MF|ES)_asym_pct", "left-right asymmetry of the {name}: "
-                                  "100·(L−R)/mean(L, R)", "%"),
-    (rf"{_S}_lean_csa_mm2", "area of muscle (not fat) inside the {name}", "mm^2"),
-    (rf"{_S}_fat_csa_mm2", "area of fat inside the {name}", "mm^2"),
-    (rf"{_S}_fat_pct", "fat percentage of the {name}: 100 × fat area / area", "%"),
-    (rf"{_S}_fat_flag", "why no fat percentage of the {name} was measured: too small, absent, "
-                        "not bimodal, no fat reference or fat contrast unknown", None),
-    (rf"{_S}_ff_pct", "Dixon fat fraction of the {name}: 100 × mean F/(W+F) over its valid "
-                      "pixels", "%"),
-    (rf"{_S}_ff_pixels_excluded", "pixels of the {name} left out of the Dixon fat fraction "
-                                  "as noise", None),
-)
-_FALLBACK = "see the napari-paraspinal README, Measurements"
-
-
-def column_description(column: str) -> dict | None:
-    """A measurement column's BIDS description (``Description``, ``Units``, ``Levels``), or
-    None for a column this module does not know."""
-    text, units, levels = _EXACT.get(column) or _by_pattern(column) or (None, None, None)
-    if text is None:
-        return None
-    out = {"Description": text[0].upper() + text[1:], "Units": units, "Levels": levels}
-    return {k: v for k, v in out.items() if v}
-
-
-def _by_pattern(column: str) -> tuple[str, str | None, None] | None:
-    for pattern, template, units in _PATTERNS:
-        m = re.fullmatch(pattern, column)
-        if m:
-            s = m.groupdict().get("s")
-            name = f"{BY_SHORT[s].name} ({s})" if s else _MUSCLES[m["m"]]
-            return template.format(name=name), units, None
-    return None
-
-
-def morph_sidecar(columns: Sequence[str], method: Mapping, sources: Sequence[str]) -> dict:
-    """The JSON sidecar of a measurements TSV: what it holds, its sources, the software and
-    method, and every column's description."""
-    side: dict = {"Description": "Measurements of the lumbar paraspinal muscles, one row per "
-                                 "slice (the case's rows of measurements.csv)",
-                  "Sources": list(sources), "SoftwareName": SOFTWARE,
-                  "SoftwareVersion": __version__, "Method": dict(method)}
-    for column in columns:
-        side[column] = column_description(column) or {"Description": _FALLBACK}
-    return side
 
 
 def _source_dataset(root: Path, uri: str) -> dict:

@@ -99,7 +99,7 @@ def cmd_bench(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per t
                 run_both_ways,
                 write_crossperson_report,
             )
-            from .project.finetune import FinetuneConfig
+            from .project.finetune_config import FinetuneConfig
 
             try:
                 results, floors = run_both_ways(

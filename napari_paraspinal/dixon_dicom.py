@@ -28,7 +28,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from .case_input import DixonRef
-from .core import dicom
+from .core import dicom, dicom_files, dicom_frames
 from .core.errors import InputError
 from .core.listing import InputRef
 
@@ -99,7 +99,7 @@ class _Series:
     number: str
     study: str
     frame_of_reference: str
-    frames: list[dicom.Frame]  # sorted along the normal, as the case reads them
+    frames: list[dicom_frames.Frame]  # sorted along the normal, as the case reads them
 
     @property
     def name(self) -> str:
@@ -187,9 +187,9 @@ def _first_headers(folder: Path, uids: set[str | None]) -> dict[str | None, Data
             break
         try:
             if path.name.startswith(".") or not path.is_file() or not \
-                    dicom.is_dicom_candidate(path):
+                    dicom_files.is_dicom_candidate(path):
                 continue
-            ds = dicom.read_header(path, [*_TAGS, "SeriesInstanceUID", "Rows"])
+            ds = dicom_files.read_header(path, [*_TAGS, "SeriesInstanceUID", "Rows"])
         except Exception:  # noqa: BLE001  the case itself reports an unreadable file
             continue
         uid = str(ds.SeriesInstanceUID) if ds.get("SeriesInstanceUID") else None
@@ -209,7 +209,7 @@ def _describe(index: int, ref: InputRef, first: Dataset | None) -> _Series | Non
         if not frames:
             return None
         for path in dict.fromkeys(fr.path for fr in frames):
-            if _role_of(dicom.read_header(path, _TAGS))[0] != role:
+            if _role_of(dicom_files.read_header(path, _TAGS))[0] != role:
                 return None  # images of several roles in one series: not one Dixon image
         stack = dicom.DicomStack(str(ref), frames, "DICOM series")  # sorted, consistent
     except Exception:  # noqa: BLE001  the case itself reports what is wrong

@@ -27,7 +27,7 @@ from .postprocess import CHOICES, largest_components
 from .preprocess.atlas import Atlas, load_atlases
 from .preprocess.atlas_space import probabilities_to_native
 from .preprocess.chain import AUTO, BODY, PreprocessConfig, Preprocessed, preprocess_slice
-from .preprocess.registration import RegistrationConfig
+from .preprocess.registration_config import RegistrationConfig
 from .seg_qc import segmentation_qc
 from .sides import CHOICES as SIDES_CHOICES
 from .sides import DEFAULT as SIDES_DEFAULT

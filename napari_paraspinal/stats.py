@@ -18,10 +18,11 @@ Conventions (also written into every table's "about" sheet and markdown file):
 * differences are ``b - a`` (second table minus first), so a positive bias means the second
   set of measurements reads higher.
 
-The work is split by job: ``stats_table`` reads, checks and joins tables, ``stats_methods``
-holds the statistics on arrays, ``stats_analysis`` runs them on joined tables with minimum
-sample sizes and warnings, and ``stats_report`` writes tables and plots. This module
-re-exports their public names, so ``from napari_paraspinal.stats import ...`` keeps working.
+The work is split by job: ``stats_read`` reads tables, ``stats_table`` checks and joins them,
+``stats_methods`` holds the statistics on arrays, ``stats_analysis`` runs them on joined tables
+with minimum sample sizes and warnings, and ``stats_report`` writes tables and plots. This
+module re-exports their public names, so ``from napari_paraspinal.stats import ...`` keeps
+working.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from .stats_analysis import (
     cohort_stats,
 )
 from .stats_methods import P_FLOOR, benjamini_hochberg, bland_altman, icc, partial_spearman
+from .stats_read import CSV_DELIMITERS, TableRow, read_table
 from .stats_report import (
     AGREEMENT_CONVENTIONS,
     COHORT_CONVENTIONS,
@@ -53,16 +55,13 @@ from .stats_report import (
 )
 from .stats_table import (
     AGE_RANGE,
-    CSV_DELIMITERS,
     MEASURE_SUFFIXES,
     MUSCLES,
     Row,
-    TableRow,
     case_key,
     covariates_by_case,
     measure_columns,
     numeric_column,
-    read_table,
     sex_code,
 )
 

@@ -28,7 +28,8 @@ from .stats_analysis import (
     matched_covariates,
 )
 from .stats_methods import P_FLOOR, bland_altman, pairs
-from .stats_table import Row, by_case, measure_columns, numeric_column, read_table
+from .stats_read import read_table
+from .stats_table import Row, by_case, measure_columns, numeric_column
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

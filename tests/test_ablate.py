@@ -19,7 +19,7 @@ from napari_paraspinal.nets.ablate import (
 )
 from napari_paraspinal.nets.samples import AtlasSamples
 from napari_paraspinal.nets.segmenter import SegmenterConfig
-from napari_paraspinal.nets.train import TrainConfig
+from napari_paraspinal.nets.train_config import TrainConfig
 
 
 def samples(n: int, seed: int) -> AtlasSamples:

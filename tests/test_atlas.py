@@ -15,7 +15,7 @@ from napari_paraspinal.preprocess import body_mask, n4_correct, normalize
 from napari_paraspinal.preprocess.atlas import Atlas, load_atlases
 from napari_paraspinal.preprocess.atlas_build import AtlasCase, build_atlas
 from napari_paraspinal.preprocess.chain import default_atlases
-from napari_paraspinal.preprocess.registration import RegistrationConfig
+from napari_paraspinal.preprocess.registration_config import RegistrationConfig
 
 
 def _case(seed: int, level: str) -> AtlasCase:

@@ -19,7 +19,7 @@ from napari_paraspinal.bench_crossperson import (
 )
 from napari_paraspinal.core.labels import BY_VALUE, ES_L, ES_R, MF_L, MF_R
 from napari_paraspinal.project import Project
-from napari_paraspinal.project.finetune import FinetuneConfig
+from napari_paraspinal.project.finetune_config import FinetuneConfig
 from napari_paraspinal.realdata import default_real_data_dir, read_series_slice, real_series
 
 DATA = default_real_data_dir()

@@ -17,13 +17,9 @@ import pytest
 import SimpleITK as sitk
 
 from napari_paraspinal import __version__
-from napari_paraspinal.bids import (
-    BidsDataset,
-    bids_label,
-    column_description,
-    parse_source,
-    tsv_text,
-)
+from napari_paraspinal.bids import BidsDataset
+from napari_paraspinal.bids_names import bids_label, parse_source
+from napari_paraspinal.bids_tables import column_description, tsv_text
 from napari_paraspinal.cli import main
 from napari_paraspinal.core.labels import LABELS
 from napari_paraspinal.core.writers import write_image, write_labels

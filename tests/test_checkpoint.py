@@ -34,7 +34,10 @@ from napari_paraspinal.nets.checkpoint import (
     save_checkpoint,
 )
 from napari_paraspinal.nets.segmenter import Segmenter, SegmenterConfig
-from napari_paraspinal.nets.train import CHECKPOINT, TrainConfig, TrainData, TrainResult, train
+from napari_paraspinal.nets.train import CHECKPOINT, train
+from napari_paraspinal.nets.train_config import TrainConfig
+from napari_paraspinal.nets.train_data import TrainData
+from napari_paraspinal.nets.trainer import TrainResult
 
 SIZE = 32
 

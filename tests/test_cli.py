@@ -15,7 +15,7 @@ from PIL import Image
 from napari_paraspinal.cli import main
 from napari_paraspinal.fat_options import METHODS
 from napari_paraspinal.preprocess.n4 import N4Config
-from napari_paraspinal.preprocess.registration import RegistrationConfig
+from napari_paraspinal.preprocess.registration_config import RegistrationConfig
 
 
 def paraspinal(*args: str) -> subprocess.CompletedProcess:

@@ -5,14 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from napari_paraspinal.nets.crf import (
-    BilateralGrid,
-    CRFasRNN,
-    CRFConfig,
-    bilateral_message,
+from napari_paraspinal.nets.crf import CRFasRNN, CRFConfig
+from napari_paraspinal.nets.crf_filters import BilateralGrid, bilateral_message, spatial_message
+from napari_paraspinal.nets.crf_reference import (
     dense_meanfield_bruteforce,
     dense_message_bruteforce,
-    spatial_message,
 )
 
 

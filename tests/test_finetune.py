@@ -16,22 +16,27 @@ import pytest
 from napari_paraspinal.models import MODELS_DIR
 
 from napari_paraspinal.core.io import read_slice
-from napari_paraspinal.core.labels import DI, ES_L, ES_R, MF_L, MF_R, NUM_CLASSES, PS_L, PS_R, SP
+from napari_paraspinal.core.labels import (
+    DI,
+    ES_L,
+    ES_R,
+    MF_L,
+    MF_R,
+    NUM_CLASSES,
+    PS_L,
+    PS_R,
+    SP,
+    label_mask,
+)
 from napari_paraspinal.core.writers import write_image
 from napari_paraspinal.nets.metrics import mean_dice
 from napari_paraspinal.phantom import LEVELS
 from napari_paraspinal.project import Project, ProjectError
-from napari_paraspinal.project.finetune import (
-    FINETUNE_DIR,
-    RUN,
-    FinetuneConfig,
-    finetune_project,
-    label_mask,
-    replay_source,
-    split_cases,
-    trusted_labels,
-)
+from napari_paraspinal.project.finetune import finetune_project
 from napari_paraspinal.project.finetune_bench import shifted_case
+from napari_paraspinal.project.finetune_config import FinetuneConfig
+from napari_paraspinal.project.finetune_data import FINETUNE_DIR, RUN, split_cases, trusted_labels
+from napari_paraspinal.project.replay import replay_source
 from napari_paraspinal.segment import default_model_path, load_model, segment_slice
 
 SHIFT = "dixon_water"

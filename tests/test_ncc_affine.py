@@ -11,7 +11,7 @@ import SimpleITK as sitk
 from napari_paraspinal.preprocess.atlas_space import atlas_reference
 from napari_paraspinal.preprocess.chain import default_atlases
 from napari_paraspinal.preprocess.ncc_affine import refine_affine_ncc
-from napari_paraspinal.preprocess.registration import _structure_region
+from napari_paraspinal.preprocess.registration_optimise import _structure_region
 
 
 @pytest.fixture(scope="module")

@@ -47,7 +47,7 @@ def test_itk_fit_in_a_wrong_basin_is_saved_by_the_refinement_alone(atlases) -> N
     from dataclasses import replace
 
     from napari_paraspinal.preprocess.chain import PreprocessConfig
-    from napari_paraspinal.preprocess.registration import RegistrationConfig
+    from napari_paraspinal.preprocess.registration_config import RegistrationConfig
 
     seed, level = 870_020, "L4-L5"
     case = generate_phantom(seed, PhantomConfig(level=level))
@@ -127,10 +127,8 @@ def test_muscles_off_target_are_flagged_even_when_the_body_fits(atlases) -> None
     import SimpleITK as sitk
 
     from napari_paraspinal.preprocess.atlas_space import plane_image
-    from napari_paraspinal.preprocess.registration import (
-        RegistrationConfig,
-        _structure_correlation,
-    )
+    from napari_paraspinal.preprocess.registration_config import RegistrationConfig
+    from napari_paraspinal.preprocess.registration_qc import _structure_correlation
 
     case = generate_phantom(860_010, PhantomConfig(level="L4-L5"))
     pre = preprocess_slice(case.image, atlases, "L4-L5")
@@ -150,7 +148,8 @@ def test_muscles_off_target_are_flagged_even_when_the_body_fits(atlases) -> None
 def test_itk_failure_becomes_a_reason_not_an_exception() -> None:
     import SimpleITK as sitk
 
-    from napari_paraspinal.preprocess.registration import RegistrationConfig, _execute, _method
+    from napari_paraspinal.preprocess.registration_config import RegistrationConfig
+    from napari_paraspinal.preprocess.registration_optimise import _execute, _method
 
     fixed = sitk.GaussianSource(sitk.sitkFloat32, [32, 32], [4.0, 4.0], [16.0, 16.0])
     moving = sitk.GaussianSource(sitk.sitkFloat32, [32, 32], [4.0, 4.0], [16.0, 16.0])
@@ -165,7 +164,7 @@ def test_coarse_copy_for_itk_keeps_the_physical_frame() -> None:
     """ITK's 2 mm copy of a fine slice shows the same picture at the same millimetres."""
     import SimpleITK as sitk
 
-    from napari_paraspinal.preprocess.registration import _coarsened
+    from napari_paraspinal.preprocess.registration_optimise import _coarsened
 
     rows, cols = np.mgrid[0:400, 0:300]
     spacing = (0.6, 0.75)  # (x, y) mm

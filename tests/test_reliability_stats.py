@@ -12,7 +12,13 @@ import pytest
 from openpyxl import load_workbook
 
 import napari_paraspinal.stats as stats_api
-from napari_paraspinal import stats_analysis, stats_methods, stats_report, stats_table
+from napari_paraspinal import (
+    stats_analysis,
+    stats_methods,
+    stats_read,
+    stats_report,
+    stats_table,
+)
 from napari_paraspinal.cli import main
 from napari_paraspinal.export import write_csv, write_xlsx
 from napari_paraspinal.stats import (
@@ -303,7 +309,7 @@ def test_implausible_age_in_xlsx_names_the_sheet_row(tmp_path: Path) -> None:
 
 
 def test_public_names_are_reexported_from_stats() -> None:
-    modules = (stats_table, stats_methods, stats_analysis, stats_report)
+    modules = (stats_read, stats_table, stats_methods, stats_analysis, stats_report)
     for name in stats_api.__all__:
         obj = getattr(stats_api, name)
         homes = [m for m in modules if getattr(m, name, None) is obj]

@@ -21,7 +21,7 @@ from napari_paraspinal.evaluate import evaluate_folder, score_case, summarise
 from napari_paraspinal.nets.dataset import phantom_samples
 from napari_paraspinal.nets.fit import fit_bundle
 from napari_paraspinal.nets.segmenter import SegmenterConfig
-from napari_paraspinal.nets.train import TrainConfig
+from napari_paraspinal.nets.train_config import TrainConfig
 from napari_paraspinal.phantom import PhantomConfig, generate_phantom, write_dataset
 from napari_paraspinal.preprocess.chain import default_atlases
 from napari_paraspinal.segment import load_model, segment_slice

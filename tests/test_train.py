@@ -26,16 +26,15 @@ import torch
 from napari_paraspinal.core.labels import MF_L, MF_R, NUM_CLASSES, SP
 from napari_paraspinal.nets.bundle import ModelCard, load_bundle, save_bundle
 from napari_paraspinal.nets.segmenter import Segmenter, SegmenterConfig, resolve_device
-from napari_paraspinal.nets.train import (
-    TrainConfig,
+from napari_paraspinal.nets.train import train
+from napari_paraspinal.nets.train_config import TrainConfig
+from napari_paraspinal.nets.train_data import (
     TrainData,
-    TrainResult,
     gradient_magnitude,
     mirror_left_right,
-    train,
     training_epoch,
-    validation_dice,
 )
+from napari_paraspinal.nets.trainer import TrainResult, validation_dice
 
 SIZE = 64
 FAST_CRF = {"iterations": 2}

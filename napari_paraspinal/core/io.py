@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import dicom, raster
+from . import dicom_files, raster
 from .errors import InputError
 from .geometry import SliceImage
 from .input_checks import (
@@ -60,7 +60,7 @@ def is_supported(path: str | os.PathLike[str]) -> bool:
     try:
         p = Path(path)
         if p.is_dir():
-            return dicom.folder_has_dicom(p)
+            return dicom_files.folder_has_dicom(p)
         return p.is_file() and _format_of(p) is not None
     except Exception:
         return False

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import dicom, raster
+from . import dicom, dicom_files, raster
 from .errors import InputError
 
 NIFTI = (".nii", ".nii.gz")
@@ -102,7 +102,7 @@ def format_of(path: Path) -> str | None:
         return "itk"
     if name.endswith(raster.RASTER_SUFFIXES):
         return "raster"
-    if dicom.is_dicom_candidate(path):
+    if dicom_files.is_dicom_candidate(path):
         return "dicom"
     return None
 

@@ -29,7 +29,9 @@ from ..core.labels import LABELS
 from .metrics import dice_per_label
 from .samples import AtlasSamples
 from .segmenter import Segmenter, SegmenterConfig
-from .train import TrainConfig, TrainData, train
+from .train import train
+from .train_config import TrainConfig
+from .train_data import TrainData
 
 #: Variant name -> (CRF in the model, multi-data training), in the paper's order.
 VARIANTS: dict[str, tuple[bool, bool]] = {

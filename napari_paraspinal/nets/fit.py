@@ -26,7 +26,10 @@ from .distributed import group_from_env
 from .metrics import dice_per_label
 from .samples import AtlasSamples
 from .segmenter import Segmenter, SegmenterConfig, resolve_device
-from .train import TrainConfig, TrainData, TrainResult, train
+from .train import train
+from .train_config import TrainConfig
+from .train_data import TrainData
+from .trainer import TrainResult
 
 
 def evaluate_samples(model: Segmenter, samples: AtlasSamples, batch_size: int = 8,

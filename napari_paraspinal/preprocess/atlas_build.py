@@ -28,7 +28,8 @@ from .atlas_space import (
     one_hot,
     plane_image,
 )
-from .registration import RegistrationConfig, register
+from .registration import register
+from .registration_config import RegistrationConfig
 
 
 @dataclass

@@ -33,7 +33,9 @@ from .bodymask import body_mask
 from .frame import body_frame
 from .n4 import N4Config, n4_correct
 from .normalize import NormalizeConfig, normalize
-from .registration import RegistrationConfig, RegistrationResult, detect_level, register
+from .registration import detect_level, register
+from .registration_config import RegistrationConfig
+from .registration_qc import RegistrationResult
 
 AUTO = "auto"
 #: Unknown level: the body frame does not detect levels.

@@ -46,216 +46,34 @@ Why this way:
 
 from __future__ import annotations
 
-import math
 import os
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage as ndi
 
-from ..core.config import config_from_dict
 from ..core.geometry import SliceImage
 from ..core.orientation import canonical_reorientation
 from ..core.shared_setting import SharedSetting
 from .atlas import Atlas
-from .atlas_space import ATLAS_SPACING, AtlasMapping, atlas_reference, plane_image
-from .ncc_affine import fixed_levels, ncc_levels, refine_prepared
-
-
-@dataclass
-class RegistrationConfig:
-    """Settings of :func:`register`; JSON-friendly, stored in model cards.
-
-    ``refine_metric`` has one value, "ncc" (:mod:`.ncc_affine`); the field stays because
-    model cards record it. Registering with any other value is a ValueError.
-    """
-
-    histogram_bins: int = 32
-    sampling: float = 1.0
-    shrink: tuple[int, ...] = (4,)
-    smoothing_mm: tuple[float, ...] = (4.0,)
-    iterations: int = 200
-    convergence: float = 1e-8
-    convergence_window: int = 10
-    stages: tuple[str, ...] = ("similarity", "affine")
-    itk_spacing_mm: float = 2.0
-    refine: bool = True
-    refine_shrink: tuple[int, ...] = (4, 2, 1)
-    refine_smoothing_mm: tuple[float, ...] = (4.0, 2.0, 0.0)
-    refine_margin_mm: float = 30.0
-    refine_metric: str = "ncc"
-    refine_max_rescale: float = 1.5
-    rotation_starts_deg: tuple[float, ...] = (-20.0, -10.0, 0.0, 10.0, 20.0)
-    full_starts: int = 2
-    refine_only_fallback: bool = True
-    min_body_dice: float = 0.80
-    min_correlation: float = 0.15
-    min_structure_correlation: float = 0.55
-    structure_margin_mm: float = 10.0
-    seed: int = 20250
-
-    def to_dict(self) -> dict:
-        """JSON-friendly form."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> RegistrationConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        return config_from_dict(cls, d)
-
-
-@dataclass
-class RegistrationResult:
-    """The mapping found, how good it looks, and whether a human should check it."""
-
-    mapping: AtlasMapping
-    level: str
-    metric: float  # Mattes MI at the ITK stages' first level (more negative is better)
-    body_dice: float
-    correlation: float
-    flagged: bool
-    reasons: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    structure_correlation: float = float("nan")
-    refined_alone: bool = False  # the ITK fit was flagged; the refinement alone passed QC
-
-    def qc_columns(self) -> dict:
-        """The QC columns of a measurement row (correlation empty where no fit was made)."""
-        corr = None if math.isnan(self.correlation) else round(self.correlation, 4)
-        return {"registration_flagged": self.flagged,
-                "registration_check": "; ".join(self.reasons),
-                "registration_correlation": corr}
-
-    def qc(self) -> dict:
-        """Quality numbers as a JSON-friendly dict."""
-        return {"level": self.level, "metric": self.metric, "body_dice": self.body_dice,
-                "correlation": self.correlation,
-                "structure_correlation": self.structure_correlation, "flagged": self.flagged,
-                "reasons": list(self.reasons), "refined_alone": self.refined_alone,
-                "seconds": self.seconds}
-
-
-def _moments(mask: np.ndarray, spacing: tuple[float, float],
-             origin: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
-    """Centroid (x, y) and variance along x and y (mm², as ``np.cov``) of a 2-D mask given
-    as (rows, cols).
-
-    From the mask's row and column sums (the variances need no joint moment), much faster
-    than listing the pixels."""
-    centre, variance = np.zeros(2), np.zeros(2)
-    for axis, counts in enumerate((mask.sum(0), mask.sum(1))):
-        positions = origin[axis] + np.arange(counts.size) * spacing[axis]
-        n = float(counts.sum())
-        centre[axis] = counts @ positions / n
-        variance[axis] = counts @ (positions - centre[axis]) ** 2 / (n - 1)
-    return centre, variance
-
-
-def _rotation(angle: float) -> np.ndarray:
-    c, s = math.cos(angle), math.sin(angle)
-    return np.array([[c, -s], [s, c]])
-
-
-def moments_initialisation(fixed_mask: np.ndarray, fixed_spacing: tuple[float, float],
-                           fixed_origin: tuple[float, float], moving_mask: np.ndarray,
-                           moving_spacing: tuple[float, float],
-                           rotations_deg: tuple[float, ...] = (0.0,)
-                           ) -> list[sitk.AffineTransform]:
-    """Affine atlas→plane guesses from the two masks' centroids and spreads along x and y,
-    one per starting rotation.
-
-    The slice is already in canonical orientation (anterior up, patient's left to the
-    right), so the remaining rotation is small and is tried from a few starts rather than
-    taken from the principal axes, which swap when a body is scaled unevenly.
-    """
-    cf, varf = _moments(fixed_mask, fixed_spacing, fixed_origin)
-    cm, varm = _moments(moving_mask, moving_spacing, (0.0, 0.0))
-    scale = np.sqrt(varm / varf)
-    cut_x = moving_mask[:, 0].any() or moving_mask[:, -1].any()
-    cut_y = moving_mask[0].any() or moving_mask[-1].any()
-    if cut_x and not cut_y:  # a body cut by the field of view: trust the uncut axis
-        scale[0] = scale[1]
-    elif cut_y and not cut_x:
-        scale[1] = scale[0]
-    starts = []
-    for angle in rotations_deg:
-        matrix = _rotation(math.radians(angle)) @ np.diag(scale)
-        t = sitk.AffineTransform(2)
-        t.SetCenter(tuple(float(c) for c in cf))
-        t.SetMatrix(tuple(float(v) for v in matrix.ravel()))
-        t.SetTranslation(tuple(float(v) for v in cm - cf))
-        starts.append(t)
-    return starts
-
-
-def _similarity_from(affine: sitk.AffineTransform) -> sitk.Similarity2DTransform:
-    """The closest similarity transform (polar decomposition of the matrix)."""
-    m = np.array(affine.GetMatrix()).reshape(2, 2)
-    u, s, vt = np.linalg.svd(m)
-    r = u @ vt
-    t = sitk.Similarity2DTransform()
-    t.SetCenter(affine.GetCenter())
-    t.SetScale(float(np.sqrt(s.prod())))
-    t.SetAngle(float(math.atan2(r[1, 0], r[0, 0])))
-    t.SetTranslation(affine.GetTranslation())
-    return t
-
-
-def _as_affine(t: sitk.Transform) -> sitk.AffineTransform:
-    """A similarity or affine transform as an AffineTransform with the same centre."""
-    out = sitk.AffineTransform(2)
-    out.SetCenter(t.GetCenter() if hasattr(t, "GetCenter") else (0.0, 0.0))
-    out.SetMatrix(t.GetMatrix())
-    out.SetTranslation(t.GetTranslation())
-    return out
-
-
-def _method(config: RegistrationConfig, levels: bool = True) -> sitk.ImageRegistrationMethod:
-    reg = sitk.ImageRegistrationMethod()
-    reg.SetMetricAsMattesMutualInformation(config.histogram_bins)
-    if config.sampling >= 1.0:
-        reg.SetMetricSamplingStrategy(reg.NONE)
-    else:
-        reg.SetMetricSamplingStrategy(reg.RANDOM)
-        reg.SetMetricSamplingPercentage(config.sampling, config.seed)
-    reg.SetInterpolator(sitk.sitkLinear)
-    reg.SetOptimizerAsGradientDescent(
-        learningRate=1.0, numberOfIterations=config.iterations,
-        convergenceMinimumValue=config.convergence,
-        convergenceWindowSize=config.convergence_window, estimateLearningRate=reg.EachIteration)
-    reg.SetOptimizerScalesFromPhysicalShift()
-    if levels:
-        reg.SetShrinkFactorsPerLevel(list(config.shrink))
-        reg.SetSmoothingSigmasPerLevel(list(config.smoothing_mm))
-        reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
-    return reg
-
-
-def _shrunk(image: sitk.Image, config: RegistrationConfig) -> sitk.Image:
-    """``image`` smoothed and shrunk like the ITK stages' (first) level."""
-    smooth = sitk.SmoothingRecursiveGaussian(image, config.smoothing_mm[0])
-    return sitk.Shrink(smooth, [config.shrink[0]] * 2)
-
-
-def _metric_values(fixed: sitk.Image, moving: sitk.Image,
-                   transforms: list[sitk.Transform], config: RegistrationConfig
-                   ) -> list[float]:
-    """Mattes MI of each transform on the whole of ``fixed`` (NaN where ITK finds too
-    little overlap to compute it)."""
-    values = []
-    for transform in transforms:
-        reg = _method(config, levels=False)
-        reg.SetMetricSamplingStrategy(reg.NONE)
-        reg.SetInitialTransform(transform, inPlace=False)
-        try:
-            values.append(float(reg.MetricEvaluate(fixed, moving)))
-        except RuntimeError:
-            values.append(float("nan"))
-    return values
+from .atlas_space import AtlasMapping, plane_image
+from .registration_config import RegistrationConfig
+from .registration_optimise import (
+    _coarsened,
+    _metric_values,
+    _optimise,
+    _Refine,
+    _refiner,
+    _shrunk,
+)
+from .registration_qc import (
+    RegistrationResult,
+    _qc_reasons,
+    _quality,
+    _structure_correlation,
+)
+from .registration_transforms import moments_initialisation
 
 
 def _itk_one_thread() -> int:
@@ -359,23 +177,6 @@ def _register(image: SliceImage, mask: np.ndarray, atlas: Atlas,
     return result
 
 
-def _qc_reasons(metric: float, body_dice: float, correlation: float, structures: float,
-                config: RegistrationConfig) -> list[str]:
-    """Why a fit should be checked by a human (empty when it looks good)."""
-    reasons = []
-    if not np.isfinite(metric):
-        reasons.append("registration diverged")
-    if body_dice < config.min_body_dice:
-        reasons.append(f"body overlap with the atlas {body_dice:.2f} < {config.min_body_dice}")
-    if correlation < config.min_correlation:
-        reasons.append(f"correlation with the atlas {correlation:.2f} < "
-                       f"{config.min_correlation}")
-    if structures < config.min_structure_correlation:
-        reasons.append(f"correlation with the atlas around the muscles {structures:.2f} < "
-                       f"{config.min_structure_correlation}")
-    return reasons
-
-
 def _best_fit(starts: list[sitk.Transform], fixed: sitk.Image, coarse: sitk.Image,
               moving: sitk.Image, atlas: Atlas, refine: _Refine | None,
               stages: tuple[str, ...], config: RegistrationConfig
@@ -398,126 +199,3 @@ def _best_fit(starts: list[sitk.Transform], fixed: sitk.Image, coarse: sitk.Imag
         with ThreadPoolExecutor(min(len(starts), os.cpu_count() or 1)) as pool:
             fits = list(pool.map(fit, starts))
     return max(fits, key=lambda f: (not f[1], np.nan_to_num(f[2], nan=-1.0)))
-
-
-def _optimise(start: sitk.Transform, fixed: sitk.Image, coarse: sitk.Image,
-              refine: _Refine | None, stages: tuple[str, ...], config: RegistrationConfig
-              ) -> tuple[sitk.AffineTransform, list[str]]:
-    """The ITK ``stages`` (similarity, affine) from ``start``, then ``refine``; the final
-    transform and the reasons to flag it (an ITK failure leaves the last good transform)."""
-    transform = start
-    reasons = []
-    for stage in stages:
-        current = _similarity_from(transform) if stage == "similarity" else _as_affine(transform)
-        reg = _method(config)
-        reg.SetInitialTransform(current, inPlace=True)
-        failure = _execute(reg, fixed, coarse)
-        if failure:
-            reasons.append(f"{stage} registration failed ({failure})")
-            break
-        transform = current
-    affine = _as_affine(transform)
-    if refine is not None and not reasons:
-        refined = refine(affine)
-        if isinstance(refined, str):
-            reasons.append(f"affine refinement failed ({refined})")
-        else:
-            affine = refined
-    return affine, reasons
-
-
-def _coarsened(plane: sitk.Image, spacing_mm: float) -> sitk.Image:
-    """``plane`` resampled to pixels of at least ``spacing_mm`` (Gaussian anti-aliasing, same
-    physical frame), or unchanged where its pixels are already that coarse (or 0 is given)."""
-    old = np.array(plane.GetSpacing(), float)
-    new = np.maximum(old, spacing_mm)
-    if spacing_mm <= 0 or np.all(new <= old * 1.05):
-        return plane
-    sigma = [max(float(v), 1e-3) for v in np.sqrt(new**2 - old**2) / 2.0]
-    smooth = sitk.SmoothingRecursiveGaussian(plane, sigma)
-    size = [int(v) for v in np.floor((np.array(plane.GetSize()) - 1) * old / new + 1e-6) + 1]
-    return sitk.Resample(smooth, size, sitk.Transform(), sitk.sitkLinear, plane.GetOrigin(),
-                         [float(v) for v in new], plane.GetDirection(), 0.0, sitk.sitkFloat32)
-
-
-def _execute(reg: sitk.ImageRegistrationMethod, fixed: sitk.Image, moving: sitk.Image
-             ) -> str:
-    """Run a registration; "" on success, else ITK's reason in a few words (e.g. a slice
-    that does not overlap the atlas at all), so a bad case is flagged instead of crashing."""
-    try:
-        reg.Execute(fixed, moving)
-    except RuntimeError as err:
-        text = str(err)
-        detail = text.split("ITK ERROR:")[-1].split(":", 1)[-1].strip().split(".")[0]
-        return detail or "ITK error"
-    return ""
-
-
-_Refine = Callable[[sitk.AffineTransform], "sitk.AffineTransform | str"]
-
-
-def _refiner(atlas: Atlas, moving: sitk.Image, config: RegistrationConfig
-             ) -> _Refine | None:
-    """The refinement on the 1 mm atlas, inside the region of the labelled structures, as a
-    function of the start (the reason as text when it fails); None when it is off. What all
-    starts share (NCC²'s samples and smoothed slices) is made here, once."""
-    if not config.refine:
-        return None
-    if config.refine_metric != "ncc":
-        raise ValueError(f"refine_metric must be 'ncc' (the only refinement there is), not "
-                         f"{config.refine_metric!r}")
-    fixed = atlas.memo("image_sitk", lambda: _atlas_image(atlas))
-    region = _structure_region(atlas, config.refine_margin_mm)
-    smoothing, steps = tuple(config.refine_smoothing_mm), tuple(config.refine_shrink)
-    samples = atlas.memo(("ncc", config.refine_margin_mm, smoothing, steps),
-                         lambda: fixed_levels(fixed, region, smoothing, steps))
-    if isinstance(samples, str):
-        return lambda affine: samples
-    prepared = ncc_levels(samples, moving, smoothing)
-    return lambda affine: refine_prepared(prepared, affine,
-                                          max_rescale=config.refine_max_rescale)
-
-
-def _atlas_image(atlas: Atlas) -> sitk.Image:
-    """The 1 mm atlas mean image as a SimpleITK image on the atlas grid."""
-    fixed = sitk.GetImageFromArray(np.asarray(atlas.image, np.float32))
-    fixed.CopyInformation(atlas_reference())
-    return fixed
-
-
-def _structure_region(atlas: Atlas, margin_mm: float) -> np.ndarray:
-    """Where the labelled structures are in the 1 mm atlas, grown by ``margin_mm``
-    (made once per atlas and margin; not to be changed)."""
-    return atlas.memo(("structure_region", margin_mm), lambda: ndi.binary_dilation(
-        atlas.probabilities[1:].sum(0) > 0.2, iterations=max(1, int(margin_mm / ATLAS_SPACING))))
-
-
-def _structure_correlation(atlas: Atlas, moving: sitk.Image, transform: sitk.Transform,
-                           config: RegistrationConfig) -> float:
-    """Correlation of the 1 mm atlas mean image and the registered slice around the muscles."""
-    reference = atlas_reference()
-    warped = sitk.GetArrayFromImage(sitk.Resample(moving, reference, transform,
-                                                  sitk.sitkLinear, 0.0, sitk.sitkFloat32))
-    region = _structure_region(atlas, config.structure_margin_mm)
-    a, b = np.asarray(atlas.image)[region], warped[region]
-    if a.std() == 0 or b.std() == 0:
-        return 0.0
-    return float(np.corrcoef(a, b)[0, 1])
-
-
-def _quality(fixed: sitk.Image, fixed_mask: np.ndarray, moving: sitk.Image,
-             moving_mask: np.ndarray, transform: sitk.Transform) -> tuple[float, float]:
-    """Body Dice and the template/slice correlation inside the atlas body."""
-    mask_img = sitk.GetImageFromArray(moving_mask.astype(np.uint8))
-    mask_img.CopyInformation(moving)
-    warped_mask = sitk.GetArrayFromImage(sitk.Resample(
-        mask_img, fixed, transform, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)) > 0
-    warped = sitk.GetArrayFromImage(sitk.Resample(moving, fixed, transform, sitk.sitkLinear,
-                                                  0.0, sitk.sitkFloat32))
-    total = fixed_mask.sum() + warped_mask.sum()
-    dice = float(2 * (fixed_mask & warped_mask).sum() / total) if total else 0.0
-    a = sitk.GetArrayFromImage(fixed)[fixed_mask]
-    b = warped[fixed_mask]
-    if a.std() == 0 or b.std() == 0:
-        return dice, 0.0
-    return dice, float(np.corrcoef(a, b)[0, 1])

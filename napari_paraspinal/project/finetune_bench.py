@@ -31,7 +31,8 @@ import numpy as np
 from ..core.labels import BY_VALUE, ES_L, ES_R, MF_L, MF_R
 from ..nets.metrics import dice_per_label
 from ..phantom import LEVELS, PhantomCase, PhantomConfig, generate_phantom
-from .finetune import FinetuneConfig, FinetuneResult, finetune_project
+from .finetune import FinetuneResult, finetune_project
+from .finetune_config import FinetuneConfig
 from .store import Project
 
 #: Phantom settings the shipped model was not trained on (keyword arguments of PhantomConfig).
