@@ -96,7 +96,8 @@ def cmd_train_synth(args: argparse.Namespace) -> int:
     real = [r for r in (args.real or "").split(",") if r]
     config = SynthTrainConfig(steps=args.steps, pool=args.pool, batch_size=args.batch_size,
                               seed=args.seed, device=args.device, lr=args.lr,
-                              real_share=args.real_share if real else 0.0)
+                              real_share=args.real_share if real else 0.0,
+                              real_remap=args.real_remap if real else 0.0)
     checkpoint = args.checkpoint or Path(f"{args.out}.training")
     try:
         path = fit_synthetic_bundle(
@@ -281,6 +282,9 @@ def add_training_parsers(sub: argparse._SubParsersAction) -> None:
                         "names them")
     p.add_argument("--real-share", type=float, default=0.25,
                    help="share of each batch taken from the real slices (with --real)")
+    p.add_argument("--real-remap", type=float, default=0.0, metavar="P",
+                   help="probability that a real slice gets a random intensity curve, so one "
+                        "contrast also teaches others (with --real)")
     p.add_argument("--width", type=int, default=16, help="U-Net base width")
     p.add_argument("--shapes", type=Path, default=None,
                    help="real MF/ES label maps (default: shared/data/mri515_t2_labels)")

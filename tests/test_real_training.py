@@ -119,3 +119,28 @@ def test_a_real_share_without_real_cases_is_refused(tmp_path) -> None:
                               device="cpu", real_share=0.5)
     with pytest.raises(ValueError, match="real_share needs real cases"):
         fit_synthetic_bundle(tmp_path / "m", "m", config, width=4)
+
+
+def test_a_random_intensity_curve_keeps_air_dark_and_reorders_tissues() -> None:
+    from napari_paraspinal.nets.augment import AugmentConfig, augment_slice, remap_intensity
+
+    ramp = np.linspace(0, 1, 256, dtype=np.float32)[None].repeat(8, 0)
+    rng = np.random.default_rng(1)
+    curves = [remap_intensity(ramp, rng)[0] for _ in range(40)]
+    for c in curves:
+        assert c[0] == 0 and 0 <= c.min() and c.max() <= 1 + 1e-6
+    # some curves turn the order of intensities around (fat bright -> fat dark)
+    assert any(c[-1] < c[40] for c in curves) and any(c[-1] > c[40] for c in curves)
+    labels = np.zeros((64, 64), np.uint8)
+    labels[20:40, 20:40] = MF_L
+    image = np.where(labels > 0, 0.1, 0.8).astype(np.float32)
+    plain = AugmentConfig(rotation_deg=0, scale=(1, 1), shift_px=0, gamma_sd=0, bias=0,
+                          blur_px=0, noise=0)
+    same, lab = augment_slice(image, labels, np.random.default_rng(2), plain)
+    assert np.array_equal(same, image) and np.array_equal(lab, labels)
+    from dataclasses import replace
+    moved = [augment_slice(image, labels, np.random.default_rng(s), replace(plain, remap=1.0))
+             for s in range(20)]
+    assert all(np.array_equal(m[1], labels) for m in moved)  # labels never change
+    # the muscle ends up brighter than the fat around it in some draws
+    assert any(m[0][30, 30] > m[0][5, 5] for m in moved)

@@ -37,7 +37,7 @@ import torch
 from ..core.labels import NUM_CLASSES, swap_left_right
 from ..synth.contrast import ContrastConfig, synthesize
 from ..synth.render import RenderConfig, render_pool
-from .augment import augment_slice
+from .augment import AugmentConfig, augment_slice
 from .checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from .distributed import Group, data_parallel_step, group_from_env
 from .losses import DiceCELoss
@@ -62,6 +62,7 @@ class SynthTrainConfig:
     val_every: int = 500
     device: str = "auto"
     real_share: float = 0.0  # share of each batch taken from real slices, when given
+    real_remap: float = 0.0  # probability of a random intensity curve on a real slice
 
 
 def _crop_box(rng: np.random.Generator, size: int, crop: int) -> tuple[int, int]:
@@ -90,10 +91,11 @@ def make_batch(tissue: np.ndarray, labels: np.ndarray, index: np.ndarray, crop: 
     return torch.stack(images)[:, None], torch.stack(targets)
 
 
-def real_batch(samples: AtlasSamples, index: np.ndarray, crop: int, rng: np.random.Generator
+def real_batch(samples: AtlasSamples, index: np.ndarray, crop: int, rng: np.random.Generator,
+               augment: AugmentConfig | None = None
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Images, labels and label masks (B×C) of real samples ``index``: mirrored at random,
-    moved and re-lit, cropped as the synthetic ones are."""
+    moved and re-lit (``augment``), cropped as the synthetic ones are."""
     swap = swap_left_right(np.arange(NUM_CLASSES, dtype=np.uint8)).astype(np.intp)
     images, targets, masks = [], [], []
     size = samples.images.shape[-1]
@@ -101,7 +103,8 @@ def real_batch(samples: AtlasSamples, index: np.ndarray, crop: int, rng: np.rand
         image, lab, mask = samples.images[i], samples.labels[i], samples.label_mask[i]
         if rng.random() < 0.5:
             image, lab, mask = image[:, ::-1], swap_left_right(lab[:, ::-1]), mask[swap]
-        image, lab = augment_slice(np.ascontiguousarray(image), np.ascontiguousarray(lab), rng)
+        image, lab = augment_slice(np.ascontiguousarray(image), np.ascontiguousarray(lab), rng,
+                                   augment)
         r0, c0 = _crop_box(rng, size, crop)
         images.append(torch.from_numpy(np.ascontiguousarray(image[r0:r0 + crop,
                                                                    c0:c0 + crop])))
@@ -182,7 +185,8 @@ def train_synthetic(model: Segmenter, config: SynthTrainConfig, shapes: list | N
         for params in optimizer.param_groups:
             params["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * step / config.steps))
         x, y, batch_mask = _local_batch(tissue, labels, real, n_synth, n_real_here, mask,
-                                        config.crop, rng, gen, contrast)
+                                        config.crop, rng, gen, contrast,
+                                        AugmentConfig(remap=config.real_remap))
         model.train()
         optimizer.zero_grad(set_to_none=True)
         # this process's part of the batch; the parts' weighted gradients are summed
@@ -214,7 +218,7 @@ def train_synthetic(model: Segmenter, config: SynthTrainConfig, shapes: list | N
 def _local_batch(tissue: np.ndarray, labels: np.ndarray, real: AtlasSamples | None,
                  n_synth: int, n_real: int, mask: torch.Tensor, crop: int,
                  rng: np.random.Generator, gen: torch.Generator,
-                 contrast: ContrastConfig | None
+                 contrast: ContrastConfig | None, augment: AugmentConfig
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """This process's part of a batch: synthetic slices first, then real ones."""
     xs, ys, masks = [], [], []
@@ -225,7 +229,7 @@ def _local_batch(tissue: np.ndarray, labels: np.ndarray, real: AtlasSamples | No
         ys.append(y)
         masks.append(mask[:n_synth])
     if n_real and real is not None:
-        x, y, m = real_batch(real, rng.integers(0, len(real), n_real), crop, rng)
+        x, y, m = real_batch(real, rng.integers(0, len(real), n_real), crop, rng, augment)
         xs.append(x)
         ys.append(y)
         masks.append(m)
