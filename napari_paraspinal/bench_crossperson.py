@@ -18,7 +18,7 @@ import dataclasses
 import os
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,7 @@ from .core.labels import BY_VALUE, ES_L, ES_R, MF_L, MF_R
 from .core.orientation import canonical_reorientation, reorient_geometry
 from .core.writers import write_image
 from .export import markdown_table, write_csv
+from .jobs import ProgressFn, report
 from .project.finetune import finetune_project
 from .project.finetune_config import FinetuneConfig
 from .project.store import Project
@@ -69,7 +70,7 @@ def _refuse_seen(model_path: str | None, people: Sequence[RealSeries]) -> None:
 def cross_person(train: RealSeries, test: RealSeries, model_path: str | None = None,
                  n_slices: int = 10, config: FinetuneConfig | None = None,
                  work_dir: Path | None = None,
-                 progress: Callable[[str], None] | None = None,
+                 progress: ProgressFn | None = None,
                  test_slices: str = "all") -> dict:
     """Fine-tune on ``n_slices`` corrected slices of ``train``, score on ``test``.
 
@@ -81,7 +82,8 @@ def cross_person(train: RealSeries, test: RealSeries, model_path: str | None = N
     ``before`` (the starting model), ``candidate`` (what fine-tuning produced, registered
     even when rejected) and ``after`` (the active model after the run), each with
     ``mean_shared`` (mean pooled Dice over the shared structures). ``test_slices`` is
-    bench_real's slice spec (``"all"``, or ``"everyK"`` for a quick look).
+    bench_real's slice spec (``"all"``, or ``"everyK"`` for a quick look). ``progress``
+    gets the corrections (stage ``corrections``), the fine-tuning's events and the scoring's.
 
     A model trained on either person cannot measure how fine-tuning carries from one to the
     other: it is refused (ValueError) naming the person it saw.
@@ -109,15 +111,10 @@ def cross_person(train: RealSeries, test: RealSeries, model_path: str | None = N
                 (cid,) = added.ids
                 corrected = np.where(np.isin(truth, shared), truth, 0).astype(np.uint8)
                 project.save_labels(cid, corrected, "corrected", labelled=shared)
-            if progress:
-                progress(f"{train.name}: {len(ks)} corrected slices {ks}; fine-tuning")
-
-            def on_step(info: dict) -> None:
-                if progress and info.get("stage") in ("train", "validate", "done"):
-                    progress(f"finetune {info}")
-
+            report(progress, "corrections", len(ks), len(ks), train.name,
+                   f"{train.name}: {len(ks)} corrected slices {ks}; fine-tuning")
             start = time.perf_counter()
-            result = finetune_project(project, config, progress=on_step)
+            result = finetune_project(project, config, progress=progress)
             minutes = (time.perf_counter() - start) / 60.0
             if result.model_id is None:
                 raise RuntimeError(f"fine-tuning did not finish: {result.reason}")
@@ -243,7 +240,7 @@ def write_crossperson_report(results: Sequence[dict], floors: dict[str, dict] | 
 
 def run_both_ways(series: Sequence[RealSeries], model_path: str | None = None,
                   config: FinetuneConfig | None = None, n_slices: int = 10,
-                  test_slices: str = "all", progress: Callable[[str], None] | None = None
+                  test_slices: str = "all", progress: ProgressFn | None = None
                   ) -> tuple[list[dict], dict[str, dict]]:
     """The two directions between ``musclemap_sub0001/fat`` and ``lpm_tum01/fat`` and the
     copy-labels floor of each test series (empty when either series is missing).

@@ -13,7 +13,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +22,7 @@ import numpy as np
 from .core.errors import InputError
 from .core.labels import BY_VALUE, ES_L, ES_R, MF_L, MF_R, PS_L, PS_R
 from .export import markdown_table, write_csv
+from .jobs import ProgressFn, report
 from .realdata import RealSeries, default_real_data_dir, read_series_slice, real_series
 from .seg_qc import swapped_pairs
 from .sides import DEFAULT as SIDES_DEFAULT
@@ -117,7 +118,7 @@ def series_row(series: RealSeries, tally: DiceTally, flagged: int, failed: int,
 
 
 def bench_real(model_path: str | None = None, root: Path | None = None, slices: str = "all",
-               device: str = "cpu", progress: Callable[[str], None] | None = None,
+               device: str = "cpu", progress: ProgressFn | None = None,
                series: Sequence[RealSeries] | None = None,
                predictions: dict[tuple[str, str, int], np.ndarray] | None = None,
                sides: str = SIDES_DEFAULT, mirror: bool = True,
@@ -132,6 +133,7 @@ def bench_real(model_path: str | None = None, root: Path | None = None, slices: 
     ``predictions`` dict receives each slice's labels under ``(case, contrast, k)``.
     ``unseen``: other bundles; a case the model was trained on is scored by the first of them
     that was not (leave-one-case-out), and the row's ``model`` says which scored it.
+    Progress: stage ``score``, ``done`` slices of the series ``case``.
     """
     from .segment import load_model, segment_slice
 
@@ -157,8 +159,8 @@ def bench_real(model_path: str | None = None, root: Path | None = None, slices: 
                 seconds += time.perf_counter() - t
                 failed += 1
                 tally.add(None, truth)
-                if progress:
-                    progress(f"{s.name} slice {k}: FAILED ({err.problem})")
+                report(progress, "score", n + 1, len(ks), s.name,
+                       f"{s.name} slice {k}: FAILED ({err.problem})")
                 continue
             seconds += time.perf_counter() - t
             flagged += bool(seg.preprocessed.registration.flagged)
@@ -166,8 +168,7 @@ def bench_real(model_path: str | None = None, root: Path | None = None, slices: 
             tally.add(seg.labels, truth)
             if predictions is not None:
                 predictions[(s.case, s.contrast, k)] = seg.labels
-            if progress:
-                progress(f"{s.name} slice {k} ({n + 1}/{len(ks)})")
+            report(progress, "score", n + 1, len(ks), s.name, f"{s.name} slice {k}")
         row = series_row(s, tally, flagged, failed, seconds,
                          seen_in_training(model.card.data, s.case))
         row["lr_swapped"] = swaps

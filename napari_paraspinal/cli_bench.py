@@ -18,6 +18,7 @@ def torch_threads() -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per target
+    from .cli_progress import progress_reporter
     from .export import markdown_table as format_table
 
     if args.target == "network":  # needs torch only: runs where no image library is installed
@@ -77,10 +78,10 @@ def cmd_bench(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per t
         except ValueError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
-        rows = bench_real(args.model, root, slices=args.slices, device=args.device,
-                          progress=lambda text: print(text, file=sys.stderr),
-                          sides=args.sides, mirror=not args.no_mirror,
-                          unseen=args.unseen or ())
+        with progress_reporter("slice") as progress:
+            rows = bench_real(args.model, root, slices=args.slices, device=args.device,
+                              progress=progress, sides=args.sides, mirror=not args.no_mirror,
+                              unseen=args.unseen or ())
         scored_by = "" if not args.unseen else (
             f"; a case it was trained on is scored by the first of {', '.join(args.unseen)} "
             "that was not (column model)")
@@ -102,10 +103,10 @@ def cmd_bench(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per t
             from .project.finetune_config import FinetuneConfig
 
             try:
-                results, floors = run_both_ways(
-                    real_series(root), args.model, FinetuneConfig(device=args.device),
-                    test_slices=args.slices,
-                    progress=lambda text: print(text, file=sys.stderr))
+                with progress_reporter("step") as progress:
+                    results, floors = run_both_ways(
+                        real_series(root), args.model, FinetuneConfig(device=args.device),
+                        test_slices=args.slices, progress=progress)
             except ValueError as err:
                 print(f"error: {err}", file=sys.stderr)
                 return 2
@@ -147,8 +148,8 @@ def cmd_bench(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per t
     elif args.target == "finetune":
         from .project.finetune_bench import bench_finetune
 
-        bench = bench_finetune(n_train=args.n or 10,
-                               progress=lambda text: print(text, file=sys.stderr))
+        with progress_reporter("step") as progress:
+            bench = bench_finetune(n_train=args.n or 10, progress=progress)
         print(format_table(bench.rows))
         print(format_table([bench.summary]))
     elif args.target == "crf":

@@ -1,19 +1,20 @@
 """Progress of a long command on the terminal: a tqdm bar on a terminal, plain lines in a log.
 
-Every long job reports ``progress(done, total, what)`` (the one callback signature of the
-core); this renders it. On a terminal a bar with the count, rate and time left; when standard
-error is a file or a pipe (a cluster job's log), one line per step, which a log keeps
-readable where a bar's carriage returns would not.
+Every long job reports :class:`.jobs.Progress` events (the one protocol of the core); this
+renders them. On a terminal a bar with the count, rate and time left; when standard error
+is a file or a pipe (a cluster job's log), one line per step, which a log keeps readable
+where a bar's carriage returns would not.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO
 
-ProgressFn = Callable[[int, int, str], None]
+from .jobs import Progress, ProgressFn
+
 _BARS: list = []  # the bar on the terminal now, if any (notices are written above it)
 
 
@@ -29,11 +30,11 @@ def say(text: str, stream: IO[str] | None = None) -> None:
 @contextmanager
 def progress_reporter(unit: str = "slice", stream: IO[str] | None = None
                       ) -> Iterator[ProgressFn]:
-    """A ``progress(done, total, what)`` for the block; the bar is closed after it."""
+    """A :data:`.jobs.ProgressFn` for the block; the bar is closed after it."""
     stream = stream if stream is not None else sys.stderr
     if not stream.isatty():
-        def line(done: int, total: int, what: str) -> None:
-            print(f"[{done}/{total}] {what}", file=stream, flush=True)
+        def line(event: Progress) -> None:
+            print(f"[{event.done}/{event.total}] {event.text}", file=stream, flush=True)
 
         yield line
         return
@@ -41,11 +42,11 @@ def progress_reporter(unit: str = "slice", stream: IO[str] | None = None
 
     bar = tqdm(total=0, unit=unit, file=stream, dynamic_ncols=True, leave=True)
 
-    def update(done: int, total: int, what: str) -> None:
-        if bar.total != total:
-            bar.total = total
-        bar.n = done
-        bar.set_postfix_str(what[-60:], refresh=False)
+    def update(event: Progress) -> None:
+        if bar.total != event.total:
+            bar.total = event.total
+        bar.n = event.done
+        bar.set_postfix_str(event.text[-60:], refresh=False)
         bar.refresh()
 
     _BARS.append(bar)

@@ -4,8 +4,8 @@ pipeline's single steps on image files, one command each."""
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 from .core.errors import InputError
@@ -47,16 +47,14 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_atlas(args: argparse.Namespace) -> int:
+    from .cli_progress import progress_reporter
     from .preprocess.atlas_build import build_atlas
     from .preprocess.chain import atlas_cases_from_folder
 
     groups = atlas_cases_from_folder(args.data, level=args.level)
     for level, cases in sorted(groups.items()):
-        def progress(done: int, total: int, level: str = level) -> None:
-            if not args.quiet and (done == total or done % 10 == 0):
-                print(f"[{level}] registration {done}/{total}", file=sys.stderr)
-
-        atlas = build_atlas(cases, level, rounds=args.rounds, progress=progress)
+        with nullcontext() if args.quiet else progress_reporter("registration") as progress:
+            atlas = build_atlas(cases, level, rounds=args.rounds, progress=progress)
         out = atlas.save(Path(args.out) / level)
         print(f"{level}: atlas of {len(cases)} cases written to {out}")
     return 0

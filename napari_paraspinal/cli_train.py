@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .core.errors import InputError
+from .jobs import Progress
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -55,10 +56,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         train_set.save(Path(args.cache) / "train.npz")
         val_set.save(Path(args.cache) / "val.npz")
 
-    def progress(entry: dict) -> None:
+    def progress(event: Progress) -> None:
         if not args.quiet:
-            print(f"{entry['phase']} epoch {entry['epoch']}: {_loss_text(entry['loss'])}, "
-                  f"validation Dice {entry['val_dice']:.4f}, {entry['seconds']:.0f} s",
+            print(f"{event.text}, {(event.values or {}).get('seconds', 0):.0f} s",
                   file=sys.stderr)
 
     segmenter, config = _training_configs(args)
@@ -103,9 +103,7 @@ def cmd_train_synth(args: argparse.Namespace) -> int:
         path = fit_synthetic_bundle(
             args.out, args.name or Path(args.out).name, config, args.width, shapes,
             checkpoint, args.resume, init=args.init, real=real,
-            progress=lambda e: print(f"step {e['step']}: loss {e['loss']:.4f}, synthetic "
-                                     f"validation Dice {e['val_dice']:.4f}, "
-                                     f"{e['seconds']:.0f} s", file=sys.stderr))
+            progress=lambda e: print(e.text, file=sys.stderr))
     except FileExistsError as err:
         raise InputError(args.out, "a model bundle already exists here") from err
     except ValueError as err:
@@ -140,11 +138,10 @@ def cmd_ablate(args: argparse.Namespace) -> int:
             sets[name].save(path)
     segmenter, train_config = _training_configs(args)
 
-    def progress(variant: str, entry: dict) -> None:
+    def progress(event: Progress) -> None:
         if not args.quiet:
-            print(f"{variant}: {entry['phase']} epoch {entry['epoch']}: loss "
-                  f"{entry['loss']:.4f}, validation Dice {entry['val_dice']:.4f}, "
-                  f"{entry['seconds']:.0f} s", file=sys.stderr)
+            print(f"{event.case}: {event.text}, {(event.values or {}).get('seconds', 0):.0f} s",
+                  file=sys.stderr)
 
     result = run_ablation(sets["train"], sets["val"], sets["test"],
                           AblationConfig(segmenter=segmenter, train=train_config),
@@ -164,12 +161,8 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _loss_text(loss: float) -> str:
-    """A training epoch's loss; epoch 0 of a phase only scores its start (loss NaN)."""
-    return "start (no training yet)" if np.isnan(loss) else f"loss {loss:.4f}"
-
-
 def cmd_finetune(args: argparse.Namespace) -> int:
+    from .nets.trainer import PHASES
     from .project.finetune import FinetuneConfig, finetune_project
     from .project.store import Project
 
@@ -178,18 +171,15 @@ def cmd_finetune(args: argparse.Namespace) -> int:
                             min_improvement=args.min_improvement, device=args.device,
                             max_minutes=args.max_minutes)
 
-    def progress(event: dict) -> None:
+    def progress(event: Progress) -> None:
         if args.quiet:
             return
-        stage = event.get("stage")
-        if stage == "train":
-            print(f"{event['phase']} epoch {event['epoch']}: {_loss_text(event['loss'])}, "
-                  f"held-out Dice {event['val_dice']:.4f}", file=sys.stderr)
-        elif "total" in event:
-            print(f"{stage} {event['done']}/{event['total']} {event.get('case', '')}",
-                  file=sys.stderr)
+        if event.stage in PHASES:  # an epoch: its validation is the held-out cases
+            print(event.text.replace("validation Dice", "held-out Dice"), file=sys.stderr)
+        elif event.stage == "done":
+            print(f"done {event.message}", file=sys.stderr)
         else:
-            print(f"{stage} {event.get('status', '')}", file=sys.stderr)
+            print(f"{event.stage} {event.done}/{event.total} {event.case}", file=sys.stderr)
 
     with Project.open(args.project) as project:
         result = finetune_project(project, config, progress=progress, resume=args.resume)

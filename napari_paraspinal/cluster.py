@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from threading import Event
 from typing import TYPE_CHECKING
 
 from .core.errors import InputError
+from .jobs import Cancel, ProgressFn, cancelled, report
 
 if TYPE_CHECKING:
     from .bids import BidsDataset
@@ -97,11 +97,12 @@ def run_on_cluster(refs: Sequence[Source], cids: Sequence[str], counts: Sequence
                    config: RunConfig, model: Model | None, out: RunOutput,
                    bids: BidsDataset | None, client,  # noqa: ANN001  distributed.Client
                    tables: Callable[[list[CaseResult]], dict],
-                   progress: Callable[[int, int, str], None] | None = None,
-                   cancel: Event | None = None,
+                   progress: ProgressFn | None = None,
+                   cancel: Cancel | None = None,
                    notice: Callable[[str], None] | None = None) -> list[CaseResult]:
     """Every case as a task; returns the results in input order (cases not run after a
-    cancel are left out). ``tables`` builds the sheets from the results so far."""
+    cancel are left out). ``tables`` builds the sheets from the results so far; progress
+    (stage ``run``) counts the slices of the cases that came back."""
     from distributed import as_completed
 
     from .run_batch import guarded_case, keep_result, planned_files, write_case_bids
@@ -125,14 +126,13 @@ def run_on_cluster(refs: Sequence[Source], cids: Sequence[str], counts: Sequence
         out.case_finished(cid, result.status, result.message, len(result.rows))
         results[n] = result
         done += counts[n]
-        if progress:
-            progress(done, total, str(ref))
+        report(progress, "run", done, total, cid, str(ref))
         try:
             out.write_tables(tables([results[k] for k in sorted(results)]))
         except OutputError as err:
             if notice:
                 notice(f"tables not updated: {err}")
-        if cancel is not None and cancel.is_set():
+        if cancelled(cancel):
             for f in futures:
                 f.cancel()
             break

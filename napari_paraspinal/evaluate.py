@@ -8,12 +8,13 @@ over all labels). Labels the reference does not annotate are left out, not score
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from .core.geometry import Geometry
 from .core.labels import BY_VALUE
+from .jobs import ProgressFn, report
 from .nets.metrics import assd_mm, hausdorff95_mm
 from .segment import Model, segment_slice
 
@@ -43,8 +44,9 @@ def score_case(pred: np.ndarray, truth: np.ndarray, geometry: Geometry,
 
 
 def evaluate_folder(data_dir: str | os.PathLike[str], model: Model, level: str = "auto",
-                    progress: Callable[[int, int], None] | None = None) -> list[dict]:
-    """Segment every image of ``data_dir/images`` and score it against ``data_dir/labels``."""
+                    progress: ProgressFn | None = None) -> list[dict]:
+    """Segment every image of ``data_dir/images`` and score it against ``data_dir/labels``
+    (progress: stage ``evaluate``, one step per image)."""
     from .core.io import image_stem, labelled_pairs, read_labels, read_slice
 
     pairs = labelled_pairs(data_dir)
@@ -57,8 +59,7 @@ def evaluate_folder(data_dir: str | os.PathLike[str], model: Model, level: str =
         for row in score_case(seg.labels, truth, image.geometry):
             rows.append({"case": stem, "level": seg.preprocessed.level,
                          "flagged": seg.preprocessed.registration.flagged, **row})
-        if progress is not None:
-            progress(k + 1, len(pairs))
+        report(progress, "evaluate", k + 1, len(pairs), stem)
     return rows
 
 

@@ -13,13 +13,14 @@ A model trained on a real case is not zero-shot on it: its card names the cases
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from .core.errors import InputError
 from .core.labels import label_mask
+from .jobs import ProgressFn, report
 from .nets.samples import AtlasSamples
 from .preprocess.atlas_space import labels_to_atlas
 from .preprocess.chain import AUTO, PreprocessConfig, preprocess_slice
@@ -41,28 +42,29 @@ def pick_series(names: Sequence[str], root: Path | None = None) -> list[RealSeri
 
 
 def frame_samples(series: Sequence[RealSeries], preprocess: PreprocessConfig, atlases: dict,
-                  progress: Callable[[str], None] | None = None) -> AtlasSamples:
+                  progress: ProgressFn | None = None) -> AtlasSamples:
     """Every slice of ``series`` on the network's frame, with its labels and label mask.
 
-    A slice the chain refuses is left out (and reported through ``progress``).
+    A slice the chain refuses is left out (and reported through ``progress``: stage
+    ``frame``, ``done`` series of ``total``, ``case`` the series).
     """
     images, labels, masks, sources = [], [], [], []
-    for s in series:
+    for n, s in enumerate(series):
         mask = label_mask(s.annotated)
         for k in range(s.n_slices()):
             image, truth = read_series_slice(s, k)
             try:
                 pre = preprocess_slice(image, atlases, AUTO, preprocess)
             except InputError as err:
-                if progress:
-                    progress(f"{s.name} slice {k} left out: {err.problem}")
+                report(progress, "frame", n, len(series), s.name,
+                       f"{s.name} slice {k} left out: {err.problem}")
                 continue
             images.append(pre.atlas_image.astype(np.float32))
             labels.append(labels_to_atlas(truth, pre.registration.mapping))
             masks.append(mask)
             sources.append(f"real:{s.name}:{k}")
-        if progress:
-            progress(f"{s.name}: {s.n_slices()} slices on the frame")
+        report(progress, "frame", n + 1, len(series), s.name,
+               f"{s.name}: {s.n_slices()} slices on the frame")
     if not images:
         raise ValueError("no real slice could be prepared")
     return AtlasSamples(np.stack(images), np.stack(labels).astype(np.uint8), np.stack(masks),

@@ -6,8 +6,9 @@ manifest are rewritten as each case finishes (:mod:`.run_output`), so a killed r
 finished cases. The cases run here one after another, or as Dask tasks with ``cluster``
 (:mod:`.cluster`); each is :func:`.pipeline.process_case`. With ``resume`` the cases a
 previous run in the folder finished are taken over as they are (:mod:`.run_resume`). The
-work is a plain function reporting progress through a callback and honouring a cancel
-flag, so the CLI, the napari plugin and the app all run the same code.
+work is a plain function reporting :class:`.jobs.Progress` events (stage ``run``: slices
+done over all inputs) and honouring a :data:`.jobs.Cancel` token, so the CLI, the napari
+plugin and the app all run the same code.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
-from threading import Event
 
 from .bids import BidsDataset, source_paths
 from .bids import start as start_bids
@@ -25,10 +26,10 @@ from .case_input import DixonRef
 from .core.errors import InputError
 from .core.io import describe_error, list_inputs
 from .core.listing import path_problem
+from .jobs import Cancel, ProgressFn, cancelled, report
 from .pipeline import (
     CaseResult,
     NoticeFn,
-    ProgressFn,
     RunConfig,
     Source,
     case_id,
@@ -49,18 +50,19 @@ def run(
     inputs: Sequence[str | Path | DixonRef],
     config: RunConfig,
     progress: ProgressFn | None = None,
-    cancel: Event | None = None,
+    cancel: Cancel | None = None,
     notice: NoticeFn | None = None,
 ) -> list[CaseResult]:
     """Process every input; ``measurements.csv``/``.xlsx`` and the manifest ``run.json``
     in ``config.out_dir`` are rewritten as each case finishes (:mod:`.run_output`).
 
-    Progress counts slices over all inputs. Any error of one case becomes its failed row and
-    the others still run. What the folder listing skipped (hidden files, pipes, link loops,
-    over-long paths, ...) goes to ``notice``, as does a table that could not be updated
-    mid-run. Setting ``cancel`` stops before the next batch of slices; what finished is
-    kept. A given path that does not exist, a model that cannot be loaded or an output
-    folder that cannot be used raise :class:`InputError` before anything is written.
+    Progress (stage ``run``, then ``tables``) counts slices over all inputs. Any error of
+    one case becomes its failed row and the others still run. What the folder listing
+    skipped (hidden files, pipes, link loops, over-long paths, ...) goes to ``notice``, as
+    does a table that could not be updated mid-run. Setting ``cancel`` stops before the next
+    batch of slices; what finished is kept. A given path that does not exist, a model that
+    cannot be loaded or an output folder that cannot be used raise :class:`InputError`
+    before anything is written.
     """
     refs, skipped = _listed(inputs, config.out_dir, config.dixon_pairing)
     make_output_folder(config.out_dir)  # before the model loads: a bad folder fails fast
@@ -76,7 +78,7 @@ def run(
 
 
 def _run(refs: Sequence[Source], skipped: Sequence[InputError], config: RunConfig,
-         progress: ProgressFn | None, cancel: Event | None, notice: NoticeFn | None,
+         progress: ProgressFn | None, cancel: Cancel | None, notice: NoticeFn | None,
          client=None) -> list[CaseResult]:  # noqa: ANN001  a distributed.Client
     model = (load_model(config.model, config.device, sides=config.sides, mirror=config.mirror,
                         precision=config.precision)
@@ -100,22 +102,22 @@ def _run(refs: Sequence[Source], skipped: Sequence[InputError], config: RunConfi
 
         todo = [n for n in range(len(refs)) if n not in kept]
         done_before = sum(counts[n] for n in kept)
-        if progress and kept:
-            progress(done_before, total, "kept from the previous run")
+        if kept:
+            report(progress, "kept", done_before, total, message="kept from the previous run")
         fresh = run_on_cluster(
             [refs[n] for n in todo], [cids[n] for n in todo], [counts[n] for n in todo],
             config, model, out, bids, client,
             lambda rs: table_sheets(_in_order(kept, cids, rs), config, model),
             None if progress is None else
-            (lambda d, t, text: progress(done_before + d, total, text)), cancel, notice)
+            (lambda p: progress(replace(p, done=done_before + p.done, total=total))),
+            cancel, notice)
         results = _in_order(kept, cids, fresh)
     else:
         results = _run_here(refs, cids, counts, config, model, out, bids, progress, cancel,
                             notice, kept)
-    if progress:
-        progress(total, total, "writing tables")
-    cancelled = cancel is not None and cancel.is_set()
-    out.finish(table_sheets(results, config, model), "cancelled" if cancelled else "complete")
+    report(progress, "tables", total, total, message="writing tables")
+    out.finish(table_sheets(results, config, model),
+               "cancelled" if cancelled(cancel) else "complete")
     return results
 
 
@@ -146,7 +148,7 @@ def _in_order(kept: dict[int, CaseResult], cids: Sequence[str],
 
 def _run_here(refs: Sequence[Source], cids: Sequence[str], counts: Sequence[int],
               config: RunConfig, model: Model | None, out: RunOutput,
-              bids: BidsDataset | None, progress: ProgressFn | None, cancel: Event | None,
+              bids: BidsDataset | None, progress: ProgressFn | None, cancel: Cancel | None,
               notice: NoticeFn | None, kept: dict[int, CaseResult]) -> list[CaseResult]:
     """The cases one after another in this process, tables rewritten after each."""
     total, done = sum(counts), 0
@@ -155,17 +157,16 @@ def _run_here(refs: Sequence[Source], cids: Sequence[str], counts: Sequence[int]
         if n in kept:
             results.append(kept[n])
             done += count
-            if progress:
-                progress(done, total, f"{ref}: kept from the previous run")
+            report(progress, "kept", done, total, cid, f"{ref}: kept from the previous run")
             continue
-        if cancel is not None and cancel.is_set():
+        if cancelled(cancel):
             break
 
-        def on_slice(k: int, ref: Source = ref, count: int = count) -> None:
+        def on_slice(k: int, ref: Source = ref, cid: str = cid, count: int = count) -> None:
             nonlocal done
             done += 1
-            if progress:
-                progress(done, total, f"{ref} slice {k}" if count > 1 else str(ref))
+            report(progress, "run", done, total, cid,
+                   f"{ref} slice {k}" if count > 1 else str(ref))
 
         results.append(_isolated_case(ref, cid, config, model, out, on_slice, cancel, bids))
         done = sum(counts[:n + 1])
@@ -179,7 +180,7 @@ def _run_here(refs: Sequence[Source], cids: Sequence[str], counts: Sequence[int]
 
 def _isolated_case(ref: Source, cid: str, config: RunConfig, model: Model | None,
                    out: RunOutput, on_slice: Callable[[int], None],
-                   cancel: Event | None, bids: BidsDataset | None = None) -> CaseResult:
+                   cancel: Cancel | None, bids: BidsDataset | None = None) -> CaseResult:
     """One case, whatever happens: an exception becomes the case's failed row."""
     out.case_started(cid, str(ref), planned_files(ref, cid, config, bids))
     result = guarded_case(ref, cid, lambda: process_case(ref, cid, config, model, on_slice,

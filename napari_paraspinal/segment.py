@@ -14,13 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from itertools import repeat
 from pathlib import Path
-from threading import Event
 
 import numpy as np
 import torch
 
 from .core.errors import InputError
 from .core.geometry import SliceImage
+from .jobs import Cancel, cancelled
 from .nets.bundle import ModelCard, atlas_hashes, load_bundle
 from .nets.segmenter import PRECISIONS, Segmenter, resolve_device
 from .postprocess import CHOICES, largest_components
@@ -117,7 +117,7 @@ def segment_slice(image: SliceImage, model: Model, level: str = AUTO) -> Segment
 
 
 def segment_many(images: Sequence[SliceImage], model: Model, level: str = AUTO,
-                 batch_size: int = 8, cancel: Event | None = None
+                 batch_size: int = 8, cancel: Cancel | None = None
                  ) -> Iterator[tuple[int, Segmentation | InputError]]:
     """Segment slices (e.g. of one stack), the network running on batches of them.
 
@@ -128,7 +128,7 @@ def segment_many(images: Sequence[SliceImage], model: Model, level: str = AUTO,
     workers = max(1, min(2, os.cpu_count() or 1))
     with ThreadPoolExecutor(workers) as pool:  # SimpleITK, scipy and torch release the GIL
         for start in range(0, len(images), batch_size):
-            if cancel is not None and cancel.is_set():
+            if cancelled(cancel):
                 return
             batch = range(start, min(start + batch_size, len(images)))
             pre = dict(zip(batch, pool.map(_preprocess, [images[k] for k in batch],

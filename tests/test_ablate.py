@@ -10,6 +10,7 @@ from test_train import FAST_CRF, synthetic
 
 from napari_paraspinal.cli import main
 from napari_paraspinal.core.labels import NUM_CLASSES
+from napari_paraspinal.jobs import Progress
 from napari_paraspinal.nets.ablate import (
     VARIANTS,
     AblationConfig,
@@ -20,6 +21,7 @@ from napari_paraspinal.nets.ablate import (
 from napari_paraspinal.nets.samples import AtlasSamples
 from napari_paraspinal.nets.segmenter import SegmenterConfig
 from napari_paraspinal.nets.train_config import TrainConfig
+from napari_paraspinal.nets.trainer import history_entry
 
 
 def samples(n: int, seed: int) -> AtlasSamples:
@@ -37,12 +39,30 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def result():
+def ablation() -> tuple:
     config = AblationConfig(
         segmenter=SegmenterConfig(unet={"base_width": 4}, crf=FAST_CRF),
         train=TrainConfig(epochs_pretrain=4, epochs_joint=1, batch_size=4, lr=1e-2,
                           patience=10, device="cpu", seed=3))
-    return run_ablation(samples(8, 0), samples(3, 1), samples(5, 2), config)
+    events: list[Progress] = []
+    result = run_ablation(samples(8, 0), samples(3, 1), samples(5, 2), config,
+                          progress=events.append)
+    return result, events
+
+
+@pytest.fixture(scope="module")
+def result(ablation):
+    return ablation[0]
+
+
+def test_progress_names_the_variant_of_each_epoch(ablation) -> None:
+    result, events = ablation
+    assert [e.case for e in events] == [name for name, h in result.histories.items()
+                                        for _ in h]
+    for name, history in result.histories.items():
+        mine = [e for e in events if e.case == name]
+        assert [history_entry(e) for e in mine] == history
+        assert all(e.message.startswith(f"{name}: {e.stage} epoch {e.done}: ") for e in mine)
 
 
 def test_variants_share_start_split_and_test_cases(result) -> None:
@@ -95,14 +115,16 @@ def test_report_files(result, tmp_path) -> None:
     assert paths["cases"].read_text().count("\n") == 1 + 15
 
 
-def test_cli_ablate_from_cached_samples(tmp_path) -> None:
+def test_cli_ablate_from_cached_samples(tmp_path, capsys) -> None:
     cache = tmp_path / "cache"
     for name, (n, seed) in {"train": (6, 0), "val": (2, 1), "test": (3, 2)}.items():
         samples(n, seed).save(cache / f"{name}.npz")
     code = main(["ablate", "--cache", str(cache), "--out", str(tmp_path / "out"),
                  "--width", "4", "--epochs", "1", "--joint-epochs", "1", "--batch-size", "4",
-                 "--device", "cpu", "--quiet"])
+                 "--device", "cpu"])
     assert code == 0
+    err = capsys.readouterr().err  # cli_train prints each variant's epochs
+    assert "U-Net: unet epoch 1: loss " in err and "U-Net+CRF: joint epoch 1: " in err
     text = (tmp_path / "out" / "ablation.md").read_text()
     assert "3 test slices" in text and "U-Net+CRF+multi-data" in text
 

@@ -9,7 +9,6 @@ import csv
 import json
 import re
 from pathlib import Path
-from threading import Event
 
 import nibabel as nib
 import numpy as np
@@ -23,6 +22,7 @@ from napari_paraspinal.bids_tables import column_description, tsv_text
 from napari_paraspinal.cli import main
 from napari_paraspinal.core.labels import LABELS
 from napari_paraspinal.core.writers import write_image, write_labels
+from napari_paraspinal.jobs import Cancel, Progress
 from napari_paraspinal.phantom import generate_phantom
 from napari_paraspinal.pipeline import RunConfig
 from napari_paraspinal.run_batch import run
@@ -276,12 +276,12 @@ def test_killed_run_keeps_finished_cases_and_rerun_moves_them_aside(tmp_path: Pa
     out = tmp_path / "in" / "derivatives" / "paraspinal"  # inside the inputs' folder
     config = RunConfig(out_dir=out, labels_dir=labels, overlays=False, n4=None, bids=True)
 
-    def kill(done: int, total: int, what: str) -> None:
-        if done == 2:  # inside the second case
+    def kill(event: Progress) -> None:
+        if event.done == 2:  # inside the second case
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run([tmp_path / "in"], config, progress=kill, cancel=Event())
+        run([tmp_path / "in"], config, progress=kill, cancel=Cancel())
     assert (out / "sub-p710/anat/sub-p710_dseg.nii.gz").is_file()
     assert (out / "sub-p710/anat/sub-p710_morph.tsv").is_file()
     assert not (out / "sub-p711").exists()

@@ -4,7 +4,7 @@ A tiny setup keeps this fast: 32 x 32 slices (a disc and two ellipses), a width-
 channel dropout (so torch's generator matters as well as numpy's) and batch norm (buffers),
 a 2-iteration CRF, 4 U-Net epochs and 2 joint epochs on one thread. Every resumed run is
 compared with one uninterrupted run: the same history (``seconds`` aside) and the same weights,
-bit for bit, whether it was cancelled (``should_stop``), resumed from any epoch's checkpoint,
+bit for bit, whether it was cancelled (``cancel``), resumed from any epoch's checkpoint,
 SIGKILLed in a subprocess or killed in the middle of swapping checkpoint folders.
 """
 
@@ -26,6 +26,7 @@ from safetensors import safe_open
 
 from napari_paraspinal.core.errors import InputError
 from napari_paraspinal.core.labels import MF_L, MF_R, SP
+from napari_paraspinal.jobs import Cancel, Progress
 from napari_paraspinal.nets.checkpoint import (
     FILES,
     STATE,
@@ -72,14 +73,14 @@ def tiny_config(**kwargs) -> TrainConfig:
 
 
 def stop_after(phase: str, epoch: int) -> tuple:
-    """A progress / should_stop pair that cancels training once ``phase`` ``epoch`` is done."""
-    flag = []
+    """A progress / cancel pair that cancels training once ``phase`` ``epoch`` is done."""
+    cancel = Cancel()
 
-    def progress(entry: dict) -> None:
-        if (entry["phase"], entry["epoch"]) == (phase, epoch):
-            flag.append(True)
+    def progress(event: Progress) -> None:
+        if (event.stage, event.done) == (phase, epoch):
+            cancel.set()
 
-    return progress, lambda: bool(flag)
+    return progress, cancel
 
 
 def without_seconds(result: TrainResult) -> list[dict]:
@@ -147,8 +148,8 @@ def test_files_are_safetensors_and_json_only(data, reference, tmp_path) -> None:
 
 @pytest.mark.parametrize("phase, epoch", [("unet", 2), ("joint", 1)])
 def test_cancel_and_resume(data, reference, tmp_path, phase: str, epoch: int) -> None:
-    progress, should_stop = stop_after(phase, epoch)
-    first = train(tiny_model(), *data, tiny_config(), progress, should_stop,
+    progress, cancel = stop_after(phase, epoch)
+    first = train(tiny_model(), *data, tiny_config(), progress, cancel,
                   checkpoint_dir=tmp_path)
     assert first.cancelled
     saved = load_checkpoint(tmp_path / CHECKPOINT).trainer_state
@@ -166,7 +167,7 @@ def test_resume_from_every_epoch(data, reference, tmp_path) -> None:
     folder = tmp_path / "run" / CHECKPOINT
     copies = []
 
-    def progress(entry: dict) -> None:
+    def progress(event: Progress) -> None:
         if folder.exists():  # the next entry's checkpoint is saved after this call
             copies.append(tmp_path / str(len(copies)) / CHECKPOINT)
             shutil.copytree(folder, copies[-1])
@@ -195,7 +196,7 @@ import sys, time
 sys.path.insert(0, {tests!r})
 from test_checkpoint import tiny_config, tiny_data, tiny_model
 from napari_paraspinal.nets.train import train
-train(tiny_model(), *tiny_data(), tiny_config(), progress=lambda entry: time.sleep(0.3),
+train(tiny_model(), *tiny_data(), tiny_config(), progress=lambda event: time.sleep(0.3),
       checkpoint_dir=sys.argv[1])
 """
 
@@ -232,8 +233,8 @@ def test_resume_after_sigkill(data, reference, tmp_path) -> None:
 
 
 def test_crash_mid_swap_keeps_the_old_checkpoint(data, reference, tmp_path) -> None:
-    progress, should_stop = stop_after("unet", 2)
-    train(tiny_model(), *data, tiny_config(), progress, should_stop, checkpoint_dir=tmp_path)
+    progress, cancel = stop_after("unet", 2)
+    train(tiny_model(), *data, tiny_config(), progress, cancel, checkpoint_dir=tmp_path)
     folder = tmp_path / CHECKPOINT
     # killed between "rename checkpoint to checkpoint.old" and "rename checkpoint.tmp in"
     folder.rename(tmp_path / f"{CHECKPOINT}.old")
@@ -247,8 +248,8 @@ def test_crash_mid_swap_keeps_the_old_checkpoint(data, reference, tmp_path) -> N
 
 
 def test_refuses_other_settings_and_corrupt_files(data, tmp_path) -> None:
-    progress, should_stop = stop_after("unet", 1)
-    train(tiny_model(), *data, tiny_config(), progress, should_stop, checkpoint_dir=tmp_path)
+    progress, cancel = stop_after("unet", 1)
+    train(tiny_model(), *data, tiny_config(), progress, cancel, checkpoint_dir=tmp_path)
     with pytest.raises(ValueError, match=r"training configuration \(lr: 0.01 .* 0.02 now"):
         train(tiny_model(), *data, tiny_config(lr=2e-2), checkpoint_dir=tmp_path, resume=True)
     with pytest.raises(ValueError, match="another network"):
@@ -297,7 +298,9 @@ def test_cli_train_refuses_an_old_checkpoint_and_resumes_it(tmp_path, capsys) ->
     args = ["train", "--cache", str(cache), "--checkpoint", str(tmp_path / "ckpt"),
             "--width", "4", "--epochs", "2", "--joint-epochs", "0", "--batch-size", "4",
             "--device", "cpu", "--quiet"]
-    assert main([*args, "--out", str(tmp_path / "m1")]) == 0
+    assert main([*args[:-1], "--out", str(tmp_path / "m1")]) == 0
+    err = capsys.readouterr().err  # cli_train prints each epoch
+    assert "unet epoch 1: loss " in err and "unet epoch 2: loss " in err
     assert (tmp_path / "m1" / "weights.safetensors").is_file()
     # the same checkpoint folder without --resume: refused, nothing written
     assert main([*args, "--out", str(tmp_path / "m2")]) == 2

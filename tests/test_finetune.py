@@ -29,6 +29,7 @@ from napari_paraspinal.core.labels import (
     label_mask,
 )
 from napari_paraspinal.core.writers import write_image
+from napari_paraspinal.jobs import Cancel, Progress
 from napari_paraspinal.nets.metrics import mean_dice
 from napari_paraspinal.phantom import LEVELS
 from napari_paraspinal.project import Project, ProjectError
@@ -107,7 +108,7 @@ def test_replay_source_from_cards() -> None:
 
 
 def test_finetune_improves_and_is_promoted(tmp_path: Path, shifted: list) -> None:
-    events: list[dict] = []
+    events: list[Progress] = []
     with corrected_project(tmp_path / "p", shifted) as project:
         result = finetune_project(project, FinetuneConfig(**TINY), progress=events.append)
         assert result.status == "promoted", result.reason
@@ -123,7 +124,11 @@ def test_finetune_improves_and_is_promoted(tmp_path: Path, shifted: list) -> Non
         assert card["data"]["finetune"]["heldout_cases"] == result.heldout_cases
         assert card["data"]["generator"] == shipped.card["data"]["generator"]
         assert replay_source(card) == replay_source(shipped.card)  # a child replays too
-        assert {e["stage"] for e in events} >= {"prepare", "replay", "train", "validate"}
+        assert {e.stage for e in events} >= {"prepare", "replay", "unet", "validate", "done"}
+        assert events[-1] == Progress("done", 1, 1, message=f"promoted {result.model_id}")
+        epochs = [e for e in events if e.stage == "unet"]
+        assert [e.values["val_dice"] for e in epochs] == [
+            h["val_dice"] for h in result.history if h["phase"] == "unet"]
         assert not (project.root / FINETUNE_DIR / RUN).exists()
         assert project.check().ok
         project.activate(shipped.id)  # any earlier version can be made active again
@@ -145,14 +150,17 @@ def test_worse_candidate_is_not_promoted(tmp_path: Path, shifted: list) -> None:
 def test_partial_labels_cancel_and_resume(tmp_path: Path, shifted: list) -> None:
     """Corrections vouching for MF and ES only; cancelled after epoch 1, then resumed."""
     with corrected_project(tmp_path / "p", shifted, labelled=PARTIAL) as project:
-        seen: list[dict] = []
+        seen: list[Progress] = []
+        cancel = Cancel()
 
-        def after_first_epoch() -> bool:
-            return any(e["stage"] == "train" for e in seen)
+        def cancel_after_an_epoch(event: Progress) -> None:
+            seen.append(event)
+            if event.stage == "unet":
+                cancel.set()  # as the widget's Cancel does, between two checks
 
         config = FinetuneConfig(**TINY)
-        result = finetune_project(project, config, progress=seen.append,
-                                  should_stop=after_first_epoch)
+        result = finetune_project(project, config, progress=cancel_after_an_epoch,
+                                  cancel=cancel)
         assert result.status == "cancelled" and result.model_id is None
         assert [m.id for m in project.models()] == [result.parent]  # no candidate
         assert project.active_model().id == result.parent
@@ -166,14 +174,16 @@ def test_partial_labels_cancel_and_resume(tmp_path: Path, shifted: list) -> None
         with np.load(run / "heldout.npz") as z:
             assert z["label_mask"].tolist() == [PARTIAL_ROW] * 2
 
-        first = [e for e in seen if e["stage"] == "train"]
-        assert [e["epoch"] for e in first] == [1]
-        more: list[dict] = []
+        first = [e for e in seen if e.stage == "unet"]
+        assert [e.done for e in first] == [1]
+        more: list[Progress] = []
         resumed = finetune_project(project, config, progress=more.append, resume=True)
         assert "resumed the unfinished run" in resumed.notes
-        assert [e["epoch"] for e in more if e["stage"] == "train"] == [2]
+        assert [e.done for e in more if e.stage == "unet"] == [2]
+        assert more[-1].stage == "done"
+        assert more[-1].message == f"{resumed.status} {resumed.model_id}"
         assert len(resumed.history) == 2
-        assert resumed.history[0]["loss"] == pytest.approx(first[0]["loss"])
+        assert resumed.history[0]["loss"] == pytest.approx(first[0].values["loss"])
         assert resumed.status in ("promoted", "rejected") and resumed.model_id
         card = project.model(resumed.model_id).card
         assert card["data"]["finetune"]["vouched_labels"][resumed.train_cases[0]] == PARTIAL
@@ -200,7 +210,9 @@ def test_partial_labels_cancel_and_resume(tmp_path: Path, shifted: list) -> None
 
 def test_cancel_while_preparing_and_refused_resume(tmp_path: Path, shifted: list) -> None:
     with corrected_project(tmp_path / "p", shifted[:2]) as project:
-        result = finetune_project(project, FinetuneConfig(**TINY), should_stop=lambda: True)
+        stopped = Cancel()
+        stopped.set()
+        result = finetune_project(project, FinetuneConfig(**TINY), cancel=stopped)
         assert result.status == "cancelled"
         assert len(project.models()) == 1  # the shipped model, registered as the first one
         assert not (project.root / FINETUNE_DIR / RUN).exists()

@@ -421,7 +421,7 @@ def test_finetune_cancel_registers_nothing(make_napari_viewer, qtbot, tmp_path,
     assert not widget.finetune_button.isEnabled()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
 
-    assert events and events[0]["stage"] == "prepare"
+    assert events and events[0].stage == "prepare" and events[0].total == 2
     assert widget.last_result.status == "cancelled" and widget.last_result.model_id is None
     assert widget.result_label.text().startswith("cancelled")
     with Project.open(root) as store:

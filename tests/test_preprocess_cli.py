@@ -42,8 +42,10 @@ def test_atlas_build_command(tmp_path, capsys) -> None:
     data = tmp_path / "data"
     write_dataset(data, n=4, seed=840_100, level="L5-S1")
     assert main(["atlas", "build", str(data), "--out", str(tmp_path / "atlases"),
-                 "--rounds", "1", "--quiet"]) == 0
-    assert "L5-S1: atlas of 4 cases" in capsys.readouterr().out
+                 "--rounds", "1"]) == 0
+    out = capsys.readouterr()
+    assert "L5-S1: atlas of 4 cases" in out.out
+    assert out.err.splitlines()[-1] == "[4/4] [L5-S1] registration, round 1 of 1"
     assert set(load_atlases(tmp_path / "atlases")) == {"L5-S1"}
 
 

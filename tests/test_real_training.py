@@ -17,6 +17,7 @@ from napari_paraspinal.core.labels import (
     PS_R,
     label_mask,
 )
+from napari_paraspinal.jobs import Progress
 from napari_paraspinal.nets.bundle import load_bundle
 from napari_paraspinal.nets.losses import DiceCELoss
 from napari_paraspinal.nets.samples import AtlasSamples
@@ -65,9 +66,12 @@ def test_mirroring_a_real_slice_moves_its_labels_and_annotations_together() -> N
 @needs_data
 def test_real_slices_reach_the_frame_with_their_labels_on_the_muscles() -> None:
     series = pick_series(["musclemap_sub0001"], DATA)
+    events: list[Progress] = []
     samples = frame_samples(series, PreprocessConfig(frame=BODY),
-                            load_atlases(MODELS_DIR / "atlases"))
+                            load_atlases(MODELS_DIR / "atlases"), progress=events.append)
     assert len(samples) == 20 and samples.images.shape[1:] == (256, 256)
+    assert [(e.stage, e.done, e.total, e.case) for e in events] == [
+        ("frame", n + 1, len(series), s.name) for n, s in enumerate(series)]
     assert samples.label_mask[0].tolist() == label_mask(
         (PS_L, PS_R, MF_L, MF_R, ES_L, ES_R)).tolist()
     k = 10

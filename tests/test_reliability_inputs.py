@@ -30,6 +30,7 @@ from napari_paraspinal.cli import main
 from napari_paraspinal.core import writers
 from napari_paraspinal.core.io import list_inputs, read_slice
 from napari_paraspinal.core.names import MAX_ID, safe_id
+from napari_paraspinal.jobs import Progress
 
 SAFE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 LONG_STEM = "x" * 240
@@ -254,8 +255,8 @@ def test_xlsx_rewrites_are_bounded_but_the_csv_follows_every_case(
     out = tmp_path / "out"
     seen: list[tuple[int, int]] = []
 
-    def progress(done: int, total: int, what: str) -> None:
-        if what != "writing tables":
+    def progress(event: Progress) -> None:
+        if event.stage != "tables":
             tables = manifest(out)["tables"]
             seen.append((tables.get("measurements.csv", {}).get("cases", 0),
                          tables.get("measurements.xlsx", {}).get("cases", 0)))

@@ -7,11 +7,11 @@ import csv
 import json
 import os
 from pathlib import Path
-from threading import Event
 
 import pytest
 
 from napari_paraspinal.cli import main
+from napari_paraspinal.jobs import Cancel, Progress
 from napari_paraspinal.pipeline import RunConfig
 from napari_paraspinal.run_batch import run
 
@@ -90,10 +90,10 @@ def test_other_settings_run_everything_again(cohort, tmp_path) -> None:
 def test_a_cancelled_run_resumes_to_the_full_tables(cohort, tmp_path) -> None:
     images, plain = cohort
     out = tmp_path / "out"
-    cancel = Event()
+    cancel = Cancel()
     inputs = sorted(str(p) for p in images.iterdir())
 
-    def stop_after_first(done: int, total: int, text: str) -> None:
+    def stop_after_first(event: Progress) -> None:
         cancel.set()  # the case in progress finishes; the next one never starts
 
     results = run(inputs, RunConfig(out_dir=out), progress=stop_after_first, cancel=cancel)

@@ -18,6 +18,7 @@ from napari_paraspinal.cli import main
 from napari_paraspinal.core.errors import InputError
 from napari_paraspinal.core.io import read_labels, read_slice
 from napari_paraspinal.evaluate import evaluate_folder, score_case, summarise
+from napari_paraspinal.jobs import Progress
 from napari_paraspinal.nets.dataset import phantom_samples
 from napari_paraspinal.nets.fit import fit_bundle
 from napari_paraspinal.nets.segmenter import SegmenterConfig
@@ -90,7 +91,9 @@ def test_run_segments_measures_and_records_the_model(tiny_bundle, tmp_path, caps
 def test_evaluation_scores_each_label_in_mm(tiny_bundle, tmp_path) -> None:
     data = tmp_path / "data"
     write_dataset(data, n=1, seed=850_300, level="L4-L5")
-    rows = evaluate_folder(data, load_model(tiny_bundle, device="cpu"))
+    events: list[Progress] = []
+    rows = evaluate_folder(data, load_model(tiny_bundle, device="cpu"), progress=events.append)
+    assert [(e.stage, e.done, e.total) for e in events] == [("evaluate", 1, 1)]
     assert {r["label"] for r in rows} == {"SP", "DI", "PS_L", "PS_R", "MF_L", "MF_R", "ES_L",
                                          "ES_R"}
     for r in rows:

@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from threading import Event
 
 import nibabel as nib
 import numpy as np
@@ -19,6 +18,7 @@ from napari_paraspinal.case_input import DixonRef, pair_inputs
 from napari_paraspinal.core.errors import InputError
 from napari_paraspinal.core.io import InputRef
 from napari_paraspinal.core.slices import parse_slices
+from napari_paraspinal.jobs import Cancel, Progress
 from napari_paraspinal.pipeline import RunConfig
 from napari_paraspinal.realdata import default_real_data_dir
 from napari_paraspinal.run_batch import run
@@ -44,7 +44,7 @@ def test_stack_rows_per_slice_and_label_volume_on_the_input_grid(tmp_path: Path)
     src = LPM / "water.nii.gz"
     steps: list[tuple[int, int, str]] = []
     (result,) = run([src], RunConfig(out_dir=tmp_path, slices=[12, 10, 11]),
-                    progress=lambda d, t, w: steps.append((d, t, w)))
+                    progress=lambda p: steps.append((p.done, p.total, p.message)))
     assert result.status == "ok"
     assert [r["slice"] for r in result.rows] == [10, 11, 12]
     assert [d for d, t, _ in steps] == [1, 2, 3, 3] and {t for _, t, _ in steps} == {3}
@@ -140,12 +140,12 @@ def test_chosen_slice_outside_the_stack_is_named(tmp_path: Path) -> None:
 
 @needs_lpm
 def test_cancel_stops_between_batches(tmp_path: Path) -> None:
-    cancel = Event()
+    cancel = Cancel()
     seen: list[int] = []
 
-    def progress(done: int, total: int, what: str) -> None:
-        seen.append(done)
-        if done >= 1:
+    def progress(event: Progress) -> None:
+        seen.append(event.done)
+        if event.done >= 1:
             cancel.set()
 
     src = tmp_path / "water.nii.gz"

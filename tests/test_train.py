@@ -24,6 +24,7 @@ import pytest
 import torch
 
 from napari_paraspinal.core.labels import MF_L, MF_R, NUM_CLASSES, SP
+from napari_paraspinal.jobs import Cancel, Progress
 from napari_paraspinal.nets.bundle import ModelCard, load_bundle, save_bundle
 from napari_paraspinal.nets.segmenter import Segmenter, SegmenterConfig, resolve_device
 from napari_paraspinal.nets.train import train
@@ -96,7 +97,7 @@ def trained(data):
     model = small_model()
     snapshots = []
 
-    def progress(entry: dict) -> None:
+    def progress(event: Progress) -> None:
         snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
 
     result = train(model, *data, config(), progress=progress)
@@ -206,10 +207,14 @@ def test_resume_repeats_the_choice(data, tmp_path) -> None:
 
     whole = flooding()
     reference = train(whole, *data, settings)
-    seen: list[tuple[str, int]] = []
-    first = train(flooding(), *data, settings,
-                  progress=lambda e: seen.append((e["phase"], e["epoch"])),
-                  should_stop=lambda: ("joint", 0) in seen, checkpoint_dir=tmp_path)
+    cancel = Cancel()
+
+    def progress(event: Progress) -> None:
+        if (event.stage, event.done) == ("joint", 0):
+            cancel.set()
+
+    first = train(flooding(), *data, settings, progress=progress, cancel=cancel,
+                  checkpoint_dir=tmp_path)
     assert first.cancelled and first.winner == "unet"
     resumed_model = flooding()
     resumed = train(resumed_model, *data, settings, checkpoint_dir=tmp_path, resume=True)
@@ -292,19 +297,24 @@ def test_gradient_magnitude() -> None:
 
 
 @pytest.mark.parametrize("stop_at", [1, 8])
-def test_should_stop_cancels_within_a_batch(data, stop_at: int) -> None:
+def test_cancel_stops_within_a_batch(data, stop_at: int) -> None:
     model = small_model(1)
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     calls, snapshots = [], []
 
-    def should_stop() -> bool:
-        calls.append(1)
-        return len(calls) >= stop_at
+    class SetAtCheck(Cancel):
+        """A token set just before the ``stop_at``-th check (what a Cancel click does)."""
 
-    def progress(entry: dict) -> None:
+        def is_set(self) -> bool:
+            calls.append(1)
+            if len(calls) >= stop_at:
+                self.set()
+            return super().is_set()
+
+    def progress(event: Progress) -> None:
         snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
 
-    result = train(model, *data, config(epochs_pretrain=5), progress, should_stop)
+    result = train(model, *data, config(epochs_pretrain=5), progress, SetAtCheck())
     assert result.cancelled and not result.stopped_early
     assert len(calls) == stop_at  # asked before each batch, never again after True
     batches = math.ceil(2 * len(data[0]) / 4)  # 6 per epoch

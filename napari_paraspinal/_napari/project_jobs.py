@@ -1,17 +1,18 @@
 """Open or create a project, and the long jobs the Project widget runs in a worker thread.
 
-Plain functions (no Qt, no napari). Each job opens its own connection to the project, so the
-worker thread never shares the widget's.
+Plain functions (no Qt, no napari) of the one job protocol (:mod:`..jobs`: ``progress`` gets
+:class:`..jobs.Progress` events, ``cancel`` is the token), so the widget runs them through
+:func:`..jobs.iterate`. Each job opens its own connection to the project, so the worker thread
+never shares the widget's.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
-from threading import Event
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ..jobs import Cancel, ProgressFn
 from ..project.batch import BatchResult, segment_project
 from ..project.records import ProjectError
 from ..project.store import Project
@@ -38,8 +39,8 @@ def open_or_create(path: str | os.PathLike[str]) -> Project:
 
 
 def run_batch(root: str | os.PathLike[str], device: str = "auto",
-              progress: Callable[[int, int, str], None] | None = None,
-              cancel: Event | None = None) -> BatchResult:
+              progress: ProgressFn | None = None,
+              cancel: Cancel | None = None) -> BatchResult:
     """Segment the project's new and failed cases with its active model (own connection)."""
     with Project.open(root) as project:
         return segment_project(project, BATCH_STATUSES, device=device, progress=progress,
@@ -47,10 +48,10 @@ def run_batch(root: str | os.PathLike[str], device: str = "auto",
 
 
 def run_finetune(root: str | os.PathLike[str], config: FinetuneConfig,
-                 progress: Callable[[dict[str, Any]], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> FinetuneResult:
+                 progress: ProgressFn | None = None,
+                 cancel: Cancel | None = None) -> FinetuneResult:
     """:func:`..project.finetune.finetune_project` on its own connection to the project."""
     from ..project.finetune import finetune_project
 
     with Project.open(root) as project:
-        return finetune_project(project, config, progress=progress, should_stop=should_stop)
+        return finetune_project(project, config, progress=progress, cancel=cancel)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..core.labels import BY_VALUE
+from ..jobs import Progress
 from ..project.schema import LABEL_VALUES, STATUSES
 from ..project.store import Project
 from .case_drafts import has_draft
@@ -19,6 +20,9 @@ from .slices import check_text
 if TYPE_CHECKING:  # torch is imported only when fine-tuning starts
     from ..project.batch import BatchResult
     from ..project.finetune import FinetuneResult
+
+#: The training phases, each the stage of its epochs' events (:data:`..nets.trainer.PHASES`).
+TRAINING = ("unet", "joint")
 
 
 @dataclass(frozen=True)
@@ -107,24 +111,23 @@ def finetune_summary(result: FinetuneResult) -> str:
     return text if result.promoted else f"{text} — {result.reason}"
 
 
-def train_step(event: dict[str, Any]) -> tuple[int, str]:
+def train_step(event: Progress) -> tuple[int, str]:
     """Progress of a fine-tuning event: (done count for the bar, status text)."""
-    stage = event.get("stage")
+    stage, done = event.stage, event.done
     if stage == "prepare":
-        return int(event["done"]), f"preparing case {event['done']}/{event['total']}"
+        return done, f"preparing case {done}/{event.total}"
     if stage == "replay":
-        return int(event["done"]), f"replay slice {event['done']}/{event['total']}"
-    if stage == "train":
-        loss = event.get("loss")
+        return done, f"replay slice {done}/{event.total}"
+    if stage in TRAINING:
+        values = event.values or {}
+        loss = values.get("loss")
         loss_text = "" if loss is None or not math.isfinite(loss) else f" loss {loss:.4f},"
-        return int(event.get("epoch", 0)), (f"{event.get('phase', '')} epoch "
-                                            f"{event.get('epoch', 0)}:{loss_text} "
-                                            f"val Dice {_dice(event.get('val_dice'))}")
+        return done, f"{stage} epoch {done}:{loss_text} val Dice {_dice(values.get('val_dice'))}"
     if stage == "validate":
-        return 0, f"validating on {event.get('cases', '?')} held-out cases"
+        return 0, f"validating on {event.total} held-out cases"
     if stage == "done":
-        return 0, f"{event.get('status', 'done')} {event.get('model', '')}".strip()
-    return 0, str(stage or "")
+        return 0, event.message.strip() or "done"
+    return 0, stage
 
 
 def statuses() -> tuple[str, ...]:

@@ -27,13 +27,13 @@ from __future__ import annotations
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
-from threading import Event
 from typing import Any
 
-from napari.qt.threading import FunctionWorker
+from napari.qt.threading import GeneratorWorker
 from qtpy.QtCore import QEvent, QObject
 from qtpy.QtWidgets import QFileDialog, QTableWidgetItem, QWidget
 
+from ..jobs import Cancel, Progress
 from ..project.store import Project
 from . import viewer_hooks
 from .project_jobs import open_or_create
@@ -52,11 +52,11 @@ class ProjectWidget(CaseActions, JobActions, ProjectControls, QWidget):
         self.viewer = napari_viewer
         self.project: Project | None = None
         self.case_id: str | None = None
-        self.worker: FunctionWorker | None = None
+        self.worker: GeneratorWorker | None = None
         self.job = ""
         self.last_result: Any = None
-        self.history: list[dict] = []
-        self._cancel = Event()
+        self.history: list[Progress] = []  # the fine-tuning's epochs
+        self._cancel = Cancel()
         self._relay = ProgressRelay(self)
         self._relay.progress.connect(self._on_progress)
         cancel = self._cancel

@@ -1,28 +1,32 @@
 """The Project widget's long jobs and models: batch segmentation, fine-tuning, activation.
 
-A mixin of :class:`.project_widget.ProjectWidget`. Batch segmentation and fine-tuning run in
-a :class:`FunctionWorker` on their own connection to the project (:mod:`.project_jobs`);
-progress comes back through a queued Qt signal (:class:`ProgressRelay`), and Cancel sets an
-event the work polls (between cases, between training batches). The worker is not asked to
-quit: a quitting worker does not return its result, and a cancelled run's result says what
-was kept.
+A mixin of :class:`.project_widget.ProjectWidget`. Batch segmentation and fine-tuning run
+in a generator worker (:func:`.job_worker.job_worker`) on their own connection to the project
+(:mod:`.project_jobs`); their :class:`..jobs.Progress` events come back to the GUI thread
+through the worker's ``yielded`` signal, relayed by the widget's :class:`ProgressRelay`, and
+Cancel sets the job's cancel token (checked between cases, between training batches). The
+worker is not asked to quit: a quitting worker does not return its result, and a cancelled
+run's result says what was kept.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from napari.qt.threading import FunctionWorker
+from napari.qt.threading import GeneratorWorker
 from napari.utils.notifications import show_warning
 from qtpy.QtCore import QObject, Signal
 
+from ..jobs import Progress
 from .case_layers import blocking_edits
+from .job_worker import job_worker
 from .project_jobs import run_batch, run_finetune
-from .project_text import batch_summary, finetune_summary, train_step
+from .project_text import TRAINING, batch_summary, finetune_summary, train_step
 
 
 class ProgressRelay(QObject):
-    """Carries progress from the worker thread to the GUI thread (a queued connection)."""
+    """The widget's progress signal: the running job's :class:`..jobs.Progress` events, in
+    the GUI thread (observers connect here once, whichever worker runs)."""
 
     progress = Signal(object)
 
@@ -30,7 +34,7 @@ class ProgressRelay(QObject):
 class JobActions:
     """Start, follow and cancel the long jobs; make a registered model active."""
 
-    def segment_new(self) -> FunctionWorker | None:
+    def segment_new(self) -> GeneratorWorker | None:
         """Segment the new and failed cases in a worker (refused while one of them has
         unsaved edits: mark it first)."""
         if not self._can_start():
@@ -40,16 +44,11 @@ class JobActions:
             self.status.setText(f"unsaved edits in {', '.join(blocked)}: mark the case "
                                 "corrected or verified first (segmenting would replace them)")
             return None
-        relay = self._relay.progress
-
-        def report(done: int, total: int, case: str) -> None:
-            relay.emit((done, total, case))
-
         self.progress.setRange(0, 0)
         return self._start("segment", run_batch, self.project.root,
-                           self.device_combo.currentText(), report, self._cancel)
+                           self.device_combo.currentText())
 
-    def start_finetune(self, **overrides: Any) -> FunctionWorker | None:
+    def start_finetune(self, **overrides: Any) -> GeneratorWorker | None:
         """Fine-tune the active model on the corrected and verified cases in a worker.
 
         ``overrides`` are further :class:`FinetuneConfig` fields (tests, experts).
@@ -70,9 +69,7 @@ class JobActions:
         self.curve.set_history([])
         self.result_label.setText("")
         self.progress.setRange(0, 0)
-        stop = self._cancel.is_set
-        return self._start("finetune", run_finetune, self.project.root, config,
-                           self._relay.progress.emit, stop)
+        return self._start("finetune", run_finetune, self.project.root, config)
 
     def cancel(self) -> None:
         """Stop the running job at its next check (between cases or training batches)."""
@@ -102,9 +99,9 @@ class JobActions:
         self._cancel.clear()
         return True
 
-    def _start(self, job: str, func: Any, *args: Any) -> FunctionWorker:
-        # the worker class itself, not create_worker (see the Segment widget)
-        worker = FunctionWorker(func, *args)
+    def _start(self, job: str, func: Any, *args: Any) -> GeneratorWorker:
+        worker = job_worker(func, *args, cancel=self._cancel)
+        worker.yielded.connect(self._relay.progress)
         worker.returned.connect(self._on_returned)
         worker.errored.connect(self._on_error)
         worker.finished.connect(self._on_finished)
@@ -114,25 +111,25 @@ class JobActions:
         worker.start()
         return worker
 
-    def _on_progress(self, event: Any) -> None:
+    def _on_progress(self, event: Progress) -> None:
         if self.job == "segment":
-            done, total, case = event
+            done, total = event.done, event.total
             self.progress.setRange(0, max(1, total))
             self.progress.setValue(done)
-            self.job_status.setText("done" if case == "done" else
-                                    f"segmenting {case} ({done + 1}/{total})")
+            self.job_status.setText("done" if event.stage == "done" else
+                                    f"segmenting {event.case} ({done + 1}/{total})")
             return
         done, text = train_step(event)
-        stage = event.get("stage")
+        stage = event.stage
         if stage in ("prepare", "replay"):
-            self.progress.setRange(0, int(event["total"]))
+            self.progress.setRange(0, event.total)
             self.progress.setValue(done)
-        elif stage == "train":
+        elif stage in TRAINING:
             self.history.append(event)
-            self.curve.set_history(self.history)
+            self.curve.set_history([e.values or {} for e in self.history])
             self.progress.setRange(0, max(1, self._epochs()))
             self.progress.setValue(min(self._epochs(), sum(
-                1 for e in self.history if e.get("epoch", 0) > 0)))
+                1 for e in self.history if e.done > 0)))
         elif stage == "validate":
             self.progress.setRange(0, 0)
         self.job_status.setText(text)

@@ -1,8 +1,9 @@
 """Segment widget: run the model on the current, chosen or every slice of an image layer.
 
-The work is :func:`.tasks.segment_planes` in a napari generator worker; each finished plane
-comes back to the GUI thread and is written into the ``"<image> labels"`` layer at once, so
-Cancel (which stops before the next plane) keeps what was done.
+The work is :func:`.tasks.segment_planes` in a napari generator worker; its progress events
+(:class:`.tasks.SegmentStep`, a :class:`..jobs.Progress`) come back to the GUI thread, and each
+finished plane is written into the ``"<image> labels"`` layer at once, so Cancel (which sets
+the cancel token and stops before the next plane) keeps what was done.
 
 Edits are never overwritten: the widget records a fingerprint of what it last wrote into the
 labels layer. If the layer's data differs (a user painted, or it is a layer the widget did
@@ -19,9 +20,8 @@ into the labels layer's metadata (``QC_KEY``), from which the viewer's banner
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
-from threading import Event
 from typing import Any
 
 import numpy as np
@@ -42,8 +42,10 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..jobs import Cancel
 from ..segment import default_model_path, uncertainty
 from . import viewer_hooks
+from .job_worker import guarded
 from .layers import labels_layer
 from .qt_common import LayerCombo
 from .slices import (
@@ -68,16 +70,9 @@ CURRENT, ALL, CHOSEN = "current slice", "all slices", "chosen slices"
 _CHOOSE = "choose a model folder…"
 
 
-class SegmentError(Exception):
-    """A failure inside the worker (re-raised so the thread runner reports it)."""
-
-
-def _segment_job(*args: Any, **kwargs: Any) -> Iterator[SegmentStep]:
-    """:func:`segment_planes` for the worker; superqt drops a RuntimeError as a dead worker."""
-    try:
-        yield from segment_planes(*args, **kwargs)
-    except RuntimeError as err:
-        raise SegmentError(str(err)) from err
+def _segment_job(*args: Any, **kwargs: Any) -> Generator[SegmentStep, None, Any]:
+    """:func:`segment_planes` for the worker (:func:`.job_worker.guarded`)."""
+    return (yield from guarded(segment_planes(*args, **kwargs)))
 
 
 class SegmentWidget(QWidget):
@@ -88,7 +83,7 @@ class SegmentWidget(QWidget):
         self.viewer = napari_viewer
         self.worker: GeneratorWorker | None = None
         self.model_path: Path | None = None
-        self._cancel = Event()
+        self._cancel = Cancel()
         self._image: Any = None
         self._done = 0
         self._failed = False
@@ -176,8 +171,7 @@ class SegmentWidget(QWidget):
         self._image, self._done, self._failed = image, 0, False
         self.flagged = {}
         self._cancel.clear()
-        # the worker class itself, not create_worker: that one re-raises errors we handle,
-        # and napari 0.9's status-bar hook it adds fails on the errored signal
+        # the worker class itself, not create_worker (see .job_worker)
         worker = GeneratorWorker(
             _segment_job, slices, planes, self.model_path, self.device_combo.currentText(),
             self.level_combo.currentText(), self._cancel,

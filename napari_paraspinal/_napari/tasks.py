@@ -1,7 +1,8 @@
 """The work behind the Segment and Fat & areas widgets, as plain functions (no Qt).
 
 Widgets only collect settings, start these in a worker thread and show what comes back.
-:func:`segment_planes` is a generator that yields after every slice, so a caller can show
+:func:`segment_planes` is a generator that yields a :class:`..jobs.Progress` (a
+:class:`SegmentStep`, with the plane's result) after every slice, so a caller can show
 progress and stop between slices; :func:`measure_plane` runs the core's ``measure_slice``.
 
 A slice the core's QC flags (the segmentation's ``registration.flagged`` / ``.reasons``, and
@@ -15,7 +16,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from threading import Event
 
 import numpy as np
 
@@ -24,6 +24,7 @@ from ..core.geometry import SliceImage
 from ..core.labels import BY_VALUE, FAT_LABELS, LABELS
 from ..core.slices import parse_slices
 from ..fat import DEFAULT_METHOD, FatConfig
+from ..jobs import Cancel, Progress
 from ..measure import SliceMeasurement, measure_slice
 from ..plausibility import CHECK, FLAG, check_row
 from ..preprocess.n4 import N4Config, n4_correct
@@ -34,13 +35,11 @@ from .slices import check_text
 QC_COLUMNS = (FLAG, CHECK, "registration_correlation")
 
 
-@dataclass
-class SegmentStep:
-    """Progress of a segmentation run; ``segmentation`` is set when a plane is done."""
+@dataclass(frozen=True)
+class SegmentStep(Progress):
+    """Progress of a segmentation run (stage ``model`` once the model is loaded, then
+    ``segment`` per plane); ``segmentation`` is set when a plane is done."""
 
-    done: int
-    total: int
-    message: str
     model: str = ""
     plane: int | None = None
     segmentation: Segmentation | None = None
@@ -54,7 +53,7 @@ def segment_planes(
     model_path: str | os.PathLike[str] | None = None,
     device: str = "auto",
     level: str = "auto",
-    cancel: Event | None = None,
+    cancel: Cancel | None = None,
 ) -> Iterator[SegmentStep]:
     """Load the model, then segment ``slices[k]`` for every ``k`` in ``planes``, one at a time.
 
@@ -65,15 +64,17 @@ def segment_planes(
     total = len(planes)
     model = load_model(model_path, device)
     name = f"{model.card.name} v{model.card.version}"
-    yield SegmentStep(0, total, f"model {name} on {model.device}", model=name)
+    yield SegmentStep("model", 0, total, message=f"model {name} on {model.device}", model=name)
     images = [slices[k] for k in planes]
     for n, seg in segment_many(images, model, level, batch_size=4, cancel=cancel):
         k = planes[n]
         if isinstance(seg, InputError):
-            yield SegmentStep(n + 1, total, f"plane {k}: {seg.problem}", name, k, error=str(seg))
+            yield SegmentStep("segment", n + 1, total, message=f"plane {k}: {seg.problem}",
+                              model=name, plane=k, error=str(seg))
             continue
         qc = segmentation_qc(seg)
-        yield SegmentStep(n + 1, total, step_message(k, seg, qc), name, k, seg, qc=qc)
+        yield SegmentStep("segment", n + 1, total, message=step_message(k, seg, qc),
+                          model=name, plane=k, segmentation=seg, qc=qc)
 
 
 def segmentation_qc(seg: Segmentation) -> dict:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import torch
 from scipy import stats
 
 from ..core.labels import LABELS
+from ..jobs import Cancel, ProgressFn
 from .metrics import dice_per_label
 from .samples import AtlasSamples
 from .segmenter import Segmenter, SegmenterConfig
@@ -117,9 +117,13 @@ def summarise(scores: dict[str, np.ndarray]) -> list[dict[str, Any]]:
 
 def run_ablation(train_set: AtlasSamples, val_set: AtlasSamples, test_set: AtlasSamples,
                  config: AblationConfig | None = None,
-                 progress: Callable[[str, dict[str, Any]], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> AblationResult:
-    """Train every variant on the same split from the same initial weights; score and test."""
+                 progress: ProgressFn | None = None,
+                 cancel: Cancel | None = None) -> AblationResult:
+    """Train every variant on the same split from the same initial weights; score and test.
+
+    ``progress`` gets each variant's epochs as :func:`.train.train` reports them, with
+    ``case`` the variant; ``cancel`` stops at the next batch, keeping the variants done.
+    """
     config = config or AblationConfig()
     torch.manual_seed(config.train.seed)
     initial = Segmenter(replace(config.segmenter, use_crf=True)).state_dict()
@@ -138,8 +142,9 @@ def run_ablation(train_set: AtlasSamples, val_set: AtlasSamples, test_set: Atlas
         start = time.perf_counter()
         result = train(model, train_data, val_data, tcfg,
                        progress=None if progress is None else
-                       (lambda entry, name=name: progress(name, entry)),
-                       should_stop=should_stop, keep_crf=True)
+                       (lambda event, name=name: progress(replace(
+                           event, case=name, message=f"{name}: {event.message}"))),
+                       cancel=cancel, keep_crf=True)
         seconds[name] = time.perf_counter() - start
         histories[name] = result.history
         if result.cancelled:

@@ -9,13 +9,13 @@ made by several processes at once (each slice's registration is single-threaded)
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
 from ..core.geometry import SliceImage
 from ..core.labels import NUM_CLASSES
+from ..jobs import ProgressFn, report
 from ..phantom import LEVELS, PhantomConfig, generate_phantom
 from ..preprocess.atlas import Atlas
 from ..preprocess.atlas_space import labels_to_atlas
@@ -32,11 +32,12 @@ def atlas_sample(image: SliceImage, labels: np.ndarray, atlases: dict[str, Atlas
 
 def phantom_samples(n: int, seed: int, atlases: dict[str, Atlas], contrast: str = "T2w",
                     config: PreprocessConfig | None = None,
-                    progress: Callable[[int, int], None] | None = None,
+                    progress: ProgressFn | None = None,
                     workers: int = 1) -> AtlasSamples:
     """``n`` phantoms (levels alternating, seeds ``seed + k``), fully labelled.
 
     ``workers`` > 1 prepares them in that many processes; the samples are the same.
+    Progress: stage ``phantoms``, ``done`` of ``n``.
     """
     jobs = [(seed + k, LEVELS[k % 2], contrast) for k in range(n)]
     results = []
@@ -45,14 +46,12 @@ def phantom_samples(n: int, seed: int, atlases: dict[str, Atlas], contrast: str 
                                  initargs=(atlases, config)) as pool:
             for item in pool.map(_phantom_job, jobs, chunksize=4):
                 results.append(item)
-                if progress is not None:
-                    progress(len(results), n)
+                report(progress, "phantoms", len(results), n)
     else:
         _init_worker(atlases, config)
         for job in jobs:
             results.append(_phantom_job(job))
-            if progress is not None:
-                progress(len(results), n)
+            report(progress, "phantoms", len(results), n)
     images, labels, sources = zip(*results, strict=True) if results else ((), (), ())
     mask = np.ones((n, NUM_CLASSES), bool)
     return AtlasSamples(np.stack(images), np.stack(labels), mask, list(sources))

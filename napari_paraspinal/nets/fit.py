@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 
 from ..core.labels import BY_VALUE, NUM_CLASSES
+from ..jobs import Cancel, ProgressFn
 from ..preprocess.chain import PreprocessConfig
 from .bundle import ModelCard, save_bundle
 from .distributed import group_from_env
@@ -90,14 +90,15 @@ def fit_bundle(out: str | os.PathLike[str], train_set: AtlasSamples, val_set: At
                segmenter: SegmenterConfig | None = None, config: TrainConfig | None = None,
                preprocess: PreprocessConfig | None = None, parent: str | None = None,
                data_note: dict[str, Any] | None = None,
-               progress: Callable[[dict[str, Any]], None] | None = None,
-               should_stop: Callable[[], bool] | None = None,
+               progress: ProgressFn | None = None,
+               cancel: Cancel | None = None,
                initial_state: dict[str, torch.Tensor] | None = None,
                checkpoint_dir: str | os.PathLike[str] | None = None, resume: bool = False
                ) -> tuple[Path, TrainResult]:
     """Train, evaluate on ``val_set`` and write the bundle to ``out`` (refused if it exists).
 
-    ``checkpoint_dir`` and ``resume`` are :func:`.train.train`'s: a killed run goes on.
+    ``progress``, ``cancel``, ``checkpoint_dir`` and ``resume`` are :func:`.train.train`'s:
+    a killed run goes on.
     Under ``torchrun`` every process trains its part (:mod:`.distributed`) and the first
     writes the bundle.
     """
@@ -110,7 +111,8 @@ def fit_bundle(out: str | os.PathLike[str], train_set: AtlasSamples, val_set: At
     start = time.perf_counter()
     result = train(model, TrainData(train_set.images, train_set.labels, train_set.label_mask),
                    TrainData(val_set.images, val_set.labels, val_set.label_mask), config,
-                   progress=progress, should_stop=should_stop, checkpoint_dir=checkpoint_dir,
+                   progress=progress,
+                   cancel=cancel, checkpoint_dir=checkpoint_dir,
                    resume=resume)
     seconds = time.perf_counter() - start
     if not group_from_env(resolve_device(config.device)).main:

@@ -26,7 +26,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from ..core.labels import NUM_CLASSES, swap_left_right
+from ..jobs import ProgressFn, report
 from ..synth.contrast import ContrastConfig, synthesize
 from ..synth.render import RenderConfig, render_pool
 from .augment import AugmentConfig, augment_slice
@@ -132,7 +133,7 @@ def _val_dice(model: Segmenter, images: torch.Tensor, labels: np.ndarray,
 
 def train_synthetic(model: Segmenter, config: SynthTrainConfig, shapes: list | None,
                     checkpoint_dir: str | os.PathLike[str] | None = None, resume: bool = False,
-                    progress: Callable[[dict[str, Any]], None] | None = None,
+                    progress: ProgressFn | None = None,
                     render: RenderConfig | None = None,
                     contrast: ContrastConfig | None = None,
                     real: AtlasSamples | None = None) -> list[dict[str, Any]]:
@@ -205,8 +206,10 @@ def train_synthetic(model: Segmenter, config: SynthTrainConfig, shapes: list | N
                      "seconds": time.perf_counter() - t0}
             history.append(entry)
             losses = []
-            if progress is not None:
-                progress(entry)
+            report(progress, "synth", done, config.steps,
+                   message=f"step {done}: loss {entry['loss']:.4f}, synthetic validation Dice "
+                           f"{entry['val_dice']:.4f}, {entry['seconds']:.0f} s",
+                   values={k: v for k, v in entry.items() if k != "step"})
         if folder is not None and (done % config.checkpoint_every == 0 or done == config.steps):
             state = {"step": done, "history": history, "numpy_rng": rng.bit_generator.state,
                      "config": json.loads(json.dumps(asdict(config)))}
@@ -265,7 +268,7 @@ def fit_synthetic_bundle(out: str | os.PathLike[str], name: str, config: SynthTr
                          width: int = 16, shapes_dir: str | os.PathLike[str] | None = None,
                          checkpoint_dir: str | os.PathLike[str] | None = None,
                          resume: bool = False,
-                         progress: Callable[[dict[str, Any]], None] | None = None,
+                         progress: ProgressFn | None = None,
                          init: str | os.PathLike[str] | None = None,
                          render: RenderConfig | None = None,
                          real: Sequence[str] = (),

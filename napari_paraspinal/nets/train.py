@@ -31,13 +31,12 @@ gradients (:mod:`.distributed`): the same training as one process, to rounding e
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from ..core.labels import NUM_CLASSES
+from ..jobs import Cancel, ProgressFn
 from .checkpoint import find_checkpoint, load_checkpoint
 from .distributed import group_from_env
 from .segmenter import Segmenter, resolve_device
@@ -54,8 +53,8 @@ def train(
     train: TrainData,
     val: TrainData,
     config: TrainConfig | None = None,
-    progress: Callable[[dict[str, Any]], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
+    progress: ProgressFn | None = None,
+    cancel: Cancel | None = None,
     checkpoint_dir: str | os.PathLike[str] | None = None,
     resume: bool = False,
     keep_crf: bool = False,
@@ -67,8 +66,11 @@ def train(
     ``keep_crf`` True keeps the CRF whatever it scores and returns the best joint state (for
     an ablation, which measures the CRF as trained rather than the model that would ship).
 
-    ``progress`` gets each history entry as it is made; ``should_stop`` is asked before every
-    batch, and True ends training at once (the unfinished epoch is dropped, ``cancelled`` set).
+    ``progress`` gets each history entry as it is made, as a :class:`..jobs.Progress` (stage
+    the phase, ``done`` the epoch, ``values`` its numbers: :func:`.trainer.epoch_event`;
+    :func:`.trainer.history_entry` gives the entry back);
+    ``cancel`` is checked before every batch, and once set ends training at once (the
+    unfinished epoch is dropped, ``cancelled`` set).
     Deterministic for a given ``config.seed`` on CPU (the model's initial weights are the
     caller's: seed torch before building it).
 
@@ -100,7 +102,7 @@ def train(
     try:
         torch.manual_seed(config.seed)
         model.to(device)
-        trainer = Trainer(model, train, val, config, progress, should_stop, device, folder,
+        trainer = Trainer(model, train, val, config, progress, cancel, device, folder,
                           keep_crf, group_from_env(device))
         if restored is not None:
             trainer.restore(restored)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import torch
 
 from ..core.errors import InputError
 from ..core.labels import NUM_CLASSES
+from ..jobs import Cancel, Progress, ProgressFn, cancelled
 from .checkpoint import STATE, Checkpoint, save_checkpoint
 from .distributed import Group, agree, data_parallel_step
 from .losses import DiceCELoss
@@ -35,6 +36,8 @@ RESUME_MAY_CHANGE = ("device", "num_threads")
 _CHECKPOINT_KEYS = ("phase", "epoch", "phase_done", "phase_best", "bad", "best_score",
                     "best_epoch", "stopped_early", "history", "numpy_rng", "config", "network",
                     "data")
+#: The training phases; each is the ``stage`` of its epochs' progress events.
+PHASES = ("unet", "joint")
 
 
 @dataclass
@@ -113,22 +116,37 @@ def _differences(saved: Any, current: Any) -> str:
     return f"{saved!r} in the checkpoint, {current!r} now"
 
 
+def epoch_event(entry: dict[str, Any], total: int) -> Progress:
+    """A history entry as a progress event: stage the phase, ``done`` the epoch of
+    ``total``, ``values`` its numbers (``loss`` NaN: epoch 0 of a phase only scores)."""
+    loss = entry["loss"]
+    loss_text = "start (no training yet)" if math.isnan(loss) else f"loss {loss:.4f}"
+    return Progress(entry["phase"], entry["epoch"], total,
+                    message=f"{entry['phase']} epoch {entry['epoch']}: {loss_text}, "
+                            f"validation Dice {entry['val_dice']:.4f}",
+                    values={k: v for k, v in entry.items() if k not in ("phase", "epoch")})
+
+
+def history_entry(event: Progress) -> dict[str, Any]:
+    """The history entry an epoch's progress event was made from."""
+    return {"phase": event.stage, "epoch": event.done, **(event.values or {})}
+
+
 class Trainer:
-    """State shared by the two phases: best state, history, cancel flag, checkpointing.
+    """State shared by the two phases: best state, history, cancel token, checkpointing.
 
     ``resume`` is the checkpoint to continue from, consumed by the :meth:`run_phase` call of
     its phase (an earlier phase, finished before it, is skipped).
     """
 
     def __init__(self, model: Segmenter, train: TrainData, val: TrainData, config: TrainConfig,
-                 progress: Callable[[dict[str, Any]], None] | None,
-                 should_stop: Callable[[], bool] | None, device: torch.device,
+                 progress: ProgressFn | None, cancel: Cancel | None, device: torch.device,
                  checkpoint: Path | None = None, keep_crf: bool = False,
                  group: Group | None = None) -> None:
         self.model, self.train_data, self.val, self.config = model, train, val, config
         self.group = group or Group()
         self.keep_crf = keep_crf
-        self.progress, self.should_stop, self.device = progress, should_stop, device
+        self.progress, self.cancel, self.device = progress, cancel, device
         self.loss_fn = DiceCELoss()
         self.rng = np.random.default_rng(config.seed)
         self.result = TrainResult(best_state_dict=_snapshot(model))
@@ -162,7 +180,7 @@ class Trainer:
         path = checkpoint.folder / STATE
         state = checkpoint.trainer_state
         missing = [k for k in _CHECKPOINT_KEYS if k not in state]
-        if missing or state["phase"] not in ("unet", "joint"):
+        if missing or state["phase"] not in PHASES:
             raise InputError(path, f"corrupt checkpoint: missing or bad entries "
                                    f"{missing or ['phase']}")
         current = {"config": _config_fingerprint(self.config),
@@ -193,11 +211,12 @@ class Trainer:
             raise InputError(path, f"corrupt checkpoint: {err}") from err
         self.resume = checkpoint
 
-    def record(self, entry: dict[str, Any]) -> bool:
-        """Append an epoch; keep the state if its score is the best so far. True if it was."""
+    def record(self, entry: dict[str, Any], epochs: int) -> bool:
+        """Append an epoch (of ``epochs`` in its phase) and report it; keep the state if its
+        score is the best so far. True if it was."""
         self.result.history.append(entry)
         if self.progress is not None and self.group.main:
-            self.progress(dict(entry))
+            self.progress(epoch_event(entry, epochs))
         if entry["val_dice"] > self.best_score:
             self.best_score = entry["val_dice"]
             self.result.best_state_dict = _snapshot(self.model)
@@ -212,7 +231,7 @@ class Trainer:
         total = 0.0
         self.model.train()
         for start in range(0, len(samples), bs):
-            if self.should_stop is not None and self.should_stop():
+            if cancelled(self.cancel):
                 self.result.cancelled = True
                 return None
             x = torch.from_numpy(samples.images[start:start + bs, None]).to(self.device)
@@ -261,7 +280,7 @@ class Trainer:
             t0 = time.perf_counter()
             score = self.evaluate(use_crf)
             self.record({"phase": phase, "epoch": 0, "loss": float("nan"), "val_dice": score,
-                         "seconds": time.perf_counter() - t0, "samples": 0})
+                         "seconds": time.perf_counter() - t0, "samples": 0}, epochs)
             phase_best = score
             self.save(optimizer, phase, 0, epochs == 0, phase_best, bad)
         for epoch in range(first, epochs + 1):
@@ -272,7 +291,7 @@ class Trainer:
             score = self.evaluate(use_crf)
             n = len(self.train_data) * (2 if self.config.multi_data else 1)
             self.record({"phase": phase, "epoch": epoch, "loss": loss, "val_dice": score,
-                         "seconds": time.perf_counter() - t0, "samples": n})
+                         "seconds": time.perf_counter() - t0, "samples": n}, epochs)
             if score > phase_best:
                 phase_best, bad = score, 0
             else:

@@ -9,7 +9,6 @@ live in :mod:`.atlas`, which registration uses; building uses registration, so i
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +17,7 @@ import SimpleITK as sitk
 from ..core.geometry import SliceImage
 from ..core.labels import NUM_CLASSES
 from ..core.orientation import canonical_reorientation, reorient_geometry
+from ..jobs import ProgressFn, report
 from .atlas import WIDE_SPACING, Atlas, wide_reference
 from .atlas_space import (
     ATLAS_SIZE,
@@ -98,8 +98,10 @@ def _average(cases: list[AtlasCase], planes: list[sitk.Image], mappings: list[At
 
 def build_atlas(cases: list[AtlasCase], level: str, rounds: int = 3,
                 config: RegistrationConfig | None = None,
-                progress: Callable[[int, int], None] | None = None) -> Atlas:
-    """Group-wise affine atlas of ``cases`` (all of one level); see the module docstring."""
+                progress: ProgressFn | None = None) -> Atlas:
+    """Group-wise affine atlas of ``cases`` (all of one level); see the module docstring.
+
+    Progress: stage ``register``, one step per case and round."""
     from .. import __version__
 
     if len(cases) < 2:
@@ -113,8 +115,8 @@ def build_atlas(cases: list[AtlasCase], level: str, rounds: int = 3,
         new = []
         for i, case in enumerate(cases):
             new.append(register(case.image, case.mask, current, config).mapping.transform)
-            if progress is not None:
-                progress(round_ * len(cases) + i + 1, rounds * len(cases))
+            report(progress, "register", round_ * len(cases) + i + 1, rounds * len(cases),
+                   message=f"[{level}] registration, round {round_ + 1} of {rounds}")
         inverse_mean = _mean_affine(new).GetInverse()
         mappings = [AtlasMapping(m.native, m.reorientation, compose(t, inverse_mean))
                     for m, t in zip(mappings, new, strict=True)]

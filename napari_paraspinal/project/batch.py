@@ -19,12 +19,12 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from threading import Event
 
 from ..core.errors import InputError
 from ..fat import FatConfig
+from ..jobs import Cancel, ProgressFn, cancelled, report
 from ..measure import geometry_columns, measure_slice, method_provenance
 from ..plausibility import check_row
 from ..preprocess.chain import UNKNOWN
@@ -34,8 +34,6 @@ from .fingerprint import SourceChecker
 from .records import StaleVersionError
 from .schema import HUMAN_KINDS
 from .store import Project
-
-ProgressFn = Callable[[int, int, str], None]
 
 
 @dataclass
@@ -63,7 +61,7 @@ def active_model_id(project: Project) -> str:
 def segment_project(project: Project, statuses: Sequence[str] = ("new", "failed"),
                     device: str = "auto", level: str | None = None,
                     fat: FatConfig | None = None, progress: ProgressFn | None = None,
-                    cancel: Event | None = None, client=None  # noqa: ANN001
+                    cancel: Cancel | None = None, client=None  # noqa: ANN001
                     ) -> BatchResult:
     """Segment the cases in ``statuses`` with the active model; save, measure, flag.
 
@@ -71,7 +69,9 @@ def segment_project(project: Project, statuses: Sequence[str] = ("new", "failed"
     ``verified`` cases are refused as statuses: a correction is never buried under a new
     automatic version. With a Dask ``client`` (:func:`..cluster.open_client`) the cases are
     segmented and measured on its workers; reading, claims and saving stay here, so the
-    project's store is only ever written by this process.
+    project's store is only ever written by this process. Progress: stage ``segment``
+    (``done`` cases of ``total``, ``case`` the one starting, or on a cluster the one just
+    finished), then ``done``; ``cancel`` stops between cases.
     """
     protected = {"corrected", "verified"} & set(statuses)
     if protected:
@@ -115,11 +115,10 @@ def segment_project(project: Project, statuses: Sequence[str] = ("new", "failed"
 
         model = load_model(model_path, device) if todo else None  # checked once per batch
         for n, (case, seen) in enumerate(todo):
-            if cancel is not None and cancel.is_set():
+            if cancelled(cancel):
                 result.cancelled = True
                 break
-            if progress is not None:
-                progress(n, len(todo), case.id)
+            report(progress, "segment", n, len(todo), case.id)
             image = prepare(case, seen)
             if image is not None:
                 store(case, seen, segment_and_measure(image, level or case.level or "auto",
@@ -127,8 +126,8 @@ def segment_project(project: Project, statuses: Sequence[str] = ("new", "failed"
     else:
         _on_cluster(client, todo, prepare, store, claims.release, level, model_path, device,
                     fat, result, progress, cancel)
-    if progress is not None:
-        progress(len(result.segmented) + len(result.failed), len(todo), "done")
+    report(progress, "done", len(result.segmented) + len(result.failed), len(todo),
+           message="done")
     return result
 
 
@@ -179,7 +178,7 @@ def _store(project: Project, cid: str, seen: int, outcome: dict | str, model_id:
 
 
 def _on_cluster(client, todo, prepare, store, release, level, model_path, device,  # noqa: ANN001
-                fat, result: BatchResult, progress: ProgressFn | None, cancel: Event | None
+                fat, result: BatchResult, progress: ProgressFn | None, cancel: Cancel | None
                 ) -> None:
     """The cases as Dask tasks (see :func:`segment_project`); a lost worker fails its case."""
     from distributed import as_completed
@@ -199,9 +198,8 @@ def _on_cluster(client, todo, prepare, store, release, level, model_path, device
             outcome = f"unexpected error on a worker ({type(err).__name__}: {err})"
         store(case, seen, outcome)
         done += 1
-        if progress is not None:
-            progress(done, len(todo), case.id)
-        if cancel is not None and cancel.is_set():
+        report(progress, "segment", done, len(todo), case.id)
+        if cancelled(cancel):
             result.cancelled = True
             for f, (other, _) in futures.items():  # not run: unclaimed, left as they were
                 f.cancel()

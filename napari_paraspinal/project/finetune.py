@@ -44,12 +44,12 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from ..jobs import Cancel, ProgressFn, report
 from ..nets.bundle import load_card
 from ..nets.checkpoint import find_checkpoint
 from ..nets.distributed import barrier, group_from_env
@@ -63,7 +63,6 @@ from .finetune_data import (
     FINETUNE_DIR,
     REPLAY_CACHE,
     RUN,
-    Progress,
     load_run,
     prepare_run,
     read_run,
@@ -111,18 +110,20 @@ class FinetuneResult:
 
 
 def finetune_project(project: Project, config: FinetuneConfig | None = None,
-                     progress: Progress | None = None,
-                     should_stop: Callable[[], bool] | None = None,
+                     progress: ProgressFn | None = None,
+                     cancel: Cancel | None = None,
                      resume: bool = False) -> FinetuneResult:
     """Train a candidate from the active model, validate it, register it, maybe promote it.
 
     Without an active model (an empty registry) the shipped model is registered first and
-    made active. ``progress`` receives dicts with a ``stage`` (``prepare``, ``replay``,
-    ``train`` with the epoch's history entry, ``validate``, ``done``); ``should_stop`` is
-    polled between cases and between training batches: True cancels, registering nothing
-    and keeping what is needed to resume. ``resume=True`` continues the unfinished run of
-    this project if there is one (same cases, active model and settings), else starts one;
-    ``resume=False`` discards an unfinished run and starts afresh.
+    made active. ``progress`` receives :class:`..jobs.Progress` events of the stages
+    ``prepare`` (one per case), ``replay``, ``unet`` and ``joint`` (one per epoch, its loss
+    and validation Dice in ``values``: :func:`..nets.trainer.epoch_event`), ``validate`` and
+    ``done``. ``cancel`` is checked between cases and between training
+    batches: once set, the run stops, registering nothing and keeping what is needed to
+    resume. ``resume=True`` continues the unfinished run of this project if there is one
+    (same cases, active model and settings), else starts one; ``resume=False`` discards an
+    unfinished run and starts afresh.
     """
     from ..segment import load_model
 
@@ -145,7 +146,7 @@ def finetune_project(project: Project, config: FinetuneConfig | None = None,
         model = load_model(active.path, device="cpu")
         if run is None:
             if not prepare_run(project, run_dir, root / REPLAY_CACHE, active, model, cases,
-                               config, notes, progress, should_stop):
+                               config, notes, progress, cancel):
                 return FinetuneResult("cancelled", active.id, reason="cancelled while "
                                       "preparing", seconds=time.perf_counter() - start,
                                       notes=notes)
@@ -163,18 +164,13 @@ def finetune_project(project: Project, config: FinetuneConfig | None = None,
     notes.extend(n for n in info["notes"] if n not in notes)
     candidate_dir = run_dir / CANDIDATE
     card = load_card(active.path)
-
-    def on_epoch(entry: dict[str, Any]) -> None:
-        if progress is not None:
-            progress({"stage": "train", **entry})
-
     resuming = find_checkpoint(run_dir / CHECKPOINT) is not None
     path, trained = fit_bundle(
         candidate_dir, train_set, val_set, active.path / "atlases", card.name,
         SegmenterConfig.from_dict(card.network), config.train_config(card.training),
         model.preprocess,
         parent=active.id, data_note=_data_note(info, card),
-        progress=on_epoch, should_stop=should_stop,
+        progress=progress, cancel=cancel,
         initial_state={k: v.clone() for k, v in model.segmenter.state_dict().items()},
         checkpoint_dir=run_dir, resume=resuming)
     if not group.main:
@@ -191,8 +187,8 @@ def finetune_project(project: Project, config: FinetuneConfig | None = None,
         base.seconds = time.perf_counter() - start
         return base
 
-    if progress is not None:
-        progress({"stage": "validate", "cases": len(info["heldout"])})
+    report(progress, "validate", 0, len(info["heldout"]),
+           message=f"validating on {len(info['heldout'])} held-out cases")
     candidate = load_model(path, device=str(device))
     model.segmenter.to(device)
     held = [cases[c] for c in info["heldout"]]
@@ -230,8 +226,7 @@ def finetune_project(project: Project, config: FinetuneConfig | None = None,
         "promoted" if promoted else "rejected", active.id, model_id, before, after,
         replay_before, replay_after, reason, info["train"], info["heldout"],
         info["replay"]["train"], trained.history, time.perf_counter() - start, notes)
-    if progress is not None:
-        progress({"stage": "done", "status": result.status, "model": model_id})
+    report(progress, "done", 1, 1, message=f"{result.status} {model_id}")
     return result
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..core.labels import BY_VALUE, ES_L, ES_R, MF_L, MF_R
+from ..jobs import ProgressFn, report
 from ..nets.metrics import dice_per_label
 from ..phantom import LEVELS, PhantomCase, PhantomConfig, generate_phantom
 from .finetune import FinetuneResult, finetune_project
@@ -69,8 +70,9 @@ def shifted_case(shift: str, seed: int, level: str) -> PhantomCase:
 
 
 def score_models(models: Sequence[Any], shift: str, n: int, seed: int,
-                 progress: Callable[[int, int], None] | None = None) -> list[list[dict]]:
-    """Native-grid Dice per label of each model on ``n`` phantoms (``segment_slice``).
+                 progress: ProgressFn | None = None) -> list[list[dict]]:
+    """Native-grid Dice per label of each model on ``n`` phantoms (``segment_slice``;
+    progress: stage ``score``, one step per phantom).
 
     A slice the chain refuses (e.g. no body found in heavy noise) scores 0 for every label
     it has, and its dict gets ``"failed": True``.
@@ -90,8 +92,7 @@ def score_models(models: Sequence[Any], shift: str, n: int, seed: int,
                 scores.append({**failed, "failed": True})
                 continue
             scores.append(dice_per_label(seg.labels, case.labels))
-        if progress is not None:
-            progress(k + 1, n)
+        report(progress, "score", k + 1, n)
     return out
 
 
@@ -130,23 +131,21 @@ def bench_shifts(names: Sequence[str] | None = None, n: int = 6, seed: int = TES
 def bench_finetune(out_dir: str | os.PathLike[str] | None = None, n_train: int = 10,
                    n_test: int = 20, shift: str = DEFAULT_SHIFT,
                    config: FinetuneConfig | None = None, seed: int = TRAIN_SEED,
-                   n_original: int = 10, progress: Callable[[str], None] | None = None
+                   n_original: int = 10, progress: ProgressFn | None = None
                    ) -> FinetuneBench:
     """Fine-tune on ``n_train`` corrected shifted phantoms; Dice on ``n_test`` others.
 
     The project is made in ``out_dir`` (kept) or a temporary folder (removed). Train phantoms
     use seeds ``seed + k``, test phantoms ``TEST_SEED + k``, T2w phantoms for the forgetting
-    check (``n_original`` of them) ``ORIGINAL_SEED + k``; levels alternate.
+    check (``n_original`` of them) ``ORIGINAL_SEED + k``; levels alternate. ``progress``
+    gets the corrections (stage ``corrections``), the fine-tuning's events and its outcome
+    (stage ``finetuned``).
     """
     from ..core.writers import write_image
     from ..segment import load_model
 
     if shift not in SHIFTS:
         raise ValueError(f"shift must be one of {sorted(SHIFTS)}, got {shift!r}")
-
-    def say(text: str) -> None:
-        if progress is not None:
-            progress(text)
 
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -160,17 +159,11 @@ def bench_finetune(out_dir: str | os.PathLike[str] | None = None, n_train: int =
                 path = write_image(case.image, images / f"{shift}_{seed + k}.nii.gz")
                 (cid,) = project.add([path], level=level).ids
                 project.save_labels(cid, case.labels, "corrected")
-            say(f"{n_train} corrected {shift} cases in {project.root}")
-
-            def on_progress(event: dict[str, Any]) -> None:
-                if event["stage"] == "train":
-                    say(f"  {event['phase']} epoch {event['epoch']}: loss {event['loss']:.4f}"
-                        f", held-out Dice {event['val_dice']:.4f}, {event['seconds']:.0f} s")
-                elif event["stage"] in ("validate", "done"):
-                    say(f"  {event['stage']}")
-
-            result = finetune_project(project, config, progress=on_progress)
-            say(f"fine-tuned in {result.seconds:.0f} s: {result.status} ({result.reason})")
+            report(progress, "corrections", n_train, n_train,
+                   message=f"{n_train} corrected {shift} cases in {project.root}")
+            result = finetune_project(project, config, progress=progress)
+            report(progress, "finetuned", 1, 1, message=f"fine-tuned in {result.seconds:.0f} "
+                                                        f"s: {result.status} ({result.reason})")
             before = load_model(project.model(result.parent).path, device="cpu")
             after = load_model(project.model(result.model_id).path, device="cpu")
             t = time.perf_counter()
@@ -224,7 +217,7 @@ def bench_finetune_real(data_dir: str | os.PathLike[str] = "../shared/data",
                         train_slices: Sequence[int] = (4, 8, 12, 16, 20, 24),
                         test_slices: Sequence[int] = (6, 10, 14, 18, 22),
                         config: FinetuneConfig | None = None,
-                        progress: Callable[[str], None] | None = None) -> FinetuneBench | None:
+                        progress: ProgressFn | None = None) -> FinetuneBench | None:
     """Fine-tune on slices of the real LPM Dixon-water case (MF and ES only); test on others.
 
     None when ``data_dir`` has no ``lpm_tum01`` case. The labels (1 ES right, 2 MF right,
@@ -232,7 +225,8 @@ def bench_finetune_real(data_dir: str | os.PathLike[str] = "../shared/data",
     are mapped to ours and saved as corrected versions vouching for MF and ES only, so the
     other structures are unknown, not background. Dice is over MF and ES on the test slices.
     Slices of one person are not independent cases: the numbers show the mechanism on real
-    images, not a validated gain.
+    images, not a validated gain. ``progress`` gets the corrections (stage ``corrections``)
+    and the fine-tuning's outcome (stage ``finetuned``).
     """
     import nibabel as nib
 
@@ -243,10 +237,6 @@ def bench_finetune_real(data_dir: str | os.PathLike[str] = "../shared/data",
     if not (source / "water.nii.gz").is_file() or not (source / "labels_water_header.nii.gz"
                                                       ).is_file():
         return None
-
-    def say(text: str) -> None:
-        if progress is not None:
-            progress(text)
 
     start = time.perf_counter()
     theirs = nib.load(source / "labels_water_header.nii.gz")
@@ -267,9 +257,11 @@ def bench_finetune_real(data_dir: str | os.PathLike[str] = "../shared/data",
                 image = project.read_image(cid)
                 labels = read_labels(mapped, image.geometry, index=k)
                 project.save_labels(cid, labels, "corrected", labelled=vouched)
-            say(f"{len(train_slices)} corrected slices (MF, ES) of {source}")
+            report(progress, "corrections", len(train_slices), len(train_slices),
+                   message=f"{len(train_slices)} corrected slices (MF, ES) of {source}")
             result = finetune_project(project, config)
-            say(f"fine-tuned in {result.seconds:.0f} s: {result.status} ({result.reason})")
+            report(progress, "finetuned", 1, 1, message=f"fine-tuned in {result.seconds:.0f} "
+                                                        f"s: {result.status} ({result.reason})")
             models = [load_model(project.model(result.parent).path, device="cpu"),
                       load_model(project.model(result.model_id).path, device="cpu")]
             scores: list[list[dict]] = [[], []]

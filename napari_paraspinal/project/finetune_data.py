@@ -14,13 +14,14 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..core.labels import label_mask
+from ..jobs import Cancel, ProgressFn, cancelled, report
 from ..nets.samples import AtlasSamples
 from ..preprocess.atlas_space import labels_to_atlas
 from ..preprocess.chain import AUTO, preprocess_slice
@@ -35,8 +36,6 @@ RUN = "run"
 RUN_JSON = "run.json"
 CANDIDATE = "candidate"
 REPLAY_CACHE = "replay"
-
-Progress = Callable[[dict[str, Any]], None]
 
 
 def trusted_labels(labels: np.ndarray, verified: Iterable[int]) -> np.ndarray:
@@ -69,9 +68,10 @@ def _case_keys(cases: dict[str, TrainingCase]) -> list[list[Any]]:
 
 def prepare_run(project: Project, run_dir: Path, cache: Path, active: ModelRow, model: Any,
                 cases: dict[str, TrainingCase], config: FinetuneConfig, notes: list[str],
-                progress: Progress | None, should_stop: Callable[[], bool] | None) -> bool:
+                progress: ProgressFn | None, cancel: Cancel | None) -> bool:
     """Split the cases, send them and the replay slices to atlas space and save it all in
-    ``run_dir`` (``run.json`` last); False if stopped."""
+    ``run_dir`` (``run.json`` last); False if cancelled. Progress: stage ``prepare``, one
+    step per case, then the replay's (:func:`.replay.replay_samples`)."""
     try:
         train_ids, held_ids = split_cases(list(cases), config.holdout_fraction, config.seed)
     except ValueError as err:
@@ -80,7 +80,7 @@ def prepare_run(project: Project, run_dir: Path, cache: Path, active: ModelRow, 
     mappings: dict[str, dict] = {}
     order = [*train_ids, *held_ids]
     for k, cid in enumerate(order):
-        if should_stop is not None and should_stop():
+        if cancelled(cancel):
             return False
         tc = cases[cid]
         image = project.read_image(cid)
@@ -92,8 +92,8 @@ def prepare_run(project: Project, run_dir: Path, cache: Path, active: ModelRow, 
         sources.append(f"project:{cid}")
         if cid in held_ids:
             mappings[cid] = pre.registration.mapping.to_dict()
-        if progress is not None:
-            progress({"stage": "prepare", "done": k + 1, "total": len(order), "case": cid})
+        report(progress, "prepare", k + 1, len(order), cid,
+               f"preparing case {k + 1}/{len(order)}")
     everything = AtlasSamples(np.stack(images), np.stack(labels), np.stack(masks), sources)
     corrected = everything.subset(range(len(train_ids)))
     val_set = everything.subset(range(len(train_ids), len(order)))
@@ -114,7 +114,7 @@ def prepare_run(project: Project, run_dir: Path, cache: Path, active: ModelRow, 
     seeds: list[int] = []
     if source is not None and n_replay + n_check:
         seeds = source.seeds(n_replay + n_check, config.replay_seed)
-        samples = replay_samples(source, seeds, model, cache, progress, should_stop)
+        samples = replay_samples(source, seeds, model, cache, progress, cancel)
         if samples is None:
             return False
         replay_set = samples.subset(range(n_replay))

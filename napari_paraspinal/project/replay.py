@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,13 +21,12 @@ import numpy as np
 import torch
 
 from ..core.labels import NUM_CLASSES
+from ..jobs import Cancel, ProgressFn, cancelled, report
 from ..nets.samples import AtlasSamples
 from ..phantom import LEVELS, PhantomConfig, generate_phantom
 from ..phantom.contrast import CONTRASTS
 from ..preprocess.atlas_space import labels_to_atlas
 from ..preprocess.chain import preprocess_slice
-
-Progress = Callable[[dict[str, Any]], None]
 
 _GENERATOR = re.compile(r"phantom\s+(\S+?),?\s+seeds\s+(\d+)\s*(?:-|\.\.)\s*(\d+)\s*\(train\)")
 #: Seeds used for replay when a phantom-trained card does not say which seeds it used.
@@ -79,9 +78,10 @@ def replay_source(card: dict) -> ReplaySource | None:
 
 
 def replay_samples(source: ReplaySource, seeds: Sequence[int], model: Any,
-                   cache: Path | None = None, progress: Progress | None = None,
-                   should_stop: Callable[[], bool] | None = None) -> AtlasSamples | None:
-    """Phantoms of ``seeds`` in the model's atlas space (cached in ``cache``); None if stopped.
+                   cache: Path | None = None, progress: ProgressFn | None = None,
+                   cancel: Cancel | None = None) -> AtlasSamples | None:
+    """Phantoms of ``seeds`` in the model's atlas space (cached in ``cache``); None if
+    cancelled. Progress: stage ``replay``, one step per phantom.
 
     ``model`` is a :class:`..segment.Model` (its atlases and preprocessing are used).
     """
@@ -100,7 +100,7 @@ def replay_samples(source: ReplaySource, seeds: Sequence[int], model: Any,
         return samples
     images, labels, sources = [], [], []
     for k, seed in enumerate(seeds):
-        if should_stop is not None and should_stop():
+        if cancelled(cancel):
             return None
         level = source.level(seed)
         case = generate_phantom(seed, PhantomConfig(level=level, contrast=source.contrast))
@@ -108,8 +108,8 @@ def replay_samples(source: ReplaySource, seeds: Sequence[int], model: Any,
         images.append(pre.atlas_image)
         labels.append(labels_to_atlas(case.labels, pre.registration.mapping))
         sources.append(case.image.source)
-        if progress is not None:
-            progress({"stage": "replay", "done": k + 1, "total": len(seeds)})
+        report(progress, "replay", k + 1, len(seeds),
+               message=f"replay slice {k + 1}/{len(seeds)}")
     samples = AtlasSamples(np.stack(images), np.stack(labels),
                            np.ones((len(seeds), NUM_CLASSES), bool), sources)
     if path is not None:

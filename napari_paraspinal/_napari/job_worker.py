@@ -1,0 +1,42 @@
+"""A long job in a napari generator worker: its :class:`..jobs.Progress` events come back to
+the GUI thread through the worker's ``yielded`` signal, its result through ``returned``.
+
+The worker class itself is used, not ``create_worker``: that one re-raises errors the widgets
+handle, and napari 0.9's status-bar hook it adds fails on the errored signal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterator
+from typing import Any, TypeVar
+
+from napari.qt.threading import GeneratorWorker
+
+from ..jobs import Progress, iterate
+
+T = TypeVar("T")
+
+
+class JobError(Exception):
+    """A failure inside a worker (re-raised so that the worker reports it as an error)."""
+
+
+def guarded(events: Iterator[Progress]) -> Generator[Progress, None, Any]:
+    """``events`` and their return value; a RuntimeError becomes a :class:`JobError`
+    (superqt takes a RuntimeError for a deleted worker and returns it as the result)."""
+    try:
+        return (yield from events)
+    except RuntimeError as err:
+        raise JobError(str(err)) from err
+
+
+def _job_events(job: Callable[..., T], *args: Any, **kwargs: Any
+                ) -> Generator[Progress, None, T]:
+    return (yield from guarded(iterate(job, *args, **kwargs)))
+
+
+def job_worker(job: Callable[..., Any], *args: Any, **kwargs: Any) -> GeneratorWorker:
+    """A (not yet started) worker running ``job(*args, progress=..., cancel=..., **kwargs)``
+    through :func:`..jobs.iterate`: setting the ``cancel`` given stops the job at its next
+    check, and the worker still returns what the job returns."""
+    return GeneratorWorker(_job_events, job, *args, **kwargs)
