@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PYTEST := $(PY) -m pytest
 XVFB   := $(shell command -v xvfb-run 2>/dev/null)
 
-.PHONY: setup demo test lint wheel clean atlas model model-synth model-heldout model-phantom
+.PHONY: setup demo test lint wheel clean atlas model model-synth model-heldout model-phantom installer
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -80,6 +80,14 @@ lint: setup
 
 wheel: setup
 	$(PY) -m pip wheel --no-deps -w dist .
+
+# the self-contained Linux bundle (PyInstaller, installer/paraspinal.spec): the folder
+# build/installer/dist/napari-paraspinal (paraspinal-app, paraspinal) and its tarball
+# build/installer/napari-paraspinal-linux-x86_64.tar.gz; check it with
+# `xvfb-run -a build/installer/dist/napari-paraspinal/paraspinal-app --self-test`
+installer: setup
+	$(PY) -m pip install -q pyinstaller
+	nice -n 10 $(PY) installer/build.py --archive --out build/installer
 
 clean:
 	rm -rf demo-data demo-output dist build *.egg-info

@@ -49,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="open a phantom slice of this level")
     parser.add_argument("--project", default=None,
                         help="project folder to open in the Project widget (created if new)")
+    parser.add_argument("--self-test", action="store_true",
+                        help="run the demo headless in a temporary folder, check its "
+                             "spreadsheet and label maps,\nopen and close the main window; "
+                             "exit 0 when all passed")
     return parser
 
 
@@ -97,12 +101,20 @@ def _add_about(viewer) -> None:  # noqa: ANN001  napari.Viewer
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``paraspinal-app`` GUI script."""
+    import sys
+
+    if sys.stdout is None:  # a windowed (frozen) app has no console; keep prints harmless
+        import os
+
+        sys.stdout = sys.stderr = open(os.devnull, "w", encoding="utf-8")
     args = build_parser().parse_args(argv)
+    if args.self_test:
+        from paraspinal_app.self_test import run_self_test
+
+        return run_self_test(lambda line: print(line, flush=True))
     try:
         import napari
     except ImportError:
-        import sys
-
         print("paraspinal-app: napari is not installed; install the GUI with "
               "pip install 'napari-paraspinal[gui]'", file=sys.stderr)
         return 2

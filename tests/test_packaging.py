@@ -24,8 +24,10 @@ def test_wheel_contents(wheel: Path) -> None:
     assert "napari_paraspinal/napari.yaml" in names
     assert "paraspinal_app/main.py" in names
     assert "napari_paraspinal/models/__init__.py" in names
+    # every file of the model folders: a card hashes its log and curve too, and a bundle
+    # missing one is refused on load
     shipped = [p for p in (ROOT / "models").rglob("*")
-               if p.is_file() and p.suffix in {".json", ".safetensors"}]
+               if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"]
     for p in shipped:
         assert f"napari_paraspinal/models/{p.relative_to(ROOT / 'models').as_posix()}" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
@@ -41,7 +43,9 @@ def test_installed_wheel_runs(wheel: Path, tmp_path: Path) -> None:
                     str(target), str(wheel)], check=True, capture_output=True)
     env = {"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}
     code = ("import napari_paraspinal, napari_paraspinal.models as m, paraspinal_app.main\n"
-            "print(napari_paraspinal.__file__); print(m.MODELS_DIR)")
+            "from napari_paraspinal.segment import load_model\n"
+            "print(napari_paraspinal.__file__); print(m.MODELS_DIR)\n"
+            "print(load_model(device='cpu').path)")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, check=True,
                          capture_output=True, text=True).stdout.split()
     assert all(line.startswith(str(target)) for line in out), out
