@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .stats_table import _MISSING, case_key
+from .stats_table import MISSING_VALUES, case_key
 
 #: Delimiters a CSV file may use, in order of preference when two fit equally well.
 CSV_DELIMITERS: tuple[str, ...] = (",", ";", "\t")
@@ -181,7 +181,7 @@ def _parse_text(text: str, column: str, decimal_comma: bool = False) -> object:
         s = s[1:].strip()
     if column == "case":
         return s or None
-    if s.lower() in _MISSING:
+    if s.lower() in MISSING_VALUES:
         return None
     if decimal_comma and _DECIMAL_COMMA.fullmatch(s):
         s = s.replace(",", ".")

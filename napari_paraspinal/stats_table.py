@@ -28,7 +28,7 @@ AGE_RANGE: tuple[float, float] = (0.0, 120.0)
 #: How many offending ids or values a message lists before "and N more".
 LIST_LIMIT = 12
 
-_MISSING = {"", "na", "n/a", "nan", "none", "null"}
+MISSING_VALUES = {"", "na", "n/a", "nan", "none", "null"}
 _SEX = {"f": 0, "female": 0, "0": 0, "m": 1, "male": 1, "1": 1}
 
 
@@ -107,7 +107,7 @@ def sex_code(value: object) -> int | None:
             return int(value)
     elif isinstance(value, str):
         text = value.strip().lower()
-        if text in _MISSING:
+        if text in MISSING_VALUES:
             return None
         if text in _SEX:
             return _SEX[text]

@@ -11,7 +11,7 @@ import SimpleITK as sitk
 from napari_paraspinal.preprocess.atlas_space import atlas_reference
 from napari_paraspinal.preprocess.chain import default_atlases
 from napari_paraspinal.preprocess.ncc_affine import refine_affine_ncc
-from napari_paraspinal.preprocess.registration_optimise import _structure_region
+from napari_paraspinal.preprocess.registration_optimise import structure_region
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def setup():
     noise = np.random.default_rng(0).normal(0, 0.01, (400, 420)).astype(np.float32)
     noisy = sitk.GetImageFromArray(sitk.GetArrayFromImage(moving) + noise)
     noisy.CopyInformation(moving)
-    return fixed, _structure_region(atlas, 30.0), noisy, truth
+    return fixed, structure_region(atlas, 30.0), noisy, truth
 
 
 def _perturbed(truth: sitk.AffineTransform) -> sitk.AffineTransform:

@@ -269,7 +269,7 @@ def test_label_versions_are_kept_and_never_overwritten(project: Project, phantom
     with pytest.raises(sqlite3.IntegrityError, match="never deleted"):
         project.db.execute("DELETE FROM label_versions")
     with pytest.raises(FileExistsError):
-        store_module._place_new(v3.path, v1.path)
+        store_module.place_new(v3.path, v1.path)
     assert sha256(v1.path) == digest1
 
     orphan = v1.path.parent / "v004_corrected.nii.gz"
@@ -496,8 +496,8 @@ _WORKER = textwrap.dedent("""
         sha = store.sha256_of
         store.sha256_of = lambda path: (sha(path), pause(mode))[0]
     elif mode == "placed":
-        place = store._place_new
-        store._place_new = lambda src, dst: (place(src, dst), pause(mode))[0]
+        place = store.place_new
+        store.place_new = lambda src, dst: (place(src, dst), pause(mode))[0]
     elif mode == "uncommitted":
         log = store.Project._log
         def slow_log(self, db, case_id, action, detail=""):

@@ -23,8 +23,8 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from .dicom_files import is_dicom_candidate, read_header
-from .dicom_frames import Frame, _int, frames_of
-from .dicom_pixels import _decode, _meta, _read_complete
+from .dicom_frames import Frame, frames_of, int_or
+from .dicom_pixels import decode_frame, frame_meta, read_complete
 from .errors import InputError
 from .geometry import Geometry, SliceImage
 
@@ -48,7 +48,7 @@ def group_series(files: Sequence[Path]) -> tuple[list[str | None], list[Path]]:
         if "Rows" not in ds:
             continue
         uid = str(ds.SeriesInstanceUID) if ds.get("SeriesInstanceUID") else None
-        number = _int(ds.get("SeriesNumber"), 0)
+        number = int_or(ds.get("SeriesNumber"), 0)
         numbers[uid] = min(numbers.get(uid, number), number)
     order = sorted(numbers, key=lambda u: (numbers[u], u or ""))
     return order, unreadable
@@ -89,8 +89,8 @@ class DicomStack:
         """Decode slice ``k`` (rescaled, float32) with its geometry, notes and metadata."""
         fr = self.frames[k]
         notes: list[str] = []
-        ds = _read_complete(fr.path, self.source)
-        data = _decode(fr, ds, self.source, notes)
+        ds = read_complete(fr.path, self.source)
+        data = decode_frame(fr, ds, self.source, notes)
         geometry = Geometry(
             shape=(fr.rows, fr.cols),
             spacing=(*self._pixel_spacing(fr, spacing, notes), self._thickness(fr)),
@@ -109,7 +109,7 @@ class DicomStack:
             notes.append(f"{shared} images of this series lie at this position (e.g. echoes "
                          "or contrasts); choose another by slice index")
         return SliceImage(data=data, geometry=geometry, source=self.source, notes=notes,
-                          meta=_meta(ds, fr))
+                          meta=frame_meta(ds, fr))
 
     def _pixel_spacing(self, fr: Frame, spacing: tuple[float, float] | None,
                        notes: list[str]) -> tuple[float, float]:

@@ -52,7 +52,7 @@ class Frame:
 
 def frames_of(path: Path, ds: Dataset) -> list[Frame]:
     """Every image frame of one file, with per-frame geometry and rescale."""
-    n = max(_int(ds.get("NumberOfFrames"), 1), 1)
+    n = max(int_or(ds.get("NumberOfFrames"), 1), 1)
     shared = _item(ds, "SharedFunctionalGroupsSequence")
     per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
     offsets = _frame_offsets(ds, n)
@@ -76,7 +76,7 @@ def frames_of(path: Path, ds: Dataset) -> list[Frame]:
             thickness=_positive(thickness) or _positive(ds.get("SpacingBetweenSlices")),
             slope=float(slope) if slope not in (None, "") else 1.0,
             intercept=float(intercept) if intercept not in (None, "") else 0.0,
-            instance=_int(ds.get("InstanceNumber"), 0),
+            instance=int_or(ds.get("InstanceNumber"), 0),
         )
         if offsets is not None and frame.origin is not None:
             shifted = np.asarray(frame.origin) + offsets[f] * frame.direction[:, 2]
@@ -131,7 +131,7 @@ def _positive(value) -> float | None:
     return v if np.isfinite(v) and v > 0 else None
 
 
-def _int(value, default: int) -> int:
+def int_or(value, default: int) -> int:
     try:
         return int(value)
     except (TypeError, ValueError):

@@ -16,11 +16,11 @@ from pydicom.dataset import Dataset
 from pydicom.pixels import pixel_array
 
 from .dicom_files import has_dicom_magic
-from .dicom_frames import Frame, _int
+from .dicom_frames import Frame, int_or
 from .errors import InputError
 
 
-def _read_complete(path: Path, source: str) -> Dataset:
+def read_complete(path: Path, source: str) -> Dataset:
     """The whole dataset; refused when its pixel data are cut off (a decoder may not notice:
     pylibjpeg returns a half-decoded JPEG-LS frame from a truncated file without error)."""
     ds = pydicom.dcmread(path, force=not has_dicom_magic(path))
@@ -30,7 +30,7 @@ def _read_complete(path: Path, source: str) -> Dataset:
     return ds
 
 
-def _decode(fr: Frame, ds: Dataset, source: str, notes: list[str]) -> np.ndarray:
+def decode_frame(fr: Frame, ds: Dataset, source: str, notes: list[str]) -> np.ndarray:
     """Rescaled greyscale pixels of one frame; pydicom first, SimpleITK/GDCM as fallback."""
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     if photometric.startswith("PALETTE"):
@@ -66,14 +66,14 @@ def _greyscale(data: np.ndarray, source: str, notes: list[str]) -> np.ndarray:
     raise InputError(source, f"has pixel data of unexpected shape {data.shape}")
 
 
-def _meta(ds: Dataset, fr: Frame) -> dict:
+def frame_meta(ds: Dataset, fr: Frame) -> dict:
     """Useful header fields (patient fields included; exports anonymise them)."""
     return {
         "format": "DICOM",
         "modality": str(ds.get("Modality", "")),
         "series_description": str(ds.get("SeriesDescription", "")),
         "series_uid": str(ds.get("SeriesInstanceUID", "")),
-        "series_number": _int(ds.get("SeriesNumber"), 0),
+        "series_number": int_or(ds.get("SeriesNumber"), 0),
         "instance_number": fr.instance,
         "frame": fr.frame,
         "file": str(fr.path),

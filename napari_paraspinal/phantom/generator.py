@@ -80,7 +80,7 @@ def _grid(config: PhantomConfig, rng: np.random.Generator) -> tuple[tuple[int, i
     return (rows, cols), (sx, sy)
 
 
-def _paint(parts: list[Part], u: np.ndarray, v: np.ndarray, to_index: np.ndarray,
+def paint_parts(parts: list[Part], u: np.ndarray, v: np.ndarray, to_index: np.ndarray,
            pad: float) -> tuple[np.ndarray, np.ndarray]:
     """Tissue and label of every sub-pixel point, painting parts in order.
 
@@ -177,7 +177,7 @@ def generate_phantom(seed: int, config: PhantomConfig | None = None) -> PhantomC
 
     body = draw_body(rng)
     parts = build_parts(config.level, body, rng)
-    tissue, fine_labels = _paint(parts, u, v, to_index, pad=4 * config.warp_mm + 2)
+    tissue, fine_labels = paint_parts(parts, u, v, to_index, pad=4 * config.warp_mm + 2)
     infiltration = _infiltrate(tissue, fine_labels, fine_mm, config, rng)
 
     values = tissue_intensities(config.contrast, contrast_rng)

@@ -15,7 +15,7 @@ from .atlas import Atlas
 from .atlas_space import ATLAS_SPACING, atlas_reference
 from .ncc_affine import fixed_levels, ncc_levels, refine_prepared
 from .registration_config import RegistrationConfig
-from .registration_transforms import _as_affine, _similarity_from
+from .registration_transforms import centred_affine, similarity_from
 
 
 def _method(config: RegistrationConfig, levels: bool = True) -> sitk.ImageRegistrationMethod:
@@ -70,7 +70,7 @@ def _optimise(start: sitk.Transform, fixed: sitk.Image, coarse: sitk.Image,
     transform = start
     reasons = []
     for stage in stages:
-        current = _similarity_from(transform) if stage == "similarity" else _as_affine(transform)
+        current = similarity_from(transform) if stage == "similarity" else centred_affine(transform)
         reg = _method(config)
         reg.SetInitialTransform(current, inPlace=True)
         failure = _execute(reg, fixed, coarse)
@@ -78,7 +78,7 @@ def _optimise(start: sitk.Transform, fixed: sitk.Image, coarse: sitk.Image,
             reasons.append(f"{stage} registration failed ({failure})")
             break
         transform = current
-    affine = _as_affine(transform)
+    affine = centred_affine(transform)
     if refine is not None and not reasons:
         refined = refine(affine)
         if isinstance(refined, str):
@@ -129,7 +129,7 @@ def _refiner(atlas: Atlas, moving: sitk.Image, config: RegistrationConfig
         raise ValueError(f"refine_metric must be 'ncc' (the only refinement there is), not "
                          f"{config.refine_metric!r}")
     fixed = atlas.memo("image_sitk", lambda: _atlas_image(atlas))
-    region = _structure_region(atlas, config.refine_margin_mm)
+    region = structure_region(atlas, config.refine_margin_mm)
     smoothing, steps = tuple(config.refine_smoothing_mm), tuple(config.refine_shrink)
     samples = atlas.memo(("ncc", config.refine_margin_mm, smoothing, steps),
                          lambda: fixed_levels(fixed, region, smoothing, steps))
@@ -147,7 +147,7 @@ def _atlas_image(atlas: Atlas) -> sitk.Image:
     return fixed
 
 
-def _structure_region(atlas: Atlas, margin_mm: float) -> np.ndarray:
+def structure_region(atlas: Atlas, margin_mm: float) -> np.ndarray:
     """Where the labelled structures are in the 1 mm atlas, grown by ``margin_mm``
     (made once per atlas and margin; not to be changed)."""
     return atlas.memo(("structure_region", margin_mm), lambda: ndi.binary_dilation(

@@ -13,7 +13,7 @@ import SimpleITK as sitk
 from .atlas import Atlas
 from .atlas_space import AtlasMapping, atlas_reference
 from .registration_config import RegistrationConfig
-from .registration_optimise import _structure_region
+from .registration_optimise import structure_region
 
 
 @dataclass
@@ -70,7 +70,7 @@ def _structure_correlation(atlas: Atlas, moving: sitk.Image, transform: sitk.Tra
     reference = atlas_reference()
     warped = sitk.GetArrayFromImage(sitk.Resample(moving, reference, transform,
                                                   sitk.sitkLinear, 0.0, sitk.sitkFloat32))
-    region = _structure_region(atlas, config.structure_margin_mm)
+    region = structure_region(atlas, config.structure_margin_mm)
     a, b = np.asarray(atlas.image)[region], warped[region]
     if a.std() == 0 or b.std() == 0:
         return 0.0

@@ -63,7 +63,7 @@ def moments_initialisation(fixed_mask: np.ndarray, fixed_spacing: tuple[float, f
     return starts
 
 
-def _similarity_from(affine: sitk.AffineTransform) -> sitk.Similarity2DTransform:
+def similarity_from(affine: sitk.AffineTransform) -> sitk.Similarity2DTransform:
     """The closest similarity transform (polar decomposition of the matrix)."""
     m = np.array(affine.GetMatrix()).reshape(2, 2)
     u, s, vt = np.linalg.svd(m)
@@ -76,7 +76,7 @@ def _similarity_from(affine: sitk.AffineTransform) -> sitk.Similarity2DTransform
     return t
 
 
-def _as_affine(t: sitk.Transform) -> sitk.AffineTransform:
+def centred_affine(t: sitk.Transform) -> sitk.AffineTransform:
     """A similarity or affine transform as an AffineTransform with the same centre."""
     out = sitk.AffineTransform(2)
     out.SetCenter(t.GetCenter() if hasattr(t, "GetCenter") else (0.0, 0.0))

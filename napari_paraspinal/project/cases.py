@@ -25,7 +25,7 @@ from .claims import check_latest
 from .fingerprint import SourceChecker, fingerprint_of
 from .records import AddResult, CaseRow, ProjectError, SourceFingerprint
 from .schema import STATUSES
-from .values import _check_choice, _dumps, _now
+from .values import check_choice, json_text, now_text
 
 if TYPE_CHECKING:
     from .store import Project
@@ -93,7 +93,7 @@ def add_one(project: Project, ref: InputRef, index: int,
     validate_slice(image)
     k = int(image.meta.get("slice_index", 0))
     count = int(image.meta.get("slice_count", 1))
-    now = _now()
+    now = now_text()
     with project._transaction() as db:
         found = project._find_case(source, uid, k)
         if found is not None:
@@ -103,8 +103,8 @@ def add_one(project: Project, ref: InputRef, index: int,
             "INSERT INTO cases (id, source, series_uid, slice_index, slice_count, "
             "spacing_json, level, geometry_json, added_at, updated_at, source_size, "
             "source_mtime_ns, source_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (cid, source, uid, k, count, None if spacing is None else _dumps(spacing),
-             level, _dumps(image.geometry.to_dict()), now, now, fp.size, fp.mtime_ns,
+            (cid, source, uid, k, count, None if spacing is None else json_text(spacing),
+             level, json_text(image.geometry.to_dict()), now, now, fp.size, fp.mtime_ns,
              fp.sha256))
         project._log(db, cid, "add", f"{ref} slice {k} of {count}")
     return cid, True, list(image.notes)
@@ -138,7 +138,7 @@ def case(project: Project, case_id: str) -> CaseRow:
 def cases(project: Project, status: str | None = None) -> list[CaseRow]:
     """All cases in the order they were added, or those with one status."""
     if status is not None:
-        _check_choice("status", status, STATUSES)
+        check_choice("status", status, STATUSES)
         rows = project.db.execute("SELECT * FROM cases WHERE status = ? ORDER BY rowid",
                                   (status,))
     else:
@@ -174,7 +174,7 @@ def read_image(project: Project, case_id: str,
 def set_status(project: Project, case_id: str, status: str, message: str = "",
                expect_version: int | None = None) -> None:
     """What :meth:`.Project.set_status` does."""
-    _check_choice("status", status, STATUSES)
+    check_choice("status", status, STATUSES)
     with project._transaction() as db:
         project.case(case_id)
         if expect_version is not None:
@@ -184,17 +184,17 @@ def set_status(project: Project, case_id: str, status: str, message: str = "",
             raise ProjectError(project.root, f"case {case_id!r} cannot be {status!r}: its "
                                              f"labels make it {expected!r}")
         db.execute("UPDATE cases SET status = ?, message = ?, updated_at = ? WHERE id = ?",
-                   (status, message, _now(), case_id))
+                   (status, message, now_text(), case_id))
         project._log(db, case_id, "status", f"{status}: {message}" if message else status)
 
 
 def set_qc(project: Project, case_id: str, flags: Mapping[str, Any]) -> None:
     """Replace a case's QC flags (any JSON-friendly mapping)."""
-    text = _dumps(dict(flags))
+    text = json_text(dict(flags))
     with project._transaction() as db:
         project.case(case_id)
         db.execute("UPDATE cases SET qc_flags_json = ?, updated_at = ? WHERE id = ?",
-                   (text, _now(), case_id))
+                   (text, now_text(), case_id))
         project._log(db, case_id, "qc", text)
 
 
@@ -203,7 +203,7 @@ def set_level(project: Project, case_id: str, level: str | None) -> None:
     with project._transaction() as db:
         project.case(case_id)
         db.execute("UPDATE cases SET level = ?, updated_at = ? WHERE id = ?",
-                   (level, _now(), case_id))
+                   (level, now_text(), case_id))
         project._log(db, case_id, "level", str(level))
 
 

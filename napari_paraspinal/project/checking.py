@@ -30,7 +30,7 @@ from .fingerprint import (
 )
 from .records import CheckReport, LabelVersion
 from .schema import LABELS_DIR, MODELS_DIR, ORPHANS_DIR, STATUS_OF_KIND, WEIGHTS
-from .store import _STAGE, Project, _dumps, _now, _verified_of
+from .store import STAGE, Project, json_text, now_text, verified_of
 
 _LISTED = 10  # case ids named in a one-line note before "…"
 
@@ -71,10 +71,10 @@ def check_project(project: Project, verify_hashes: bool = True) -> CheckReport:
         if case.status not in ("failed", expected):
             report.inconsistent.append(f"case {case.id}: status {case.status!r} but its "
                                        f"labels make it {expected!r}")
-        if case.verified_labels != _verified_of(mine):
+        if case.verified_labels != verified_of(mine):
             report.inconsistent.append(f"case {case.id}: verified labels "
                                        f"{case.verified_labels} but its versions give "
-                                       f"{_verified_of(mine)}")
+                                       f"{verified_of(mine)}")
     counts = _check_sources(report, cases, verify_hashes)
     for claim in held:
         if claims_module.is_stale(claim):
@@ -114,7 +114,7 @@ def _scan_leftovers(project: Project, report: CheckReport, labels: set[str],
                     models: set[str]) -> None:
     root = project.root
     for p in root.iterdir():
-        if p.name.startswith(_STAGE):
+        if p.name.startswith(STAGE):
             report.temp_files.append(p.name)
     label_root = root / LABELS_DIR
     for p in sorted(label_root.rglob("*")) if label_root.is_dir() else []:
@@ -161,7 +161,7 @@ def repair_project(project: Project) -> CheckReport:
             if status != case.status or verified != case.verified_labels:
                 db.execute("UPDATE cases SET status = ?, verified_labels_json = ?, "
                            "updated_at = ? WHERE id = ?",
-                           (status, _dumps(verified), _now(), case.id))
+                           (status, json_text(verified), now_text(), case.id))
                 done.append(f"case {case.id}: status {status}, verified {verified}")
         if done:
             project._log(db, None, "repair", "; ".join(done))

@@ -2,7 +2,7 @@
 
 :meth:`.Project.init` and :meth:`.Project.open` call these functions. A new database is built
 under a staging name, complete with its schema and meta rows, and linked into place last
-(:func:`.placing._place_new`), so an interrupted ``init`` never leaves a half-made project.
+(:func:`.placing.place_new`), so an interrupted ``init`` never leaves a half-made project.
 An existing one is opened in WAL mode with foreign keys on and full synchronous writes, after
 checks that it is a project of a schema this version reads; an older one is upgraded on open
 (:func:`.schema.upgrade`, one transaction).
@@ -15,7 +15,7 @@ import sqlite3
 import uuid
 from pathlib import Path
 
-from .placing import _STAGE, _place_new
+from .placing import STAGE, place_new
 from .records import ProjectError
 from .schema import (
     APPLICATION,
@@ -26,7 +26,7 @@ from .schema import (
     SCHEMA_VERSION,
     upgrade,
 )
-from .values import _now
+from .values import now_text
 
 
 def create(folder: str | os.PathLike[str]) -> Path:
@@ -40,13 +40,13 @@ def create(folder: str | os.PathLike[str]) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / LABELS_DIR).mkdir(exist_ok=True)
     (root / MODELS_DIR).mkdir(exist_ok=True)
-    tmp = root / f"{_STAGE}{uuid.uuid4().hex}.sqlite"
+    tmp = root / f"{STAGE}{uuid.uuid4().hex}.sqlite"
     try:
         db = sqlite3.connect(tmp, isolation_level=None)
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript("BEGIN;" + SCHEMA)
-            now = _now()
+            now = now_text()
             db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", [
                 ("application", APPLICATION), ("schema_version", str(SCHEMA_VERSION)),
                 ("created_at", now)])
@@ -56,7 +56,7 @@ def create(folder: str | os.PathLike[str]) -> Path:
         finally:
             db.close()
         try:
-            _place_new(tmp, root / DB_NAME)
+            place_new(tmp, root / DB_NAME)
         except FileExistsError:
             raise ProjectError(root, "a project already exists here") from None
     finally:

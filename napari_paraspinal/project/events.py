@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 from typing import TYPE_CHECKING
 
-from .values import _now
+from .values import now_text
 
 if TYPE_CHECKING:
     from .store import Project
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 def log(db: sqlite3.Connection, case_id: str | None, action: str, detail: str = "") -> None:
     """Record an event on ``db``, inside the caller's transaction."""
     db.execute("INSERT INTO events (at, case_id, action, detail) VALUES (?, ?, ?, ?)",
-               (_now(), case_id, action, detail))
+               (now_text(), case_id, action, detail))
 
 
 def history(project: Project, case_id: str | None = None

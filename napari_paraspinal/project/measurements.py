@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .records import MeasurementRow, ProjectError
-from .values import _dumps, _now
+from .values import json_text, now_text
 
 if TYPE_CHECKING:
     from .store import Project
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 def save_measurements(project: Project, case_id: str, label_version_id: int,
                       row: Mapping[str, Any]) -> int:
     """Store a measurement row made on one label version of the case; returns its id."""
-    text = _dumps(dict(row))
+    text = json_text(dict(row))
     with project._transaction() as db:
         found = db.execute("SELECT case_id FROM label_versions WHERE id = ?",
                            (label_version_id,)).fetchone()
@@ -30,7 +30,7 @@ def save_measurements(project: Project, case_id: str, label_version_id: int,
                                              f"version of case {case_id!r}")
         cur = db.execute("INSERT INTO measurements (case_id, label_version_id, row_json, "
                          "created_at) VALUES (?, ?, ?, ?)",
-                         (case_id, label_version_id, text, _now()))
+                         (case_id, label_version_id, text, now_text()))
         project._log(db, case_id, "measure", f"label version id {label_version_id}")
     return int(cur.lastrowid)
 

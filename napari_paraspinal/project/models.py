@@ -26,7 +26,7 @@ from ..core.atomic import fsync_path, fsync_tree
 from ..core.errors import InputError
 from .records import ModelRow, ProjectError
 from .schema import CARD, MODELS_DIR, WEIGHTS
-from .store import _SAFE_ID, _STAGE, _dumps, _now
+from .store import SAFE_ID, STAGE, json_text, now_text
 
 if TYPE_CHECKING:
     from ..nets.card import ModelCard
@@ -43,12 +43,12 @@ def register_model(project: Project, bundle_dir: str | os.PathLike[str],
     if not src.is_dir():
         raise InputError(src, "not a model bundle folder")
     load_card(src)  # a folder that is no bundle is refused before anything is copied
-    if model_id is not None and not _SAFE_ID.match(model_id):
+    if model_id is not None and not SAFE_ID.match(model_id):
         raise ProjectError(project.root, f"model id {model_id!r} must be letters, digits, "
                                          "'_', '.' or '-' (at most 100)")
     models = project.root / MODELS_DIR
     models.mkdir(exist_ok=True)
-    stage = models / f"{_STAGE}{uuid.uuid4().hex}"
+    stage = models / f"{STAGE}{uuid.uuid4().hex}"
     try:
         shutil.copytree(src, stage, symlinks=True)
         card, digest = checked_bundle(stage, src)
@@ -65,8 +65,8 @@ def register_model(project: Project, bundle_dir: str | os.PathLike[str],
             db.execute(
                 "INSERT INTO models (id, path, card_json, parent, weights_sha256, "
                 "created_at, active) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (mid, f"{MODELS_DIR}/{mid}", _dumps(dataclasses.asdict(card)),
-                 parent or card.parent, digest, _now(), int(active)))
+                (mid, f"{MODELS_DIR}/{mid}", json_text(dataclasses.asdict(card)),
+                 parent or card.parent, digest, now_text(), int(active)))
             project._log(db, None, "register_model", f"{mid}{' (active)' if active else ''}")
     finally:
         if stage.exists():
@@ -150,7 +150,7 @@ def new_model_id(project: Project, name: str, version: str | None, src: Path) ->
     name = name or src.name
     base = f"{name}-v{version}" if version not in (None, "") else name
     base = re.sub(r"[^A-Za-z0-9_.-]+", "_", base).strip("_.")[:80] or "model"
-    if not _SAFE_ID.match(base):
+    if not SAFE_ID.match(base):
         base = "model"
     taken = {r[0].casefold() for r in project.db.execute("SELECT id FROM models")}
     taken |= {p.name.casefold() for p in (project.root / MODELS_DIR).iterdir()}

@@ -1,7 +1,7 @@
 """Placing complete files in a project under names that never existed.
 
 A file (the database at ``init``, a label version) is written to a staging name first, with
-the :data:`_STAGE` prefix, and given its final name by :func:`_place_new` only once it is
+the :data:`STAGE` prefix, and given its final name by :func:`place_new` only once it is
 complete, so a name never points to a half-written file and never replaces one. ``project
 check`` reports anything left under a staging name as a temporary file.
 """
@@ -14,10 +14,10 @@ from pathlib import Path
 
 from ..core.atomic import fsync_path
 
-_STAGE = ".stage-"
+STAGE = ".stage-"
 
 
-def _place_new(src: Path, dst: Path) -> None:
+def place_new(src: Path, dst: Path) -> None:
     """Give the complete file ``src`` the name ``dst``, which must not exist yet.
 
     A hard link fails rather than replace an existing file. Where the file system has no

@@ -64,7 +64,7 @@ from . import events as _events
 from . import measurements as _measurements
 from . import versions as _versions
 from .fingerprint import SourceChecker
-from .placing import _STAGE, _place_new  # noqa: F401  (re-exported, see below)
+from .placing import STAGE, place_new  # noqa: F401  (re-exported, see below)
 from .records import (
     AddResult,
     CaseRow,
@@ -75,13 +75,13 @@ from .records import (
     TrainingCase,
 )
 from .schema import DB_NAME, SCHEMA_VERSION, STATUS_OF_KIND  # noqa: F401  (re-exported)
-from .values import _dumps, _now, _verified_of  # noqa: F401  (re-exported)
+from .values import json_text, now_text, verified_of  # noqa: F401  (re-exported)
 
-# Re-exported: .models and .checking import _SAFE_ID, _STAGE, _dumps, _now and _verified_of
-# from here; the tests look up SCHEMA_VERSION, STATUS_OF_KIND, sha256_of and _place_new here,
+# Re-exported: .models and .checking import SAFE_ID, STAGE, json_text, now_text and verified_of
+# from here; the tests look up SCHEMA_VERSION, STATUS_OF_KIND, sha256_of and place_new here,
 # and the kill tests replace the last two here to stop a save between its steps.
 
-_SAFE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
+SAFE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
 
 
 # --------------------------------------------------------------------------- project
@@ -235,9 +235,9 @@ class Project:
         vouch for labels with no pixel at all; vouched values that are merely absent are
         allowed and named in the event log (:mod:`.vouch`).
         """
-        # this module's _place_new and sha256_of as they are now (see the imports above)
+        # this module's place_new and sha256_of as they are now (see the imports above)
         return _versions.save_labels(self, case_id, labels, kind, labelled, model_id,
-                                     expect_version, place=_place_new, sha256_file=sha256_of)
+                                     expect_version, place=place_new, sha256_file=sha256_of)
 
     def _next_version(self, db: sqlite3.Connection, case_id: str, folder: Path) -> int:
         """One past the highest version in the database or on disk (orphans included)."""

@@ -19,7 +19,7 @@ from .records import LabelVersion
 from .schema import HUMAN_KINDS, LABEL_VALUES
 
 
-def _now() -> str:
+def now_text() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
@@ -34,19 +34,19 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def _dumps(value: Any) -> str:
+def json_text(value: Any) -> str:
     try:
         return json.dumps(value, default=_json_default, sort_keys=True, allow_nan=True)
     except (TypeError, ValueError) as err:
         raise ValueError(f"cannot store this value as JSON: {err}") from None
 
 
-def _check_choice(what: str, value: str, choices: Sequence[str]) -> None:
+def check_choice(what: str, value: str, choices: Sequence[str]) -> None:
     if value not in choices:
         raise ValueError(f"{what} must be one of {', '.join(choices)}; got {value!r}")
 
 
-def _labelled(labelled: Iterable[int] | None, kind: str) -> list[int]:
+def labelled_values(labelled: Iterable[int] | None, kind: str) -> list[int]:
     """The label values a version vouches for: sorted, unique, each a real label."""
     if labelled is None:
         return list(LABEL_VALUES)
@@ -59,7 +59,7 @@ def _labelled(labelled: Iterable[int] | None, kind: str) -> list[int]:
     return values
 
 
-def _label_array(labels: np.ndarray) -> np.ndarray:
+def label_array(labels: np.ndarray) -> np.ndarray:
     """A 2-D map of whole label values (fractions are refused, not truncated)."""
     data = np.asarray(labels)
     if data.ndim != 2:
@@ -72,7 +72,7 @@ def _label_array(labels: np.ndarray) -> np.ndarray:
     return data
 
 
-def _verified_of(versions: Sequence[Any]) -> list[int]:
+def verified_of(versions: Sequence[Any]) -> list[int]:
     """Labels vouched for by the run of human versions that ends with the latest one.
 
     Accepts (kind, labelled) pairs or :class:`LabelVersion` rows, oldest first. A new

@@ -27,10 +27,10 @@ from ..core.atomic import sha256_of
 from ..core.io import read_labels
 from ..core.writers import write_labels
 from .claims import check_latest
-from .placing import _STAGE
+from .placing import STAGE
 from .records import LabelVersion, ProjectError, TrainingCase
 from .schema import HUMAN_KINDS, KINDS, LABELS_DIR, STATUS_OF_KIND
-from .values import _check_choice, _dumps, _label_array, _labelled, _now, _verified_of
+from .values import check_choice, json_text, label_array, labelled_values, now_text, verified_of
 from .vouch import absent_note, empty_map_problem
 
 if TYPE_CHECKING:
@@ -44,11 +44,11 @@ def save_labels(project: Project, case_id: str, labels: np.ndarray, kind: str,
                 expect_version: int | None, *, place: Callable[[Path, Path], None],
                 sha256_file: Callable[[Path], str]) -> LabelVersion:
     """What :meth:`.Project.save_labels` does. ``place`` and ``sha256_file`` are
-    :mod:`.store`'s ``_place_new`` and ``sha256_of``, passed by the method as they are at
+    :mod:`.store`'s ``place_new`` and ``sha256_of``, passed by the method as they are at
     each call, so a test that replaces them there stops a save between its steps."""
-    _check_choice("kind", kind, KINDS)
-    marks = _labelled(labelled, kind)
-    data = _label_array(labels)
+    check_choice("kind", kind, KINDS)
+    marks = labelled_values(labelled, kind)
+    data = label_array(labels)
     case = project.case(case_id)
     if kind in HUMAN_KINDS and (problem := empty_map_problem(data, kind, marks)):
         raise ProjectError(project.root, f"case {case.id}: {problem}")
@@ -59,7 +59,7 @@ def save_labels(project: Project, case_id: str, labels: np.ndarray, kind: str,
                                          "project (register_model it first)")
     folder = project.root / LABELS_DIR / case.id
     folder.mkdir(parents=True, exist_ok=True)
-    stage = folder / f"{_STAGE}{uuid.uuid4().hex}.nii.gz"
+    stage = folder / f"{STAGE}{uuid.uuid4().hex}.nii.gz"
     placed: Path | None = None
     try:
         write_labels(data, case.geometry, stage)
@@ -73,13 +73,13 @@ def save_labels(project: Project, case_id: str, labels: np.ndarray, kind: str,
             cur = db.execute(
                 "INSERT INTO label_versions (case_id, version, kind, path, sha256, "
                 "labelled_json, model_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (case.id, version, kind, rel, digest, _dumps(marks), model_id, _now()))
+                (case.id, version, kind, rel, digest, json_text(marks), model_id, now_text()))
             row_id = int(cur.lastrowid)
             db.execute(
                 "UPDATE cases SET status = ?, message = '', verified_labels_json = ?, "
                 "updated_at = ? WHERE id = ?",
-                (STATUS_OF_KIND[kind], _dumps(project._derived_verified(db, case.id)),
-                 _now(), case.id))
+                (STATUS_OF_KIND[kind], json_text(project._derived_verified(db, case.id)),
+                 now_text(), case.id))
             project._log(db, case.id, "save", f"v{version} {kind} labels {marks}"
                          + (f"; {absent}" if absent else ""))
     except BaseException:
@@ -129,7 +129,7 @@ def latest_version(project: Project, case_id: str, kinds: Sequence[str] | None =
         kinds = (kinds,)
     if kinds is not None:
         for kind in kinds:
-            _check_choice("kind", kind, KINDS)
+            check_choice("kind", kind, KINDS)
         versions = [v for v in versions if v.kind in kinds]
     return versions[-1] if versions else None
 
@@ -183,7 +183,7 @@ def derived_status(project: Project, db: sqlite3.Connection, case_id: str) -> st
 
 def derived_verified(project: Project, db: sqlite3.Connection, case_id: str) -> list[int]:
     """The labels the case's latest run of a person's versions vouches for."""
-    return _verified_of(project._kinds(db, case_id))
+    return verified_of(project._kinds(db, case_id))
 
 
 def version_row(project: Project, d: sqlite3.Row) -> LabelVersion:

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..core.labels import ES_L, ES_R, FAT_LABELS
 from ..phantom.artefacts import smooth_field
-from ..phantom.generator import _paint
+from ..phantom.generator import paint_parts
 from ..preprocess.frame import FRAME_BACK_MM, FRAME_SIZE
 from .anatomy import SynthTissue, build_synth_parts, draw_synth_body
 from .real_shapes import RealMuscles
@@ -83,7 +83,7 @@ def render_case(seed: int, shapes: list[RealMuscles] | None = None,
     if warp > 0:
         u = u + warp * smooth_field(u.shape, (40.0, 40.0), rng, coarse=8)
         v = v + warp * smooth_field(u.shape, (40.0, 40.0), rng, coarse=8)
-    tissue, labels = _paint(parts, u, v, to_index, pad=4 * warp + 2)
+    tissue, labels = paint_parts(parts, u, v, to_index, pad=4 * warp + 2)
     tissue = tissue.astype(np.uint8)
     _infiltrate(tissue, labels, config, rng)
     _septa(tissue, labels, rng)

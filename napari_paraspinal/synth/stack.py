@@ -18,7 +18,7 @@ import torch
 
 from ..core.labels import DI
 from ..levels import BODY_NAMES, DISC_NAMES
-from ..phantom.generator import _paint
+from ..phantom.generator import paint_parts
 from .anatomy import SynthTissue, build_synth_parts, draw_synth_body
 from .contrast import synthesize
 from .real_shapes import RealMuscles
@@ -92,7 +92,7 @@ def _paint_slice(parts: list, size: int, back: float, shift: float
     u, v = x - shift, y + back
     to_index = np.array([[1.0, 0.0, shift + (size - 1) / 2],
                          [0.0, 1.0, -back + (size - 1) / 2]])
-    tissue, labels = _paint(parts, u, v, to_index, pad=2.0)
+    tissue, labels = paint_parts(parts, u, v, to_index, pad=2.0)
     return tissue.astype(np.uint8), labels.astype(np.uint8), v
 
 
