@@ -66,6 +66,7 @@ def cmd_bench(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per t
         return 0
     if args.target == "real":
         from .bench_real import bench_real, slice_indices, write_real_report
+        from .real_training import pick_series
         from .realdata import default_real_data_dir, real_series
 
         root = default_real_data_dir()
@@ -75,13 +76,15 @@ def cmd_bench(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per t
             return 2
         try:
             slice_indices(args.slices, 1)
+            chosen = (pick_series([n.strip() for n in args.series.split(",") if n.strip()],
+                                  root) if args.series else None)
         except ValueError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
         with progress_reporter("slice") as progress:
             rows = bench_real(args.model, root, slices=args.slices, device=args.device,
                               progress=progress, sides=args.sides, mirror=not args.no_mirror,
-                              unseen=args.unseen or ())
+                              unseen=args.unseen or (), series=chosen)
         scored_by = "" if not args.unseen else (
             f"; a case it was trained on is scored by the first of {', '.join(args.unseen)} "
             "that was not (column model)")
@@ -190,6 +193,9 @@ def add_bench_parser(sub) -> None:  # noqa: ANN001 - argparse's private subparse
                    help="real: left/right from the spine's midline or the network's own")
     p.add_argument("--no-mirror", action="store_true",
                    help="real: no averaging with the mirrored slice")
+    p.add_argument("--series", default=None, metavar="NAMES",
+                   help="real: only these cases or series, e.g. lpm_tum01/water or "
+                        "musclemap_sub0001 (comma-separated; default: all)")
     p.add_argument("--unseen", action="append", default=None, metavar="MODEL",
                    help="real: a bundle not trained on some real case (repeatable); a case "
                         "the model was trained on is scored by the first such bundle")

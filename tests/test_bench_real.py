@@ -157,3 +157,15 @@ def test_bench_real_dice_matches_numpy(tmp_path) -> None:
     assert csv_path.read_text().splitlines()[0].startswith("case,contrast,slices,PS_L")
     assert md_path.read_text().startswith("header\n\n| case |")
 
+
+
+@needs_data
+def test_bench_real_series_picks_what_it_names(tmp_path, capsys) -> None:
+    assert main(["bench", "real", "--series", "lpm_tum01/nope"]) == 2
+    err = capsys.readouterr().err
+    assert "no labelled real series 'lpm_tum01/nope'" in err and "lpm_tum01/water" in err
+    with torch_threads(1):
+        assert main(["bench", "real", "--series", "lpm_tum01/water", "--slices", "every15",
+                     "--device", "cpu", "--out", str(tmp_path)]) == 0
+    lines = (tmp_path / "bench_real.csv").read_text().splitlines()
+    assert len(lines) == 2 and lines[1].startswith("lpm_tum01,water,2,")
