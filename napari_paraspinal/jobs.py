@@ -42,10 +42,6 @@ ProgressFn = Callable[[Progress], None]
 Cancel = threading.Event
 
 
-class Cancelled(Exception):
-    """A job stopped by its cancel token where it has nothing partial to return."""
-
-
 def report(progress: ProgressFn | None, stage: str, done: int, total: int, case: str = "",
            message: str = "", values: Mapping[str, float] | None = None) -> None:
     """Send one :class:`Progress` event to ``progress`` (nothing when it is None)."""

@@ -33,7 +33,6 @@ from .run_output import writing
 from .segment import Model, default_model_path, segment_many
 from .sides import DEFAULT as SIDES_DEFAULT
 
-ProgressFn = Callable[[int, int, str], None]
 NoticeFn = Callable[[str], None]
 
 
