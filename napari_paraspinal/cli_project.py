@@ -55,9 +55,19 @@ def _list(project: Project, args: argparse.Namespace) -> int:
     rows = [{"case": c.id, "status": c.status, "level": c.level or "",
              "verified": ",".join(map(str, c.verified_labels)),
              "flagged": bool(c.qc_flags.get("registration_flagged")),
+             "uncertainty": "" if c.uncertainty is None else f"{c.uncertainty:.3f}",
              "source": c.source, "message": c.message}
             for c in project.cases(args.status)]
     print(markdown_table(rows) if rows else "no cases")
+    return 0
+
+
+def _next(project: Project, args: argparse.Namespace) -> int:
+    case_id = project.next_case(args.after, args.by)
+    if case_id is None:
+        print("no case left to correct or verify", file=sys.stderr)
+        return 1
+    print(case_id)
     return 0
 
 
@@ -136,7 +146,7 @@ def _activate(project: Project, args: argparse.Namespace) -> int:
 
 #: The actions on an open project (``init`` creates one instead), in the parser's order.
 ACTIONS: dict[str, Callable[[Project, argparse.Namespace], int]] = {
-    "add": _add, "status": _status, "list": _list, "segment": _segment,
+    "add": _add, "status": _status, "list": _list, "next": _next, "segment": _segment,
     "correct": _correct, "check": _check, "models": _models, "activate": _activate,
 }
 
@@ -184,6 +194,14 @@ def add_project_parser(sub: argparse._SubParsersAction, spacing: Callable[[str],
     q.add_argument("project", type=Path)
     q.add_argument("--status", default=None,
                    choices=["new", "predicted", "corrected", "verified", "failed"])
+    q = psub.add_parser("next", help="the next case to correct or verify (its id; exit 1 "
+                                     "when none is left)")
+    q.add_argument("project", type=Path)
+    q.add_argument("--by", choices=["order", "uncertainty"], default="order",
+                   help="worklist order, or the most uncertain segmentation first")
+    q.add_argument("--after", default=None, metavar="CASE",
+                   help="the case just done: the next one after it (order) or other than "
+                        "it (uncertainty)")
     q = psub.add_parser("segment", help="segment new (and failed) cases with the active model")
     q.add_argument("project", type=Path)
     q.add_argument("--redo", action="store_true",

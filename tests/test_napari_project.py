@@ -431,3 +431,124 @@ def test_finetune_cancel_registers_nothing(make_napari_viewer, qtbot, tmp_path,
     widget.curve.set_history([{"loss": float("nan"), "val_dice": 0.5},
                               {"loss": 0.8, "val_dice": 0.6}, {"loss": 0.5, "val_dice": 0.7}])
     assert not widget.curve.grab().isNull()  # the curve paints
+
+
+@needs_display
+def test_worklist_sorts_filters_and_keys_walk_it(make_napari_viewer, qtbot, tmp_path,
+                                                 phantoms) -> None:
+    """Uncertainty and edited columns, sorting by a header (rows still open their own case),
+    the case-id filter, and the keyboard flow sent as real key events under Xvfb: PageDown/
+    PageUp, "Next: most uncertain", Ctrl+Return (verified), Ctrl+Shift+Return (corrected);
+    and the time each case was open."""
+    import time
+
+    from qtpy.QtCore import Qt
+    from qtpy.QtTest import QTest
+
+    from napari_paraspinal._napari.project_widget_layout import ALL, WORK_COLUMNS
+    from napari_paraspinal.project.effort import OPEN_TIME, effort
+    from napari_paraspinal.project.values import os_user
+    from napari_paraspinal.project.worklist import set_uncertainty
+
+    project, ids = make_project(tmp_path / "p", phantoms, {0: "automatic", 1: "automatic"})
+    set_uncertainty(project, ids[0], 0.1)
+    set_uncertainty(project, ids[1], 0.6)
+    root = project.root
+    project.close()
+    viewer = make_napari_viewer(show=True)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-paraspinal",
+                                                     "Project and fine-tune")
+    started = time.monotonic()
+    widget.open_project(root)
+    column = {name: k for k, name in enumerate(WORK_COLUMNS)}
+
+    def cells(name: str) -> list[str]:
+        return [widget.table.item(r, column[name]).text() for r in range(len(ids))]
+
+    assert widget.worklist_ids() == ids  # added order until a header is clicked
+    assert cells("uncertainty") == ["0.100", "0.600", ""]
+    assert cells("edited") == ["", "", ""]
+
+    # the case-id filter, on top of the status filter
+    widget.id_filter.setText(ids[2].upper())
+    assert widget.worklist_ids() == [ids[2]]
+    widget.id_filter.clear()
+    assert widget.worklist_ids() == ids
+
+    # keys, sent as key events to the canvas (the shortcuts need the window active)
+    window = viewer.window._qt_window
+    window.activateWindow()
+    window.raise_()
+    qtbot.waitUntil(lambda: window.isActiveWindow(), timeout=5000)
+
+    def press(key: Qt.Key, modifiers: Qt.KeyboardModifier = Qt.KeyboardModifier.NoModifier
+              ) -> None:
+        QTest.keyClick(viewer.window._qt_viewer.canvas.native, key, modifiers)
+
+    # "Next: most uncertain": the most uncertain case still to do, then the next one
+    widget.uncertain_check.setChecked(True)
+    press(Qt.Key.Key_PageDown)
+    assert widget.case_id == ids[1]
+    press(Qt.Key.Key_PageDown)
+    assert widget.case_id == ids[0]
+    widget.uncertain_check.setChecked(False)
+
+    # sorted by uncertainty, most uncertain first: each row still opens its own case, and
+    # PageDown/PageUp follow the rows as shown
+    widget.table.sortByColumn(column["uncertainty"], Qt.SortOrder.DescendingOrder)
+    assert widget.worklist_ids() == [ids[1], ids[0], ids[2]]
+    widget.table.cellDoubleClicked.emit(0, 0)
+    assert widget.case_id == ids[1]
+    press(Qt.Key.Key_PageDown)
+    assert widget.case_id == ids[0]
+    press(Qt.Key.Key_PageUp)
+    assert widget.case_id == ids[1]
+    press(Qt.Key.Key_PageUp)
+    assert widget.case_id == ids[1] and "end of the worklist" in widget.status.text()
+
+    # accept with one status shown: the case leaves the list, PageDown opens the row that
+    # took its place
+    widget.filter_combo.setCurrentText("predicted")
+    assert widget.worklist_ids() == [ids[1], ids[0]]
+    widget.set_labelled(PARTIAL)
+    press(Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    with Project.open(root) as store:
+        assert store.latest_version(ids[1]).kind == "verified"
+    assert widget.worklist_ids() == [ids[0]]
+    press(Qt.Key.Key_PageDown)
+    assert widget.case_id == ids[0]
+
+    # mark corrected from the keyboard; the export's edit effort counts the changed pixels
+    labels = viewer.layers[f"{ids[0]} labels"]
+    labels.data_setitem((np.arange(4), np.arange(4)), ES_R)
+    widget.set_labelled(PARTIAL)
+    press(Qt.Key.Key_Return,
+          Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    with Project.open(root) as store:
+        assert store.latest_version(ids[0]).kind == "corrected"
+        first = store.read_version(store.label_versions(ids[0])[0])
+        assert effort(store, ids[0]).edit_pixels == int(
+            (store.latest_labels(ids[0])[0] != first).sum()) > 0
+    widget.filter_combo.setCurrentText(ALL)
+    for cid in ids[:2]:
+        edited = widget.table.item(widget.worklist_ids().index(cid), column["edited"]).text()
+        assert edited.startswith(f"{os_user() or '?'} 20") and edited[-3] == ":"
+
+    # most uncertain again: only the new case is left, then none
+    widget.uncertain_check.setChecked(True)
+    press(Qt.Key.Key_PageDown)
+    assert widget.case_id == ids[2]
+    press(Qt.Key.Key_PageDown)
+    assert widget.case_id == ids[2] and "no case left" in widget.status.text()
+
+    # each opening was timed when the case was closed (ids[2] is still open until here)
+    widget.close_case()
+    elapsed = time.monotonic() - started
+    with Project.open(root) as store:
+        timed = [(cid, float(s)) for _, cid, action, s in store.history()
+                 if action == OPEN_TIME]
+        assert [cid for cid, _ in timed] == [ids[1], ids[0], ids[1], ids[0], ids[1], ids[0],
+                                             ids[2]]
+        assert all(0 <= s for _, s in timed) and sum(s for _, s in timed) <= elapsed
+        assert effort(store, ids[0]).seconds_open == pytest.approx(
+            sum(s for cid, s in timed if cid == ids[0]))

@@ -47,9 +47,13 @@ def test_segment_records_versions_model_and_qc(project: Path, capsys) -> None:
             assert case.level is None  # the body frame knows no level: none is stored
             assert "registration_flagged" in case.qc_flags
             assert p.measurements(case.id)
+            assert 0.0 < case.uncertainty < 1.0  # the segmentation's score, stored
+        scores = {c.id: c.uncertainty for c in p.cases()}
     # nothing new: a second run segments nothing and leaves the versions alone
     assert main(["project", "segment", str(project)]) == 0
     assert "0 segmented" in capsys.readouterr().out
+    assert main(["project", "next", str(project), "--by", "uncertainty"]) == 0
+    assert capsys.readouterr().out.strip() == max(scores, key=scores.get)
 
 
 def test_correct_export_and_spreadsheet(project: Path, tmp_path: Path) -> None:
@@ -66,6 +70,7 @@ def test_correct_export_and_spreadsheet(project: Path, tmp_path: Path) -> None:
         assert version.version == 2
         assert np.array_equal(labels, read_labels(truth, row.geometry))
         assert p.label_versions(case.id)[0].kind == "automatic"  # never overwritten
+        changed = int((labels != p.read_version(p.label_versions(case.id)[0])).sum())
     out = tmp_path / "export.xlsx"
     assert main(["export", str(project), "--out", str(out)]) == 0
     wb = load_workbook(out)
@@ -76,6 +81,8 @@ def test_correct_export_and_spreadsheet(project: Path, tmp_path: Path) -> None:
     by_case = {r[col["case"]]: r for r in body}
     corrected = by_case[case.id]
     assert corrected[col["label_status"]] == "corrected"
+    assert corrected[col["edit_pixels"]] == changed > 0  # the correction's pixels, counted
+    assert all(0 < r[col["uncertainty"]] < 1 for r in body)
     # the corrected case is measured on the true labels: exact areas
     g = row.geometry
     true_mf = float((labels == 5).sum()) * g.pixel_area_mm2

@@ -442,6 +442,8 @@ def downgrade_to_schema_1(proj: Path) -> None:
         ALTER TABLE cases DROP COLUMN source_size;
         ALTER TABLE cases DROP COLUMN source_mtime_ns;
         ALTER TABLE cases DROP COLUMN source_sha256;
+        ALTER TABLE cases DROP COLUMN uncertainty;
+        ALTER TABLE label_versions DROP COLUMN author;
         UPDATE meta SET value = '1' WHERE key = 'schema_version';
         COMMIT;
     """)
@@ -464,7 +466,7 @@ def test_old_project_opens_and_is_fingerprinted_on_repair(phantoms: dict, tmp_pa
     downgrade_to_schema_1(proj)
     with Project.open(proj) as p:  # upgraded in place
         meta = dict(p.db.execute("SELECT key, value FROM meta").fetchall())
-        assert meta["schema_version"] == str(schema.SCHEMA_VERSION) == "2"
+        assert meta["schema_version"] == str(schema.SCHEMA_VERSION) == "3"
         assert [c.fingerprint for c in p.cases()] == [None, None]
         assert [v.kind for v in p.label_versions("a")] == ["corrected"]
     capsys.readouterr()

@@ -8,11 +8,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..core.labels import BY_VALUE
 from ..jobs import Progress
-from ..project.schema import LABEL_VALUES, STATUSES
+from ..project.records import LabelVersion
+from ..project.schema import HUMAN_KINDS, LABEL_VALUES, STATUSES
 from ..project.store import Project
 from .case_drafts import has_draft
 from .slices import check_text
@@ -35,6 +37,8 @@ class WorkRow:
     qc: str
     verified: str
     draft: str = ""  # "unsaved draft" when the case has edits kept as a draft
+    uncertainty: str = ""  # the last segmentation's score, e.g. "0.123" ("" when none)
+    edited: str = ""  # who saved the latest person's version, and when (local time)
 
 
 @dataclass(frozen=True)
@@ -58,10 +62,14 @@ def summary(project: Project) -> str:
     return f"{total} cases{': ' + parts if parts else ''} · active model: {model}"
 
 
-def worklist(project: Project, status: str | None = None) -> list[WorkRow]:
-    """The cases (of one status) as worklist rows, in the order they were added."""
+def worklist(project: Project, status: str | None = None, contains: str = "") -> list[WorkRow]:
+    """The cases (of one status, whose id contains ``contains``, ignoring case) as worklist
+    rows, in the order they were added."""
     rows = []
+    wanted = contains.strip().casefold()
     for case in project.cases(status):
+        if wanted not in case.id.casefold():
+            continue
         flags = case.qc_flags or {}
         qc = check_text(flags) or ("ok" if flags else "")
         if case.status == "failed" and case.message:
@@ -69,8 +77,19 @@ def worklist(project: Project, status: str | None = None) -> list[WorkRow]:
         verified = case.verified_labels
         rows.append(WorkRow(case.id, case.status, case.level or "", qc,
                             "all" if tuple(verified) == LABEL_VALUES else label_names(verified),
-                            "unsaved draft" if has_draft(project, case.id) else ""))
+                            "unsaved draft" if has_draft(project, case.id) else "",
+                            "" if case.uncertainty is None else f"{case.uncertainty:.3f}",
+                            edited_text(project.latest_version(case.id, HUMAN_KINDS))))
     return rows
+
+
+def edited_text(version: LabelVersion | None) -> str:
+    """Who saved a person's version and when, e.g. ``ana 2026-05-04 14:03`` (local time;
+    ``?`` for a version saved before authors were recorded)."""
+    if version is None:
+        return ""
+    when = datetime.fromisoformat(version.created_at).astimezone().strftime("%Y-%m-%d %H:%M")
+    return f"{version.author or '?'} {when}"
 
 
 def model_items(project: Project) -> list[ModelItem]:

@@ -4,7 +4,9 @@ A thin front for :mod:`.project_tasks` and the project store: open or create a p
 a case from the worklist (its image and latest labels become layers that keep the native
 geometry), correct the labels in napari, mark the case corrected or verified for the labels
 the user vouches for, segment the new cases, fine-tune the active model with a live loss and
-validation-Dice curve, and make any registered model version active again.
+validation-Dice curve, and make any registered model version active again. The worklist
+shows each case's uncertainty and who last edited it, sorts by a header click, filters by
+status and case id, and is walked from the keyboard (:data:`.project_widget_cases.KEYS`).
 
 Vouching is per case and always deliberate: opening a case resets the label check boxes to
 the labels already vouched for in that case (none for a case nobody checked), and only the
@@ -30,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from napari.qt.threading import GeneratorWorker
-from qtpy.QtCore import QEvent, QObject
+from qtpy.QtCore import QEvent, QObject, Qt
 from qtpy.QtWidgets import QFileDialog, QTableWidgetItem, QWidget
 
 from ..jobs import Cancel, Progress
@@ -65,16 +67,22 @@ class ProjectWidget(CaseActions, JobActions, ProjectControls, QWidget):
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
         self._hooks = viewer_hooks.install(napari_viewer)
         self._followed: Any = None  # the open case's labels layer, for the unsaved indicator
+        self._opened: tuple[str, float] | None = None  # open case, time.monotonic() it opened
+        self._shown_row = 0  # the open case's row in the worklist when last listed
 
         self._make_controls()
         self._layout()
+        self._make_shortcuts()
         self._set_enabled()
         self.browse_button.clicked.connect(lambda: self._browse())
         self.path_edit.returnPressed.connect(lambda: self.open_project(self.path_edit.text()))
         self.filter_combo.currentIndexChanged.connect(lambda _: self.refresh())
+        self.id_filter.textChanged.connect(lambda _: self.refresh())
         self.table.cellDoubleClicked.connect(lambda row, _col: self._open_row(row))
         self.open_button.clicked.connect(lambda: self._open_row(self.table.currentRow()))
         self.add_button.clicked.connect(lambda: self._add_dialog())
+        self.next_button.clicked.connect(lambda: self.open_next())
+        self.previous_button.clicked.connect(lambda: self.open_previous())
         self.corrected_button.clicked.connect(lambda: self.mark("corrected"))
         self.verified_button.clicked.connect(lambda: self.mark("verified"))
         self.segment_button.clicked.connect(lambda: self.segment_new())
@@ -113,14 +121,22 @@ class ProjectWidget(CaseActions, JobActions, ProjectControls, QWidget):
             return
         self.summary.setText(project_summary(self.project))
         status = self.filter_combo.currentText()
-        rows = worklist(self.project, None if status == ALL else status)
+        rows = worklist(self.project, None if status == ALL else status, self.id_filter.text())
+        self.table.setSortingEnabled(False)  # rows stay put while they are filled
         self.table.setRowCount(len(rows))
         for r, row in enumerate(rows):
-            values = (row.case_id, row.status, row.level, row.qc, row.verified, row.draft)
+            values = (row.case_id, row.status, row.level, row.qc, row.verified, row.draft,
+                      row.uncertainty, row.edited)
             for c, value in enumerate(values):
-                self.table.setItem(r, c, QTableWidgetItem(value))
-            if row.case_id == self.case_id:
-                self.table.selectRow(r)
+                item = QTableWidgetItem(value)
+                if c == 0:
+                    item.setData(Qt.ItemDataRole.UserRole, row.case_id)
+                self.table.setItem(r, c, item)
+        self.table.setSortingEnabled(True)  # sorted again by the header's column, if any
+        ids = self.worklist_ids()
+        if self.case_id in ids:
+            self._shown_row = ids.index(self.case_id)
+            self.table.selectRow(self._shown_row)
         models = model_items(self.project)
         self.models_table.setRowCount(len(models))
         for r, m in enumerate(models):
@@ -131,8 +147,9 @@ class ProjectWidget(CaseActions, JobActions, ProjectControls, QWidget):
         self.show_unsaved()
 
     def worklist_ids(self) -> list[str]:
-        """Case ids in the worklist as shown (after the status filter)."""
-        return [self.table.item(r, 0).text() for r in range(self.table.rowCount())]
+        """Case ids in the worklist as shown (filtered and sorted), top to bottom."""
+        return [self.table.item(r, 0).data(Qt.ItemDataRole.UserRole)
+                for r in range(self.table.rowCount())]
 
     def add_cases(self, paths: Sequence[str | Path]) -> None:
         """Add image files or DICOM folders to the project (each slice read and checked)."""
@@ -153,6 +170,7 @@ class ProjectWidget(CaseActions, JobActions, ProjectControls, QWidget):
         """Keep unsaved edits as drafts when the viewer's window closes (never blocks it)."""
         watching = self._watched_window() if self._watched_window is not None else None
         if watched is watching and event.type() == QEvent.Type.Close:
+            self._record_time_open()
             self._save_drafts(list(self.viewer.layers))
         return False
 

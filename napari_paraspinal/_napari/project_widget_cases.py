@@ -1,16 +1,30 @@
-"""The Project widget's case review: open a case, follow its unsaved edits, mark it, drafts.
+"""The Project widget's case review: open a case, follow its unsaved edits, mark it, drafts,
+step through the worklist from the keyboard, and time each case.
 
 A mixin of :class:`.project_widget.ProjectWidget` (it uses the widget's viewer, project,
 open case and controls). Opening a case resets the vouch check boxes to the labels already
 vouched for in that case; only :meth:`CaseActions.mark` saves a version. Before a case's
 layers are replaced, edited labels are kept as a draft (:func:`.case_drafts.save_drafts`).
+The time a case was open is logged when it is closed (:func:`..project.effort.record_open_time`)
+for the export's ``seconds_open``.
+
+Keys (:data:`KEYS`, none of them one of napari's): PageDown/PageUp open the next/previous case
+of the worklist as shown (sorted and filtered), or with "Next: most uncertain" ticked
+PageDown opens the most uncertain case still to do; Ctrl+Return accepts (marks verified),
+Ctrl+Shift+Return marks corrected, each for the ticked labels.
 """
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Sequence
 from typing import Any
 
+from qtpy.QtCore import Qt
+from qtpy.QtGui import QKeySequence, QShortcut
+
+from ..project.effort import record_open_time
 from ..project.records import LabelVersion
 from .case_drafts import save_drafts
 from .case_layers import case_layers, save_layer, tidy
@@ -27,6 +41,10 @@ from .case_state import (
 from .project_text import label_names
 
 LABEL_EVENTS = ("paint", "data", "labels_update", "metadata")
+#: The keyboard flow: action → key sequences (napari takes Ctrl+Up/Down, not these).
+KEYS = {"next": ("PgDown",), "previous": ("PgUp",),
+        "verified": ("Ctrl+Return", "Ctrl+Enter"),
+        "corrected": ("Ctrl+Shift+Return", "Ctrl+Shift+Enter")}
 
 
 class CaseActions:
@@ -52,6 +70,7 @@ class CaseActions:
         self.viewer.layers.selection.active = layer
         self.viewer.reset_view()
         self.case_id = case_id
+        self._opened = (case_id, time.monotonic())
         self._follow(layer)
         kept = self.status.text() if self.status.text().startswith("unsaved edits") else ""
         if lab_kw["metadata"].get(DRAFT_KEY):
@@ -68,6 +87,7 @@ class CaseActions:
         remove the layers whose content is safe (in the store or a draft)."""
         if self.project is None:
             return True
+        self._record_time_open()
         self._save_drafts(list(self.viewer.layers))
         self._follow(None)
         for layer in tidy(self.project, list(self.viewer.layers)):
@@ -175,5 +195,66 @@ class CaseActions:
 
     def _open_row(self, row: int) -> None:
         item = self.table.item(row, 0) if row >= 0 else None
-        if item is not None:
-            self.open_case(item.text())
+        if item is not None:  # the row's case id, wherever sorting moved the row
+            self.open_case(item.data(Qt.ItemDataRole.UserRole))
+
+    # ----------------------------------------------------------------- keyboard flow
+
+    def open_next(self) -> bool:
+        """Open the next case: the most uncertain one not yet corrected or verified when
+        "Next: most uncertain" is ticked, else the row below the open case."""
+        if self.project is None:
+            return False
+        if not self.uncertain_check.isChecked():
+            return self.step(1)
+        case_id = self.project.next_case(after=self.case_id, by="uncertainty")
+        if case_id is None:
+            self.status.setText("no case left to correct or verify")
+            return False
+        return self.open_case(case_id)
+
+    def open_previous(self) -> bool:
+        """Open the case above the open one in the worklist as shown."""
+        return self.step(-1)
+
+    def step(self, delta: int) -> bool:
+        """Open the case ``delta`` rows below (negative: above) the open one in the worklist
+        as shown. When the open case left the list (e.g. marked while the list shows one
+        status), the rows are counted from where it was."""
+        ids = self.worklist_ids()
+        if self.project is None or not ids:
+            return False
+        if self.case_id in ids:
+            row = ids.index(self.case_id) + delta
+        elif self.case_id is None:
+            row = 0 if delta > 0 else len(ids) - 1
+        else:  # the row that took the open case's place is the next one
+            row = self._shown_row + (delta - 1 if delta > 0 else delta)
+        if not 0 <= row < len(ids):
+            self.status.setText("end of the worklist")
+            return False
+        return self.open_case(ids[row])
+
+    def _make_shortcuts(self) -> None:
+        """The :data:`KEYS`, active anywhere in the window the widget is docked in."""
+        actions = {"next": self.open_next, "previous": self.open_previous,
+                   "verified": lambda: self.mark("verified"),
+                   "corrected": lambda: self.mark("corrected")}
+        self.shortcuts: dict[str, QShortcut] = {}
+        for name, keys in KEYS.items():
+            for key in keys:
+                shortcut = QShortcut(QKeySequence(key), self)
+                shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
+                shortcut.activated.connect(actions[name])
+                self.shortcuts[key] = shortcut
+
+    def _record_time_open(self) -> None:
+        """Log how long the open case has been open (never stops a case from closing)."""
+        opened, self._opened = self._opened, None
+        if opened is None or self.project is None:
+            return
+        case_id, since = opened
+        try:
+            record_open_time(self.project, case_id, time.monotonic() - since)
+        except (ValueError, OSError, sqlite3.Error) as err:
+            self.status.setText(f"time open of {case_id} not recorded: {err}")

@@ -6,6 +6,7 @@ A mixin of :class:`.project_widget.ProjectWidget` (it reads the widget's ``proje
 
 from __future__ import annotations
 
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -31,7 +32,8 @@ from .project_text import statuses
 
 ALL = "all"
 DEVICES = ("auto", "cpu", "cuda")
-WORK_COLUMNS = ("case", "status", "level", "QC", "verified labels", "draft")
+WORK_COLUMNS = ("case", "status", "level", "QC", "verified labels", "draft", "uncertainty",
+                "edited")
 UNSAVED_STYLE = "color: #e0802a; font-weight: bold"
 MODEL_COLUMNS = ("active", "model", "version", "parent", "held-out Dice")
 
@@ -48,10 +50,24 @@ class ProjectControls:
 
         self.filter_combo = QComboBox()
         self.filter_combo.addItems([ALL, *statuses()])
+        self.id_filter = QLineEdit()
+        self.id_filter.setPlaceholderText("case id contains…")
+        self.id_filter.setClearButtonEnabled(True)
         self.table = QTableWidget(0, len(WORK_COLUMNS))
         self.table.setHorizontalHeaderLabels(WORK_COLUMNS)
         _read_only(self.table)
+        # sortable by a header click; until one, the order the cases were added
+        self.table.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
+        self.table.setSortingEnabled(True)
         self.open_button = QPushButton("Open case")
+        self.previous_button = QPushButton("◀ Previous")
+        self.previous_button.setToolTip("open the case above in the worklist (PageUp)")
+        self.next_button = QPushButton("Next ▶")
+        self.next_button.setToolTip("open the case below in the worklist, or the most "
+                                    "uncertain one still to do (PageDown)")
+        self.uncertain_check = QCheckBox("Next: most uncertain")
+        self.uncertain_check.setToolTip("Next opens the most uncertain case not yet corrected "
+                                        "or verified, instead of the row below")
         self.add_button = QPushButton("Add images…")
 
         self.case_label = QLabel("no case open")
@@ -63,7 +79,9 @@ class ProjectControls:
         self.unsaved_label.setWordWrap(True)
         self.unsaved_label.setStyleSheet(UNSAVED_STYLE)
         self.corrected_button = QPushButton("Mark corrected")
+        self.corrected_button.setToolTip("save the labels as corrected (Ctrl+Shift+Return)")
         self.verified_button = QPushButton("Mark verified")
+        self.verified_button.setToolTip("save the labels as verified: accept (Ctrl+Return)")
 
         self.segment_button = QPushButton("Segment new cases")
         self.epochs_spin = QSpinBox()
@@ -95,7 +113,7 @@ class ProjectControls:
     def _set_enabled(self) -> None:
         has, busy = self.project is not None, self.worker is not None
         for w in (self.open_button, self.add_button, self.corrected_button,
-                  self.verified_button):
+                  self.verified_button, self.previous_button, self.next_button):
             w.setEnabled(has)
         for w in (self.segment_button, self.finetune_button):
             w.setEnabled(has and not busy)
@@ -113,12 +131,18 @@ class ProjectControls:
         work_layout = QVBoxLayout(work)
         filt = QFormLayout()
         filt.addRow("status", self.filter_combo)
+        filt.addRow("case", self.id_filter)
         work_layout.addLayout(filt)
         work_layout.addWidget(self.table)
         row = QHBoxLayout()
         row.addWidget(self.open_button)
         row.addWidget(self.add_button)
         work_layout.addLayout(row)
+        step = QHBoxLayout()
+        step.addWidget(self.previous_button)
+        step.addWidget(self.next_button)
+        step.addWidget(self.uncertain_check)
+        work_layout.addLayout(step)
 
         case = QGroupBox("Open case")
         case_layout = QVBoxLayout(case)

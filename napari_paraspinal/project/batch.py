@@ -1,10 +1,10 @@
 """Batch work on a project: segment its new cases, and measure every case for the spreadsheet.
 
 Segmentation adds an *automatic* label version per case with the project's active model (the
-shipped model is registered and activated first when the project has none), records the level
-and the registration QC, and stores the measurements. Cases a person corrected or verified are
-never segmented again: their work stays the latest version. A case the chain cannot use is
-marked failed with the reason, and the batch goes on.
+shipped model is registered and activated first when the project has none), records the level,
+the registration QC and the uncertainty score (:mod:`.worklist`), and stores the measurements.
+Cases a person corrected or verified are never segmented again: their work stays the latest
+version. A case the chain cannot use is marked failed with the reason, and the batch goes on.
 
 Several runs may work on one project at once (two ``project segment`` commands, the napari
 widget, a person saving corrections): each case is claimed before it is segmented and its
@@ -30,10 +30,12 @@ from ..plausibility import check_row
 from ..preprocess.chain import UNKNOWN
 from ..preprocess.n4 import N4Config
 from .claims import Claims
+from .effort import effort
 from .fingerprint import SourceChecker
 from .records import StaleVersionError
 from .schema import HUMAN_KINDS
 from .store import Project
+from .worklist import set_uncertainty, uncertainty_score
 
 
 @dataclass
@@ -144,7 +146,8 @@ def segment_and_measure(image, level: str, model, fat: FatConfig | None  # noqa:
     reg = seg.preprocessed.registration
     measured = measure_slice(image, seg.labels, fat, bias=seg.preprocessed.bias)
     return {"labels": seg.labels, "level": reg.level, "qc": reg.qc_columns(),
-            "row": measured.row}
+            "row": measured.row,
+            "uncertainty": uncertainty_score(seg.probabilities, seg.labels)}
 
 
 def _worker_task(image, level: str, model_path: str, device: str,  # noqa: ANN001
@@ -173,6 +176,7 @@ def _store(project: Project, cid: str, seen: int, outcome: dict | str, model_id:
     if outcome["level"] != UNKNOWN:
         project.set_level(cid, outcome["level"])
     project.set_qc(cid, outcome["qc"])
+    set_uncertainty(project, cid, outcome.get("uncertainty"))
     project.save_measurements(cid, version.id, outcome["row"])
     result.segmented.append(cid)
 
@@ -214,6 +218,8 @@ def project_sheets(project: Project, fat: FatConfig | None = None,
 
     Each case is measured on its latest version (automatic, corrected or verified: the
     ``label_status`` column says which), on its native grid, fat on N4-corrected intensities.
+    Each row also has the case's ``uncertainty`` score (:mod:`.worklist`) and a person's
+    effort on it, ``edit_pixels``, ``edit_mm2`` and ``seconds_open`` (:mod:`.effort`).
     A case whose source changed or vanished since it was added, or whose labels or image
     cannot be read, is not measured: it is listed with the reason on an ``excluded`` sheet
     (present only then) and in a warning, and the other cases are still measured.
@@ -246,6 +252,9 @@ def project_sheets(project: Project, fat: FatConfig | None = None,
                                    case.qc_flags.get("registration_flagged"),
                                "registration_check": case.qc_flags.get("registration_check",
                                                                        ""),
+                               "uncertainty": "" if case.uncertainty is None else
+                                   round(case.uncertainty, 4),
+                               **effort(project, case.id).columns(),
                                **geometry_columns(image.geometry), **measured.row},
                               image.geometry))  # the plausibility flags of `run`
         provenance.append({

@@ -218,4 +218,5 @@ def case_row(d: sqlite3.Row) -> CaseRow:
         status=d["status"], message=d["message"], qc_flags=json.loads(d["qc_flags_json"]),
         verified_labels=json.loads(d["verified_labels_json"]), added_at=d["added_at"],
         updated_at=d["updated_at"], fingerprint=None if d["source_sha256"] is None else
-        SourceFingerprint(d["source_size"], d["source_mtime_ns"], d["source_sha256"]))
+        SourceFingerprint(d["source_size"], d["source_mtime_ns"], d["source_sha256"]),
+        uncertainty=d["uncertainty"])

@@ -48,6 +48,7 @@ class CaseRow:
     added_at: str
     updated_at: str
     fingerprint: SourceFingerprint | None = None  # None: added before fingerprints existed
+    uncertainty: float | None = None  # of its last segmentation (:mod:`.worklist`); None: none
 
     @property
     def ref(self) -> InputRef:
@@ -69,6 +70,7 @@ class LabelVersion:
     labelled: list[int]  # label values this version's author annotated or vouched for
     model_id: str | None
     created_at: str
+    author: str | None = None  # the OS user who saved it; None: saved before authors were kept
 
 
 @dataclass(frozen=True)

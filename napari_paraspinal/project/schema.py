@@ -18,7 +18,7 @@ LABELS_DIR = "labels"
 MODELS_DIR = "models"
 ORPHANS_DIR = "orphans"
 APPLICATION = "napari-paraspinal project"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 STATUSES = ("new", "predicted", "corrected", "verified", "failed")
 KINDS = ("automatic", "corrected", "verified")
@@ -100,7 +100,9 @@ CREATE INDEX events_case ON events (case_id);
 
 #: Statements that bring a project of the previous schema version up to each version.
 #: Version 2: each case's source fingerprint (NULL for cases added before it: "not
-#: fingerprinted") and per-case claims of batch workers.
+#: fingerprinted") and per-case claims of batch workers. Version 3: each case's uncertainty
+#: score from its last segmentation (:mod:`.worklist`; NULL: not segmented since) and each
+#: label version's author (the OS user who saved it; NULL for versions saved before).
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: (
         "ALTER TABLE cases ADD COLUMN source_size INTEGER",
@@ -114,6 +116,10 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     claimed_at TEXT NOT NULL,
     seen_version INTEGER NOT NULL
 )""",
+    ),
+    3: (
+        "ALTER TABLE cases ADD COLUMN uncertainty REAL",
+        "ALTER TABLE label_versions ADD COLUMN author TEXT",
     ),
 }
 

@@ -174,6 +174,12 @@ class Project:
         """All cases in the order they were added, or those with one status."""
         return _cases.cases(self, status)
 
+    def next_case(self, after: str | None = None, by: str = "order") -> str | None:
+        """The next case still to be corrected or verified (see :func:`.worklist.next_case`)."""
+        from .worklist import next_case
+
+        return next_case(self, after, by)
+
     def status_counts(self) -> dict[str, int]:
         """Number of cases in each status (every status listed, zeros included)."""
         return _cases.status_counts(self)

@@ -7,6 +7,7 @@ modules share them. :mod:`.store` re-exports the ones its siblings import from t
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -21,6 +22,15 @@ from .schema import HUMAN_KINDS, LABEL_VALUES
 
 def now_text() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def os_user() -> str | None:
+    """The operating system's user name, recorded as a label version's author (None when the
+    system cannot say, e.g. a container without a passwd entry)."""
+    try:
+        return getpass.getuser() or None
+    except (OSError, KeyError, ImportError):
+        return None
 
 
 def _json_default(value: Any) -> Any:

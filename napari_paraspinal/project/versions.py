@@ -30,7 +30,15 @@ from .claims import check_latest
 from .placing import STAGE
 from .records import LabelVersion, ProjectError, TrainingCase
 from .schema import HUMAN_KINDS, KINDS, LABELS_DIR, STATUS_OF_KIND
-from .values import check_choice, json_text, label_array, labelled_values, now_text, verified_of
+from .values import (
+    check_choice,
+    json_text,
+    label_array,
+    labelled_values,
+    now_text,
+    os_user,
+    verified_of,
+)
 from .vouch import absent_note, empty_map_problem
 
 if TYPE_CHECKING:
@@ -72,8 +80,9 @@ def save_labels(project: Project, case_id: str, labels: np.ndarray, kind: str,
             placed = project.root / rel
             cur = db.execute(
                 "INSERT INTO label_versions (case_id, version, kind, path, sha256, "
-                "labelled_json, model_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (case.id, version, kind, rel, digest, json_text(marks), model_id, now_text()))
+                "labelled_json, model_id, created_at, author) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (case.id, version, kind, rel, digest, json_text(marks), model_id, now_text(),
+                 os_user()))
             row_id = int(cur.lastrowid)
             db.execute(
                 "UPDATE cases SET status = ?, message = '', verified_labels_json = ?, "
@@ -192,7 +201,7 @@ def version_row(project: Project, d: sqlite3.Row) -> LabelVersion:
         id=d["id"], case_id=d["case_id"], version=d["version"], kind=d["kind"],
         relpath=d["path"], path=project.root / d["path"], sha256=d["sha256"],
         labelled=json.loads(d["labelled_json"]), model_id=d["model_id"],
-        created_at=d["created_at"])
+        created_at=d["created_at"], author=d["author"])
 
 
 def version_by_id(project: Project, row_id: int) -> LabelVersion:
