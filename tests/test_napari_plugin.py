@@ -86,5 +86,6 @@ def test_sample_data_opens(make_napari_viewer) -> None:
     viewer = make_napari_viewer()
     viewer.open_sample("napari-paraspinal", "phantom_l5s1")
     kinds = sorted(type(layer).__name__ for layer in viewer.layers)
-    assert kinds == ["Image", "Labels"]
+    assert kinds == ["Image", "Labels", "Points"]  # Points: the orientation letters
+    assert viewer.layers[-1].name == "orientation"
     assert set(np.unique(viewer.layers[1].data)) == set(range(9))

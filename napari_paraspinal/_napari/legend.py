@@ -16,23 +16,11 @@ from qtpy.QtCore import Qt
 from qtpy.QtGui import QColor, QFont, QIcon, QPixmap
 from qtpy.QtWidgets import QCheckBox, QLabel, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
 
-from ..core.labels import BY_VALUE, LABELS
+from ..core.labels import LABELS
 from . import viewer_hooks
-from .viewer_hooks import KEYS, bind_label_keys, select_label
+from .viewer_hooks import KEYS, bind_label_keys, select_label, selected_text
 
 __all__ = ["KEYS", "LegendWidget", "bind_label_keys", "selected_text", "select_label"]
-
-
-def selected_text(layer: Labels | None) -> str:
-    """What the active labels layer will do next, e.g. ``painting 5 MF_L`` or ``eraser``."""
-    if layer is None:
-        return "no labels layer selected"
-    mode = str(getattr(layer.mode, "value", layer.mode))
-    if mode == "erase":
-        return "eraser (0)"
-    value = int(layer.selected_label)
-    name = f"{value} {BY_VALUE[value].short}" if value in BY_VALUE else str(value)
-    return f"painting {name}" if mode == "paint" else f"label {name} ({mode})"
 
 
 class LegendWidget(QWidget):
@@ -55,7 +43,9 @@ class LegendWidget(QWidget):
         self.current = QLabel("")
         self.contour_check = QCheckBox("contours only")
         self.contour_check.toggled.connect(self._on_contour)
-        hint = QLabel("Keys 1–8 pick a label, 0 the eraser, on paraspinal labels layers.")
+        hint = QLabel("Keys 1–8 pick a label, 0 the eraser, Ctrl+S saves NIfTI beside the "
+                      "image, on paraspinal labels layers. The patient's left is drawn in cool "
+                      "colours, the right in warm ones.")
         hint.setWordWrap(True)
         layout = QVBoxLayout(self)
         layout.addWidget(self.list)

@@ -33,15 +33,18 @@ class Label:
 BACKGROUND = 0
 SP, DI, PS_L, PS_R, MF_L, MF_R, ES_L, ES_R = range(1, 9)
 
+#: Colours: the patient's left in cool hues (blue, green, cyan), the right in warm ones (red,
+#: orange, pink), the midline pale (gold, lavender), so a left/right swap shows at a glance.
+#: Every two labels differ by at least 40 CIE76 ΔE, each left/right pair by at least 90.
 LABELS: tuple[Label, ...] = (
     Label(SP, "SP", "spine (posterior elements)", (241, 214, 145), "", "SP"),
-    Label(DI, "DI", "intervertebral disc", (111, 184, 210), "", "DI"),
-    Label(PS_L, "PS_L", "left psoas", (216, 101, 79), "L", "PS"),
-    Label(PS_R, "PS_R", "right psoas", (244, 164, 96), "R", "PS"),
-    Label(MF_L, "MF_L", "left multifidus", (128, 174, 128), "L", "MF"),
-    Label(MF_R, "MF_R", "right multifidus", (64, 224, 208), "R", "MF"),
-    Label(ES_L, "ES_L", "left erector spinae", (183, 122, 218), "L", "ES"),
-    Label(ES_R, "ES_R", "right erector spinae", (250, 128, 182), "R", "ES"),
+    Label(DI, "DI", "intervertebral disc", (200, 200, 255), "", "DI"),
+    Label(PS_L, "PS_L", "left psoas", (30, 100, 230), "L", "PS"),
+    Label(PS_R, "PS_R", "right psoas", (213, 60, 30), "R", "PS"),
+    Label(MF_L, "MF_L", "left multifidus", (0, 170, 110), "L", "MF"),
+    Label(MF_R, "MF_R", "right multifidus", (240, 160, 0), "R", "MF"),
+    Label(ES_L, "ES_L", "left erector spinae", (80, 220, 230), "L", "ES"),
+    Label(ES_R, "ES_R", "right erector spinae", (230, 110, 190), "R", "ES"),
 )
 
 NUM_CLASSES = len(LABELS) + 1  # with background
