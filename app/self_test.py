@@ -3,7 +3,7 @@
 Runs the README's demo (four phantom slices, then the main job on them, through the same
 command-line core as ``make demo``) in a temporary folder, checks that the spreadsheet and
 label maps were written with the demo's numbers in them, then opens the app's main window
-(:func:`paraspinal_app.main.open_viewer`), lets Qt lay it out and closes it. One line per
+(:func:`paraspinal_app.window.open_viewer`), lets Qt lay it out and closes it. One line per
 check; exit status 0 only when every check passed. It is what an installer (a frozen bundle
 or a pip install) is checked with: nothing but the installation is needed.
 """
@@ -127,28 +127,31 @@ def check_labels(work: Path) -> str:
 
 
 def check_window() -> str:
-    """The app's main window with every dock widget, shown, laid out and closed."""
-    from paraspinal_app.main import TITLE, WIDGETS, open_viewer
+    """The app's main window with every dock widget, shown, laid out and closed (with
+    settings in a temporary file: the user's are neither read nor changed)."""
+    from paraspinal_app.settings import SettingsStore
+    from paraspinal_app.window import TITLE, WIDGETS, open_viewer
     from qtpy.QtWidgets import QApplication
 
-    viewer = open_viewer(show=True)
-    try:
+    with tempfile.TemporaryDirectory(prefix="paraspinal-self-test-settings-") as tmp:
+        viewer = open_viewer(show=True, store=SettingsStore(Path(tmp) / "settings.json"))
         app = QApplication.instance()
-        for _ in range(20):
-            app.processEvents()
-            time.sleep(0.02)
-        window = viewer.window._qt_window
-        if not window.isVisible():
-            raise CheckFailed("the main window did not show")
-        if window.windowTitle() != TITLE:
-            raise CheckFailed(f"window title {window.windowTitle()!r}")
-        missing = [w for w in WIDGETS
-                   if f"{w} (napari-paraspinal)" not in viewer.window.dock_widgets]
-        if missing:
-            raise CheckFailed(f"dock widgets missing: {', '.join(missing)}")
-    finally:
-        viewer.close()
-    app.processEvents()
+        try:
+            for _ in range(20):
+                app.processEvents()
+                time.sleep(0.02)
+            window = viewer.window._qt_window
+            if not window.isVisible():
+                raise CheckFailed("the main window did not show")
+            if window.windowTitle() != TITLE:
+                raise CheckFailed(f"window title {window.windowTitle()!r}")
+            missing = [w for w in WIDGETS
+                       if f"{w} (napari-paraspinal)" not in viewer.window.dock_widgets]
+            if missing:
+                raise CheckFailed(f"dock widgets missing: {', '.join(missing)}")
+        finally:
+            viewer.close()
+        app.processEvents()
     return f"opened and closed ({len(WIDGETS)} dock widgets)"
 
 
