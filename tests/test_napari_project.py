@@ -317,6 +317,39 @@ def test_open_edit_mark_switch_and_activate(make_napari_viewer, tmp_path, phanto
 
 
 @needs_display
+def test_edits_are_autosaved_as_a_draft_after_the_last_stroke(make_napari_viewer, tmp_path,
+                                                               phantoms) -> None:
+    """A stroke arms the autosave; when it fires the edits are a draft on disk (so a killed
+    app loses seconds, not the case), never a version, and a second project widget on the
+    same folder (the app started again) offers them."""
+    from napari_paraspinal._napari import project_tasks as tasks
+    from napari_paraspinal._napari.project_widget import ProjectWidget
+
+    viewer, widget, root, ids = widget_and_project(make_napari_viewer, tmp_path, phantoms,
+                                                   {0: "automatic"})
+    widget.open_project(root)
+    assert widget.open_case(ids[0]) and not widget.autosave.isActive()
+    labels = viewer.layers[f"{ids[0]} labels"]
+    labels.data_setitem((np.arange(6), np.arange(6)), ES_L)
+    edited = np.array(labels.data)
+    draft = tasks.draft_path(widget.project, ids[0])
+    assert widget.autosave.isActive() and not draft.exists()  # armed, not yet written
+    widget.autosave.timeout.emit()  # what the timer does after the last stroke
+    np.testing.assert_array_equal(tasks.read_draft(widget.project, ids[0]), edited[:, ::-1])
+    assert "autosave" in widget.status.text() and "unsaved edits" in widget.unsaved_label.text()
+    assert len(widget.project.label_versions(ids[0])) == 1  # a draft, not a version
+    assert widget.autosave_draft() == []  # nothing new since: nothing rewritten
+
+    # the first window never closed (killed): a new one opens the case with the edits
+    other_viewer = make_napari_viewer()
+    other = ProjectWidget(other_viewer)
+    other.open_project(root)
+    assert other.open_case(ids[0])
+    np.testing.assert_array_equal(other_viewer.layers[f"{ids[0]} labels"].data, edited)
+    assert "draft" in other.status.text()
+
+
+@needs_display
 def test_unsaved_edits_survive_closing_the_viewer(make_napari_viewer, tmp_path,
                                                   phantoms) -> None:
     """Edits nobody vouched for yet become drafts when the layer is deleted or the viewer

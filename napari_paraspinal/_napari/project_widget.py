@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from napari.qt.threading import GeneratorWorker
-from qtpy.QtCore import QEvent, QObject, Qt
+from qtpy.QtCore import QEvent, QObject, Qt, QTimer
 from qtpy.QtWidgets import QFileDialog, QTableWidgetItem, QWidget
 
 from ..jobs import Cancel, Progress
@@ -41,7 +41,7 @@ from . import viewer_hooks
 from .project_jobs import open_or_create
 from .project_text import model_items, worklist
 from .project_text import summary as project_summary
-from .project_widget_cases import CaseActions
+from .project_widget_cases import AUTOSAVE_MS, CaseActions
 from .project_widget_jobs import JobActions, ProgressRelay
 from .project_widget_layout import ALL, ProjectControls
 
@@ -69,6 +69,10 @@ class ProjectWidget(CaseActions, JobActions, ProjectControls, QWidget):
         self._followed: Any = None  # the open case's labels layer, for the unsaved indicator
         self._opened: tuple[str, float] | None = None  # open case, time.monotonic() it opened
         self._shown_row = 0  # the open case's row in the worklist when last listed
+        self.autosave = QTimer(self)  # edits kept as a draft soon after the last stroke
+        self.autosave.setSingleShot(True)
+        self.autosave.setInterval(AUTOSAVE_MS)
+        self.autosave.timeout.connect(lambda: self.autosave_draft())
 
         self._make_controls()
         self._layout()

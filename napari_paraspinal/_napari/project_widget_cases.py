@@ -41,6 +41,9 @@ from .case_state import (
 from .project_text import label_names
 
 LABEL_EVENTS = ("paint", "data", "labels_update", "metadata")
+#: Edits are kept as a draft this long after the last stroke (the :meth:`autosave_draft`
+#: timer restarts with every stroke), so a crash or kill loses seconds of work, not a case.
+AUTOSAVE_MS = 3000
 #: The keyboard flow: action → key sequences (napari takes Ctrl+Up/Down, not these).
 KEYS = {"next": ("PgDown",), "previous": ("PgUp",),
         "verified": ("Ctrl+Return", "Ctrl+Enter"),
@@ -155,6 +158,21 @@ class CaseActions:
         """A case labels layer deleted by hand with unsaved edits: keep them as a draft."""
         self._save_drafts([event.value])
 
+    def autosave_draft(self) -> list[str]:
+        """Keep the open case's unsaved edits as a draft now (never as a version); the case
+        ids written. Runs :data:`AUTOSAVE_MS` after the last stroke."""
+        layer = self.labels_layer()
+        if self.project is None or layer is None or not needs_saving(layer) or drafted(layer):
+            return []
+        written = save_drafts(self.project, [layer])
+        if written:
+            self.status.setText(f"{self.case_id}: unsaved edits kept as a draft (autosave)")
+        return written
+
+    def _on_label_event(self, *_: Any) -> None:
+        if self.show_unsaved():
+            self.autosave.start()  # (re)start: the draft follows the last stroke
+
     def _save_drafts(self, layers: list[Any]) -> None:
         if self.project is None:
             return
@@ -170,12 +188,12 @@ class CaseActions:
         if self._followed is not None:
             for name in LABEL_EVENTS:
                 if hasattr(self._followed.events, name):
-                    getattr(self._followed.events, name).disconnect(self.show_unsaved)
+                    getattr(self._followed.events, name).disconnect(self._on_label_event)
         self._followed = layer
         if layer is not None:
             for name in LABEL_EVENTS:
                 if hasattr(layer.events, name):
-                    getattr(layer.events, name).connect(self.show_unsaved)
+                    getattr(layer.events, name).connect(self._on_label_event)
 
     def _reload_open_case(self) -> None:
         layer = self.labels_layer()
