@@ -35,6 +35,7 @@ from . import __version__
 from .bids_names import KEEP, CaseFiles, bids_label, parse_source
 from .bids_tables import DSEG_COLUMNS, SOFTWARE, dseg_rows, morph_sidecar, tsv_text
 from .core.atomic import atomic_path, write_text_atomic
+from .core.config import config_to_dict
 from .export import columns_of
 from .run_output import CSV, MANIFEST, SUPERSEDED, XLSX, RunOutput, writing
 from .run_resume import RESULTS
@@ -191,13 +192,14 @@ def method_of(config: RunConfig, model: Model | None, label_status: str) -> dict
     settings), bias correction and fat separation."""
     labels = {"automatic": "segmented by the model", "given": "given label maps (--labels)"}
     method: dict = {"LabelStatus": label_status, "Labels": labels.get(label_status, "none"),
-                    "BiasCorrection": config.n4.to_dict() if config.n4 else "none",
-                    "FatSeparation": config.fat.to_dict()}
+                    "BiasCorrection": config_to_dict(config.n4) if config.n4 else "none",
+                    "FatSeparation": config_to_dict(config.fat)}
     if model is not None:
         card = model.card
         method["Model"] = {"Name": card.name, "Version": card.version,
                            "WeightsSHA256": card.weights_sha256,
-                           "Preprocessing": {**card.preprocessing, **model.preprocess.to_dict()},
+                           "Preprocessing": {**card.preprocessing,
+                                             **config_to_dict(model.preprocess)},
                            "Inference": {"sides": model.sides, "mirror": model.mirror,
                                          "precision": model.precision}}
     return json.loads(json.dumps(method, default=str))

@@ -12,7 +12,7 @@ their fat mask is the pixels at least half fat.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -28,7 +28,7 @@ __all__ = ["DEFAULT_METHOD", "METHODS", "PAPER_METHOD", "TWO_CLASS_METHODS", "Fa
 
 
 
-@dataclass
+@dataclass(frozen=True)
 class FatConfig:
     """How fat is separated; stored with every measurement."""
 
@@ -41,9 +41,6 @@ class FatConfig:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass

@@ -7,12 +7,10 @@ fat % of the multifidus and erector spinae (:mod:`.fat`).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import __version__
 from .core.geometry import Geometry, SliceImage
 from .core.labels import LABELS, NUM_CLASSES
 from .fat import FatConfig, FatResult, separate_fat
@@ -72,14 +70,6 @@ class SliceMeasurement:
     row: dict[str, float | str | None]
     fat_mask: np.ndarray
     fat: FatResult
-
-
-def method_provenance(n4: N4Config | None, fat: FatConfig) -> dict[str, str]:
-    """The provenance columns every measurements table shares: this software's version and
-    the bias correction and fat separation the numbers were measured with."""
-    return {"software": f"napari-paraspinal {__version__}",
-            "bias_correction": json.dumps(n4.to_dict()) if n4 is not None else "none",
-            "fat_method": json.dumps(fat.to_dict())}
 
 
 def measure_slice(image: SliceImage, labels: np.ndarray, fat: FatConfig | None = None,

@@ -56,7 +56,7 @@ class CaseResult:
         return self.rows[0] if self.rows else {}
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunConfig:
     """Settings of a batch run."""
 

@@ -6,8 +6,9 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from .core.config import config_to_dict
 from .levels import UNKNOWN, level_summary, select_levels
-from .measure import method_provenance
+from .provenance import provenance_row
 
 if TYPE_CHECKING:
     from .pipeline import CaseResult, RunConfig
@@ -22,11 +23,11 @@ def table_sheets(results: Sequence[CaseResult], config: RunConfig,
     With ``config.levels`` the table keeps only the mid-disc slices of those levels
     (:func:`.levels.select_levels`) and provenance names the levels a case has none of.
 
-    Provenance names the software, the labels' origin and status (``automatic`` from the
-    model, ``given`` from ``--labels``), the model with its weights' hash and preprocessing,
-    the registration QC, bias correction and fat method, so every number can be traced. No
-    patient identifier is written unless ``config.identifiers`` asks for them; case ids come
-    from file names.
+    Provenance (:mod:`.provenance`, the same schema on every path) names the software, the
+    labels' origin and status (``automatic`` from the model, ``given`` from ``--labels``), the
+    model with its weights' hash and preprocessing, the registration QC, bias correction and
+    fat method, so every number can be traced. No patient identifier is written unless
+    ``config.identifiers`` asks for them; case ids come from file names.
     """
     rows = [row for r in results for row in r.rows]
     levels = level_sheet(rows)
@@ -34,22 +35,17 @@ def table_sheets(results: Sequence[CaseResult], config: RunConfig,
     if config.levels:
         rows, missing = select_levels(rows, config.levels)
     provenance = [
-        {
-            "case": r.case,
-            "source": r.source,
-            "status": r.status,
-            "message": r.message,
-            **method_provenance(config.n4, config.fat),
-            "labels": r.row.get("label_source", "none"),
-            "label_status": r.label_status,
-            **_model_provenance(model if r.label_status == "automatic" else None),
-            "qc_flags": json.dumps({f"slice {row.get('slice', 0)}": row["registration_check"]
-                                    for row in r.rows if row.get("registration_flagged")}),
-            "time": r.finished,
+        provenance_row(
+            {"case": r.case, "source": r.source, "status": r.status, "message": r.message,
+             "labels": r.row.get("label_source", "none"), "label_status": r.label_status,
+             **_model_provenance(model if r.label_status == "automatic" else None),
+             "qc_flags": json.dumps({f"slice {row.get('slice', 0)}": row["registration_check"]
+                                     for row in r.rows if row.get("registration_flagged")}),
+             "time": r.finished},
+            config.n4, config.fat,
             **({"levels_not_found": ",".join(missing.get(r.case, []))} if config.levels
                else {}),
-            **r.identifiers,
-        }
+            **r.identifiers)
         for r in results
     ]
     sheets = {"measurements": rows, "provenance": provenance}
@@ -81,7 +77,7 @@ def _model_provenance(model: Model | None) -> dict[str, str]:
     card = model.card
     # the settings run: the card's atlases and space, with the loaded model's N4,
     # normalisation and registration (this version's registration, see load_model)
-    run = {**card.preprocessing, **model.preprocess.to_dict()}
+    run = {**card.preprocessing, **config_to_dict(model.preprocess)}
     return {"model": f"{card.name} v{card.version}", "model_weights_sha256": card.weights_sha256,
             "preprocessing": json.dumps(run),
             "inference": json.dumps({"sides": model.sides, "mirror": model.mirror,

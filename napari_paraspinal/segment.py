@@ -26,7 +26,14 @@ from .nets.segmenter import PRECISIONS, Segmenter, resolve_device
 from .postprocess import CHOICES, largest_components
 from .preprocess.atlas import Atlas, load_atlases
 from .preprocess.atlas_space import probabilities_to_native
-from .preprocess.chain import AUTO, BODY, PreprocessConfig, Preprocessed, preprocess_slice
+from .preprocess.chain import (
+    AUTO,
+    BODY,
+    PreprocessConfig,
+    Preprocessed,
+    preprocess_from_card,
+    preprocess_slice,
+)
 from .preprocess.registration_config import RegistrationConfig
 from .seg_qc import segmentation_qc
 from .sides import CHOICES as SIDES_CHOICES
@@ -97,7 +104,7 @@ def load_model(path: str | os.PathLike[str] | None = None, device: str = "auto",
     # N4 and normalisation decide what the network sees, so they repeat training exactly;
     # registration only aligns the slice with the atlas and runs with this version's
     # settings (the card keeps the ones training used; provenance records the ones run).
-    preprocess = replace(PreprocessConfig.from_dict(card.preprocessing),
+    preprocess = replace(preprocess_from_card(card.preprocessing),
                          registration=RegistrationConfig())
     postprocess = card.preprocessing.get("postprocess", "none")
     if postprocess not in CHOICES:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from napari_paraspinal import __version__
+from napari_paraspinal.core.config import config_from_dict
 from napari_paraspinal.core.errors import InputError
 from napari_paraspinal.core.labels import NUM_CLASSES
 from napari_paraspinal.phantom import PhantomConfig, generate_phantom
@@ -55,7 +56,7 @@ def test_save_and_load_round_trip(small_atlas, tmp_path) -> None:
     card = json.loads((tmp_path / "L4-L5" / "atlas.json").read_text())
     assert card["level"] == "L4-L5" and card["cases"] == 4
     # a rebuild can repeat the registration that built it
-    assert RegistrationConfig.from_dict(card["registration"]).rotation_starts_deg == (0.0,)
+    assert config_from_dict(RegistrationConfig, card["registration"]).rotation_starts_deg == (0.0,)
     assert card["software"]["napari-paraspinal"] == __version__  # as in a model card
 
 

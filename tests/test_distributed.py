@@ -13,6 +13,7 @@ import pytest
 import torch
 from napari_paraspinal.models import MODELS_DIR
 
+from napari_paraspinal.core.config import config_from_dict
 from napari_paraspinal.core.writers import write_image
 from napari_paraspinal.nets.bundle import load_bundle
 from napari_paraspinal.nets.distributed import Group
@@ -60,7 +61,7 @@ def test_two_processes_train_the_model_one_process_trains(tmp_path: Path) -> Non
     assert state1.keys() == state2.keys()
     # where training started (fit_bundle seeds torch with the training seed, then builds)
     torch.manual_seed(card1.training["seed"])
-    start = Segmenter(SegmenterConfig.from_dict(card1.network)).state_dict()
+    start = Segmenter(config_from_dict(SegmenterConfig, card1.network)).state_dict()
     keys = [k for k in state1 if k.startswith("unet.")]
     moved = sum(float(((state1[k] - start[k]) ** 2).sum()) for k in keys) ** 0.5
     apart = sum(float(((state1[k] - state2[k]) ** 2).sum()) for k in keys) ** 0.5

@@ -13,6 +13,7 @@ from functools import cache
 import numpy as np
 import pytest
 
+from napari_paraspinal.core.config import config_from_dict, config_to_dict
 from napari_paraspinal.core.errors import InputError
 from napari_paraspinal.core.geometry import Geometry, SliceImage
 from napari_paraspinal.core.labels import ES_L, ES_R, MF_L, MF_R, PS_L, PS_R
@@ -139,10 +140,10 @@ def test_fine_slices_fit_on_pixels_of_about_4_mm():
 
 def test_config_round_trips_through_json():
     config = N4Config(shrink=2, iterations=(20, 10), convergence_threshold=1e-4)
-    assert N4Config.from_dict(json.loads(json.dumps(config.to_dict()))) == config
-    assert N4Config.from_dict(N4Config().to_dict()) == N4Config()
-    old_card = {k: v for k, v in N4Config().to_dict().items() if k != "fit_pixel_mm"}
-    assert N4Config.from_dict(old_card) == N4Config()
+    assert config_from_dict(N4Config, json.loads(json.dumps(config_to_dict(config)))) == config
+    assert config_from_dict(N4Config, config_to_dict(N4Config())) == N4Config()
+    old_card = {k: v for k, v in config_to_dict(N4Config()).items() if k != "fit_pixel_mm"}
+    assert config_from_dict(N4Config, old_card) == N4Config()
 
 
 @pytest.mark.parametrize("bad", [{"shrink": 0}, {"iterations": ()}, {"iterations": (10, 0)},
@@ -151,7 +152,7 @@ def test_bad_config_is_refused(bad):
     with pytest.raises(ValueError):
         N4Config(**bad)
     with pytest.raises(ValueError, match="unknown"):
-        N4Config.from_dict({"shrink": 4, "levels": 3})
+        config_from_dict(N4Config, {"shrink": 4, "levels": 3})
 
 
 def test_bad_input():

@@ -7,10 +7,12 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import openpyxl
 import pytest
 from _helpers_real import FLAGGED, PASSED, upside_down
 
 from napari_paraspinal.cli import main
+from napari_paraspinal.provenance import COLUMNS
 from napari_paraspinal.realdata import default_real_data_dir
 
 REAL = default_real_data_dir() / "lpm_tum01" / "water.nii.gz"
@@ -54,6 +56,20 @@ def test_phantom_slices_measure_the_same_via_run_and_project(tmp_path: Path) -> 
     assert len(run_rows) == len(by_case) == 2
     for row in run_rows:
         assert _compare(row, by_case[row["case"]]) > 20
+    # one provenance schema: the same first columns, and the same method on both paths
+    sheets = [openpyxl.load_workbook(path, read_only=True)["provenance"]
+              for path in (tmp_path / "run" / "measurements.xlsx", tmp_path / "export.xlsx")]
+    tables = [list(sheet.iter_rows(values_only=True)) for sheet in sheets]
+    for table in tables:
+        assert table[0][:len(COLUMNS)] == COLUMNS
+    run_prov, project_prov = ({r[0]: dict(zip(t[0], r, strict=True)) for r in t[1:]}
+                              for t in tables)
+    assert run_prov.keys() == project_prov.keys()
+    for case, row in run_prov.items():
+        other = project_prov[case]
+        for column in ("software", "bias_correction", "model_weights_sha256"):
+            assert row[column] == other[column] != "", (case, column)
+        assert row["label_status"] == other["label_status"] == "automatic"
 
 
 @pytest.mark.skipif(not REAL.is_file(), reason=f"real Dixon case not found at {REAL}")

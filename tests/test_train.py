@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import torch
 
+from napari_paraspinal.core.config import config_from_dict
 from napari_paraspinal.core.labels import MF_L, MF_R, NUM_CLASSES, SP
 from napari_paraspinal.jobs import Cancel, Progress
 from napari_paraspinal.nets.bundle import ModelCard, load_bundle, save_bundle
@@ -410,7 +411,7 @@ def test_segmenter_without_crf() -> None:
 
 def test_config_checks_and_devices() -> None:
     with pytest.raises(ValueError, match="unknown"):
-        SegmenterConfig.from_dict({"unet": {}, "layers": 3})
+        config_from_dict(SegmenterConfig, {"unet": {}, "layers": 3})
     with pytest.raises(ValueError, match="unknown CRF"):
         SegmenterConfig(crf={"sigma": 1.0})
     with pytest.raises(ValueError, match="input"):

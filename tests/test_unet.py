@@ -12,6 +12,7 @@ import json
 import pytest
 import torch
 
+from napari_paraspinal.core.config import config_from_dict, config_to_dict
 from napari_paraspinal.nets.unet import (
     NORMS,
     UNet,
@@ -88,7 +89,7 @@ def test_bad_layout_is_refused(shape: tuple[int, ...]) -> None:
                                  {"num_classes": 1}, {"base_width": 16.0}, {"depth": 5}])
 def test_bad_config_is_refused(bad: dict) -> None:
     with pytest.raises(ValueError):
-        UNetConfig.from_dict({**UNetConfig().to_dict(), **bad})
+        config_from_dict(UNetConfig, {**config_to_dict(UNetConfig()), **bad})
 
 
 def test_config_round_trip_through_json() -> None:

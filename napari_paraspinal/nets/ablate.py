@@ -41,7 +41,7 @@ VARIANTS: dict[str, tuple[bool, bool]] = {
 }
 
 
-@dataclass
+@dataclass(frozen=True)
 class AblationConfig:
     """The network and training settings shared by every variant."""
 

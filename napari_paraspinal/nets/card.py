@@ -20,9 +20,10 @@ import torch
 
 from .. import __version__
 from ..core.bundlefiles import BundleError, confined, is_sha256
+from ..core.config import config_from_dict
 from ..core.labels import LABELS, NUM_CLASSES
 from ..postprocess import CHOICES
-from ..preprocess.chain import FRAMES, PreprocessConfig
+from ..preprocess.chain import FRAMES, preprocess_from_card
 from ..preprocess.normalize import METHODS
 from .crf import CRFConfig
 from .segmenter import INPUTS, SegmenterConfig
@@ -184,13 +185,13 @@ def _cross_checks(card: dict[str, Any], folder: Any) -> None:
     """What needs more than one field: the configs' own checks, the CRF's grid size."""
     network, pre = card["network"], card["preprocessing"]
     try:
-        config = SegmenterConfig.from_dict(network)
-        UNetConfig.from_dict(config.unet)
+        config = config_from_dict(SegmenterConfig, network)
+        config_from_dict(UNetConfig, config.unet)
         crf = CRFConfig(**config.crf)
     except (TypeError, ValueError) as err:
         raise _fail(folder, "network", str(err)) from None
     try:
-        preprocess = PreprocessConfig.from_dict(pre)
+        preprocess = preprocess_from_card(pre)
     except (TypeError, ValueError) as err:
         raise _fail(folder, "preprocessing", str(err)) from None
     if preprocess.n4 is not None:

@@ -36,7 +36,7 @@ from torch import nn
 from .crf_filters import BilateralGrid, spatial_filter
 
 
-@dataclass
+@dataclass(frozen=True)
 class CRFConfig:
     """Dense CRF parameters; lengths in pixels, intensities in normalised units (about [0, 1]).
 

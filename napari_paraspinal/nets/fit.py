@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..core.config import config_to_dict
 from ..core.labels import BY_VALUE, NUM_CLASSES
 from ..jobs import Cancel, ProgressFn
 from ..preprocess.chain import PreprocessConfig
@@ -126,7 +127,7 @@ def fit_bundle(out: str | os.PathLike[str], train_set: AtlasSamples, val_set: At
     card = ModelCard(
         name=name,
         network=model.to_dict(),
-        preprocessing={**(preprocess or PreprocessConfig()).to_dict(), "atlases": "atlases/",
+        preprocessing={**config_to_dict(preprocess or PreprocessConfig()), "atlases": "atlases/",
                        "space": "256x256 at 1 mm, x to the patient's left, y posterior"},
         training={**asdict(config), "history": result.history,
                   "device": str(next(model.parameters()).device)},

@@ -8,14 +8,14 @@ the weights rebuilds the model: ``Segmenter.from_dict(card.network).load_state_d
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..core.config import config_from_dict
+from ..core.config import config_from_dict, config_to_dict
 from .crf import CRFasRNN, CRFConfig
 from .unet import UNet, UNetConfig
 
@@ -49,7 +49,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
-@dataclass
+@dataclass(frozen=True)
 class SegmenterConfig:
     """Architecture of a :class:`Segmenter` (JSON-friendly).
 
@@ -71,11 +71,6 @@ class SegmenterConfig:
         if unknown:
             raise ValueError(f"unknown CRF config keys: {sorted(unknown)}")
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SegmenterConfig:
-        """Config from a dict; unknown keys are refused (they mean another architecture)."""
-        return config_from_dict(cls, d)
-
 
 class Segmenter(nn.Module):
     """U-Net (+ CRF-as-RNN): ``B x 1 x H x W`` image in, ``B x C x H x W`` logits out."""
@@ -83,15 +78,15 @@ class Segmenter(nn.Module):
     def __init__(self, config: SegmenterConfig | None = None) -> None:
         super().__init__()
         config = config if config is not None else SegmenterConfig()
-        unet_config = UNetConfig.from_dict(config.unet)
+        unet_config = config_from_dict(UNetConfig, config.unet)
         if unet_config.in_channels != 1:
             raise ValueError("the segmenter takes one image channel (UNetConfig.in_channels=1)")
         self.unet = UNet(unet_config)
         self.crf = (CRFasRNN(unet_config.num_classes, CRFConfig(**config.crf))
                     if config.use_crf else None)
         self.config = SegmenterConfig(
-            unet=unet_config.to_dict(),
-            crf=asdict(self.crf.config) if self.crf is not None else dict(config.crf),
+            unet=config_to_dict(unet_config),
+            crf=config_to_dict(self.crf.config) if self.crf is not None else dict(config.crf),
             use_crf=config.use_crf,
             input=config.input,
         )
@@ -159,9 +154,9 @@ class Segmenter(nn.Module):
 
     def to_dict(self) -> dict[str, Any]:
         """The full architecture as a plain dict (for a model card's ``network`` entry)."""
-        return asdict(self.config)
+        return config_to_dict(self.config)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Segmenter:
         """A freshly initialised segmenter from :meth:`to_dict` output (load weights after)."""
-        return cls(SegmenterConfig.from_dict(d))
+        return cls(config_from_dict(SegmenterConfig, d))

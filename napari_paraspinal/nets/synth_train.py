@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..core.config import config_to_dict
 from ..core.labels import NUM_CLASSES, swap_left_right
 from ..jobs import ProgressFn, report
 from ..synth.contrast import ContrastConfig, synthesize
@@ -326,7 +327,7 @@ def fit_synthetic_bundle(out: str | os.PathLike[str], name: str, config: SynthTr
     card = ModelCard(
         name=name,
         network=model.to_dict(),
-        preprocessing={**preprocess.to_dict(), "atlases": "atlases/",
+        preprocessing={**config_to_dict(preprocess), "atlases": "atlases/",
                        "postprocess": "largest_component",
                        "space": "256x256 at 1 mm, x to the patient's left, y posterior, "
                                 "body frame"},

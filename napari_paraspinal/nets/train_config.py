@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     """Optimisation settings; ``epochs_joint`` 0 (or a model without CRF) skips phase 2.
 

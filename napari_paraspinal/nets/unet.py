@@ -12,13 +12,13 @@ a model card's ``network`` entry plus the weights is the whole model.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..core.config import config_from_dict
+from ..core.config import config_from_dict, config_to_dict
 
 NORMS = ("batch", "instance", "group", "none")
 DEPTH = 4  # resolution steps down (and up); the input must be divisible by 2**DEPTH
@@ -50,14 +50,6 @@ class UNetConfig:
             raise ValueError(f"UNetConfig.norm must be one of {NORMS}, got {self.norm!r}")
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ValueError(f"UNetConfig.dropout must be in [0, 1), got {self.dropout!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> UNetConfig:
-        """Config from a dict; unknown keys are refused (they mean another architecture)."""
-        return config_from_dict(cls, d)
 
 
 def _group_count(channels: int, max_groups: int = 8) -> int:
@@ -153,12 +145,12 @@ class UNet(nn.Module):
 
     def to_dict(self) -> dict[str, Any]:
         """The config as a plain dict (for a model card's ``network`` entry)."""
-        return self.config.to_dict()
+        return config_to_dict(self.config)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> UNet:
         """A freshly initialised U-Net from a config dict (load weights afterwards)."""
-        return cls(UNetConfig.from_dict(d))
+        return cls(config_from_dict(UNetConfig, d))
 
 
 def count_conv_layers(model: nn.Module) -> int:

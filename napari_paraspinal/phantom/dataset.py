@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -42,12 +43,11 @@ def write_dataset(out_dir: str | os.PathLike[str], n: int, seed: int = 0, level:
         raise ValueError("n must be at least 1")
     if level != "both" and level not in LEVELS:
         raise ValueError(f"level must be 'both' or one of {LEVELS}, got {level!r}")
-    base = config.to_dict() if config else {}
-    base["contrast"] = contrast
+    base = replace(config or PhantomConfig(), contrast=contrast)
     paths, index = [], []
     for k in range(n):
         lvl = LEVELS[k % 2] if level == "both" else level
-        case = generate_phantom(seed + k, PhantomConfig(**{**base, "level": lvl}))
+        case = generate_phantom(seed + k, replace(base, level=lvl))
         paths.append(write_case(case, out_dir))
         index.append({"case": case_name(case), "level": lvl, "seed": seed + k,
                       "contrast": contrast})

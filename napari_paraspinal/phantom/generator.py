@@ -9,10 +9,11 @@ over the pixels carrying its label; its CSA is the pixel count times the pixel a
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..core.config import config_to_dict
 from ..core.geometry import Geometry, SliceImage
 from ..core.labels import BY_VALUE, FAT_LABELS, NUM_CLASSES
 from .anatomy import Part, Tissue, build_parts, draw_body
@@ -23,7 +24,7 @@ LEVELS = ("L4-L5", "L5-S1")
 _LEVEL_Z = {"L4-L5": -40.0, "L5-S1": -75.0}
 
 
-@dataclass
+@dataclass(frozen=True)
 class PhantomConfig:
     """Every knob of the generator; ranges are drawn uniformly per case."""
 
@@ -50,9 +51,6 @@ class PhantomConfig:
         if self.supersample < 1 or self.supersample % 2 == 0:
             raise ValueError("supersample must be an odd number ≥ 1 (labels come from the "
                              "centre point)")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -233,5 +231,5 @@ def _truth(case: PhantomCase, seed: int, config: PhantomConfig, params: dict) ->
         "pixel_area_mm2": area,
         "structures": structures,
         "parameters": params,
-        "config": config.to_dict(),
+        "config": config_to_dict(config),
     }

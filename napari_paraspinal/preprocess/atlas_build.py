@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
+from ..core.config import config_to_dict
 from ..core.geometry import SliceImage
 from ..core.labels import NUM_CLASSES
 from ..core.orientation import canonical_reorientation, reorient_geometry
@@ -133,7 +134,7 @@ def build_atlas(cases: list[AtlasCase], level: str, rounds: int = 3,
         current = _average(cases, planes, mappings, level)
     # what a rebuild must repeat: registration settings and the software that ran them
     current.meta = {"cases": len(cases), "rounds": rounds,
-                    "registration": config.to_dict(),
+                    "registration": config_to_dict(config),
                     "software": {"napari-paraspinal": __version__,
                                  "SimpleITK": sitk.Version.VersionString()},
                     "sources": [c.image.source for c in cases]}

@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw
 from scipy import ndimage as ndi
 
 from ..core.atomic import atomic_path, write_text_atomic
+from ..core.config import config_from_dict
 from ..core.errors import InputError
 from ..core.geometry import SliceImage
 from ..core.io import validate_slice
@@ -46,9 +47,10 @@ BODY, ATLAS = "body", "atlas"
 FRAMES = (BODY, ATLAS)
 
 
-@dataclass
+@dataclass(frozen=True)
 class PreprocessConfig:
-    """Settings of the chain; a model card stores them so inference repeats training."""
+    """Settings of the chain; a model card stores them (:func:`.config_to_dict`) so inference
+    repeats training. Cards without a frame were made in the atlas frame (the default)."""
 
     n4: N4Config | None = field(default_factory=N4Config)
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
@@ -59,19 +61,17 @@ class PreprocessConfig:
         if self.frame not in FRAMES:
             raise ValueError(f"frame must be one of {FRAMES}, got {self.frame!r}")
 
-    def to_dict(self) -> dict:
-        """JSON-friendly form."""
-        return {"n4": None if self.n4 is None else self.n4.to_dict(),
-                "normalize": self.normalize.to_dict(),
-                "registration": self.registration.to_dict(), "frame": self.frame}
 
-    @classmethod
-    def from_dict(cls, d: dict) -> PreprocessConfig:
-        """Inverse of :meth:`to_dict` (cards without a frame were made in the atlas frame)."""
-        return cls(n4=None if d.get("n4") is None else N4Config.from_dict(d["n4"]),
-                   normalize=NormalizeConfig.from_dict(d.get("normalize", {})),
-                   registration=RegistrationConfig.from_dict(d.get("registration", {})),
-                   frame=d.get("frame", ATLAS))
+#: What a model card's ``preprocessing`` holds beside the chain's settings: where its atlases
+#: are, a description of the network's space, and the clean-up after the network.
+CARD_ONLY = ("atlases", "space", "postprocess")
+
+
+def preprocess_from_card(preprocessing: dict) -> PreprocessConfig:
+    """The chain's settings stored in a model card's ``preprocessing`` entry."""
+    return config_from_dict(PreprocessConfig,
+                            {k: v for k, v in preprocessing.items() if k not in CARD_ONLY})
+
 
 
 @dataclass

@@ -23,12 +23,11 @@ grow with the shrink. Slices with pixels over 0.8 mm keep shrink 4.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
 
-from ..core.config import config_from_dict
 from ..core.errors import InputError
 from ..core.geometry import SliceImage
 from .bodymask import body_mask
@@ -37,9 +36,9 @@ from .bodymask import body_mask
 MIN_FIT_SIZE = 32
 
 
-@dataclass
+@dataclass(frozen=True)
 class N4Config:
-    """N4 settings; JSON-friendly through :meth:`to_dict` / :meth:`from_dict`.
+    """N4 settings; JSON-friendly through :mod:`..core.config`.
 
     ``iterations`` has one entry per fitting level; each level doubles the B-spline mesh
     resolution, starting from ``control_points`` per axis.
@@ -56,7 +55,7 @@ class N4Config:
     histogram_bins: int = 200
 
     def __post_init__(self) -> None:
-        self.iterations = tuple(int(n) for n in self.iterations)
+        object.__setattr__(self, "iterations", tuple(int(n) for n in self.iterations))
         if self.shrink < 1:
             raise ValueError(f"shrink must be >= 1, got {self.shrink}")
         if self.fit_pixel_mm < 0:
@@ -66,16 +65,6 @@ class N4Config:
         if self.control_points <= self.spline_order:
             raise ValueError("control_points must exceed spline_order")
 
-    def to_dict(self) -> dict:
-        """JSON-friendly form (lists, numbers)."""
-        d = asdict(self)
-        d["iterations"] = list(self.iterations)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> N4Config:
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        return config_from_dict(cls, d)
 
 
 @dataclass

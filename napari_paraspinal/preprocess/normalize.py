@@ -22,11 +22,10 @@ min/max configuration (percentiles 0 and 100); ordinary tissue lies well inside.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.config import config_from_dict
 from ..core.errors import InputError
 from ..core.geometry import SliceImage
 from .bodymask import body_mask
@@ -34,9 +33,9 @@ from .bodymask import body_mask
 METHODS = ("percentile", "median_iqr")
 
 
-@dataclass
+@dataclass(frozen=True)
 class NormalizeConfig:
-    """How to normalise; stored in the model card (see :meth:`to_dict`)."""
+    """How to normalise; stored in the model card (:func:`.config_to_dict`)."""
 
     method: str = "percentile"
     low_percentile: float = 1.0
@@ -60,14 +59,6 @@ class NormalizeConfig:
             if self.clip_low >= self.clip_high:
                 raise ValueError("clip_low must be below clip_high")
 
-    def to_dict(self) -> dict:
-        """JSON-friendly form."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> NormalizeConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        return config_from_dict(cls, d)
 
 
 def normalize(

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
-from ..core.config import config_from_dict
+from dataclasses import dataclass
 
 
-@dataclass
+@dataclass(frozen=True)
 class RegistrationConfig:
     """Settings of :func:`.registration.register`; JSON-friendly, stored in model cards.
 
@@ -39,11 +37,3 @@ class RegistrationConfig:
     structure_margin_mm: float = 10.0
     seed: int = 20250
 
-    def to_dict(self) -> dict:
-        """JSON-friendly form."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> RegistrationConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        return config_from_dict(cls, d)

@@ -25,10 +25,11 @@ from dataclasses import dataclass, field
 from ..core.errors import InputError
 from ..fat import FatConfig
 from ..jobs import Cancel, ProgressFn, cancelled, report
-from ..measure import geometry_columns, measure_slice, method_provenance
+from ..measure import geometry_columns, measure_slice
 from ..plausibility import check_row
 from ..preprocess.chain import UNKNOWN
 from ..preprocess.n4 import N4Config
+from ..provenance import provenance_row
 from .claims import Claims
 from .effort import effort
 from .fingerprint import SourceChecker
@@ -257,23 +258,19 @@ def project_sheets(project: Project, fat: FatConfig | None = None,
                                **effort(project, case.id).columns(),
                                **geometry_columns(image.geometry), **measured.row},
                               image.geometry))  # the plausibility flags of `run`
-        provenance.append({
-            "case": case.id,
-            **method_provenance(n4, fat),
-            "label_status": version.kind,
-            "label_version": version.version,
-            "labels_file": version.relpath,
-            "labels_sha256": version.sha256,
-            "verified_labels": ",".join(str(v) for v in case.verified_labels),
-            "model": model.id if model else "",
-            "model_weights_sha256": model.weights_sha256 if model else "",
-            "preprocessing": json.dumps(model.card.get("preprocessing", {})) if model else "",
-            "qc_flags": json.dumps(case.qc_flags),
-            "labels_saved": version.created_at,
-            "source_sha256": case.fingerprint.sha256 if case.fingerprint else "",
-            "source_check": state.state,
-            "time": stamp,
-        })
+        provenance.append(provenance_row(
+            {"case": case.id, "source": str(case.ref),
+             "source_sha256": case.fingerprint.sha256 if case.fingerprint else "",
+             "status": case.status, "message": case.message,
+             "labels": version.relpath, "label_status": version.kind,
+             "label_version": version.version, "labels_sha256": version.sha256,
+             "verified_labels": ",".join(str(v) for v in case.verified_labels),
+             "model": model.id if model else "",
+             "model_weights_sha256": model.weights_sha256 if model else "",
+             "preprocessing": json.dumps(model.card.get("preprocessing", {})) if model else "",
+             "qc_flags": json.dumps(case.qc_flags), "time": stamp},
+            n4, fat, labels_saved=version.created_at, labels_author=version.author or "",
+            source_check=state.state))
     sheets = {"measurements": rows, "provenance": provenance}
     if excluded:
         sheets["excluded"] = excluded

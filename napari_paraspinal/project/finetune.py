@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.config import config_from_dict
 from ..jobs import Cancel, ProgressFn, report
 from ..nets.bundle import load_card
 from ..nets.checkpoint import find_checkpoint
@@ -167,7 +168,7 @@ def finetune_project(project: Project, config: FinetuneConfig | None = None,
     resuming = find_checkpoint(run_dir / CHECKPOINT) is not None
     path, trained = fit_bundle(
         candidate_dir, train_set, val_set, active.path / "atlases", card.name,
-        SegmenterConfig.from_dict(card.network), config.train_config(card.training),
+        config_from_dict(SegmenterConfig, card.network), config.train_config(card.training),
         model.preprocess,
         parent=active.id, data_note=_data_note(info, card),
         progress=progress, cancel=cancel,

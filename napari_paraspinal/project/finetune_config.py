@@ -8,7 +8,7 @@ from typing import Any
 from ..nets.train_config import TrainConfig
 
 
-@dataclass
+@dataclass(frozen=True)
 class FinetuneConfig:
     """Settings of a fine-tuning run (JSON-friendly; stored in the candidate's card).
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..core.config import config_to_dict
 from ..core.labels import NUM_CLASSES
 from ..jobs import Cancel, ProgressFn, cancelled, report
 from ..nets.samples import AtlasSamples
@@ -87,7 +88,7 @@ def replay_samples(source: ReplaySource, seeds: Sequence[int], model: Any,
     """
     key = hashlib.sha256(json.dumps({
         "contrast": source.contrast, "seeds": list(seeds),
-        "levels": [source.level(s) for s in seeds], "preprocess": model.preprocess.to_dict(),
+        "levels": [source.level(s) for s in seeds], "preprocess": config_to_dict(model.preprocess),
         "atlases": _folder_digest(model.path / "atlases")}, sort_keys=True).encode()
     ).hexdigest()[:24]
     path = cache / f"{key}.npz" if cache is not None else None
