@@ -42,11 +42,11 @@ model-synth: setup
 
 # the shipped model: 1200 more steps from paraspinal-synth with the labelled real slices of
 # ../shared/data (lpm_tum01 water, fat and in-phase; musclemap_sub0001) as a quarter of every
-# batch (see README, *Accuracy on real scans*, for how long and what it gives)
+# batch, half of them through a random intensity curve (see README, *Accuracy on real scans*, for how long and what it gives)
 model: model-synth
 	$(VENV)/bin/paraspinal train-synth --out models/paraspinal-synth-real \
 		--name paraspinal-synth-real --init models/paraspinal-synth --steps 1200 --lr 1e-3 \
-		--real lpm_tum01,musclemap_sub0001 --real-share 0.25 \
+		--real lpm_tum01,musclemap_sub0001 --real-share 0.25 --real-remap 0.5 \
 		--checkpoint build/synth-real-training --resume
 
 # the shipped recipe with one real case each, to score the other unseen:
@@ -54,10 +54,10 @@ model: model-synth
 model-heldout: model-synth
 	$(VENV)/bin/paraspinal train-synth --out build/synth-real-mm --name paraspinal-synth-real-mm \
 		--init models/paraspinal-synth --steps 1200 --lr 1e-3 --real musclemap_sub0001 \
-		--real-share 0.25 --checkpoint build/synth-real-mm.training --resume
+		--real-share 0.25 --real-remap 0.5 --checkpoint build/synth-real-mm.training --resume
 	$(VENV)/bin/paraspinal train-synth --out build/synth-real-lpm --name paraspinal-synth-real-lpm \
 		--init models/paraspinal-synth --steps 1200 --lr 1e-3 --real lpm_tum01 \
-		--real-share 0.25 --checkpoint build/synth-real-lpm.training --resume
+		--real-share 0.25 --real-remap 0.5 --checkpoint build/synth-real-lpm.training --resume
 
 # the paper's way, kept selectable (--model models/paraspinal-phantom-t2w): 240 + 40 phantoms
 # through the atlas chain, U-Net (width 8, instance norm) then U-Net + CRF, early stopping.
