@@ -5,7 +5,6 @@ import pytest
 
 from napari_paraspinal.core.geometry import Geometry
 from napari_paraspinal.core.labels import LABELS, NUM_CLASSES
-from napari_paraspinal.phantom import PhantomConfig, generate_phantom
 from napari_paraspinal.preprocess.atlas_space import (
     AtlasMapping,
     centred_mapping,
@@ -22,11 +21,10 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.mark.parametrize("spacing, matrix", [((0.5, 0.5), (256, 256)), ((0.8, 0.9), (320, 384)),
                                              ((1.2, 1.2), (256, 320)), ((0.7, 0.7), (512, 512))])
-def test_round_trip_keeps_every_label(spacing, matrix) -> None:
+def test_round_trip_keeps_every_label(spacing, matrix, phantom) -> None:
     fov = (spacing[0] * matrix[1], spacing[0] * matrix[1])
-    case = generate_phantom(4, PhantomConfig(spacing_mm=(spacing[0], spacing[0]),
-                                             matrix=(min(matrix), max(matrix)), fov_mm=fov,
-                                             anisotropy=spacing[1] / spacing[0] - 1))
+    case = phantom(4, spacing_mm=(spacing[0], spacing[0]), matrix=(min(matrix), max(matrix)),
+                   fov_mm=fov, anisotropy=spacing[1] / spacing[0] - 1)
     mapping = centred_mapping(case.image, case.labels > 0)
     atlas_probs = np.stack([to_atlas(case.image.with_data(p), mapping)
                             for p in one_hot(case.labels, NUM_CLASSES)])
@@ -37,9 +35,9 @@ def test_round_trip_keeps_every_label(spacing, matrix) -> None:
         assert d >= 0.98, f"{lab.short}: Dice {d:.3f} at {case.image.geometry.spacing[:2]}"
 
 
-def test_layout_does_not_change_atlas_space() -> None:
+def test_layout_does_not_change_atlas_space(phantom) -> None:
     # the same slice stored flipped left-right lands identically in atlas space
-    case = generate_phantom(6)
+    case = phantom(6)
     g = case.image.geometry
     flipped = Geometry(shape=g.shape, spacing=g.spacing,
                        origin=tuple(g.index_to_world(g.shape[1] - 1, 0)),
@@ -56,8 +54,8 @@ def test_layout_does_not_change_atlas_space() -> None:
     assert np.nonzero(lab_a == PS_L)[1].mean() > np.nonzero(lab_a == PS_R)[1].mean()
 
 
-def test_mapping_round_trips_through_json() -> None:
-    case = generate_phantom(2)
+def test_mapping_round_trips_through_json(phantom) -> None:
+    case = phantom(2)
     m = centred_mapping(case.image, case.labels > 0)
     back = AtlasMapping.from_dict(m.to_dict())
     np.testing.assert_allclose(to_atlas(case.image, back), to_atlas(case.image, m))

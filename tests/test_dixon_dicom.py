@@ -26,7 +26,6 @@ from napari_paraspinal.dixon_dicom import (
     pair_dixon_series,
     series_role,
 )
-from napari_paraspinal.phantom import PhantomConfig, generate_phantom
 from napari_paraspinal.realdata import default_real_data_dir
 from napari_paraspinal.run_batch import _listed
 
@@ -253,8 +252,8 @@ def _rows(out: Path) -> list[dict]:
     return list(csv.DictReader((out / "measurements.csv").open()))
 
 
-def test_phantom_study_runs_as_one_dixon_case_beside_a_t2w(tmp_path: Path, capsys) -> None:
-    image = generate_phantom(4242, PhantomConfig(matrix=(256, 288))).image
+def test_phantom_study_runs_as_one_dixon_case_beside_a_t2w(tmp_path: Path, capsys, phantom) -> None:
+    image = phantom(4242, matrix=(256, 288)).image
     spacing = tuple(float(v) for v in image.geometry.spacing[:2])
     study = Study(tmp_path / "study", spacing=spacing)
     fat = image.data[None]  # one slice of each; fat is 20 % of W + F everywhere

@@ -34,8 +34,8 @@ def test_water_contrast_with_dark_fat() -> None:
     assert np.abs(errors("kmeans", contrast="dixon_water", n=4)).mean() <= 3.0
 
 
-def test_fat_mask_and_columns() -> None:
-    case = generate_phantom(3, PhantomConfig(**CLEAN))
+def test_fat_mask_and_columns(phantom) -> None:
+    case = phantom(3, **CLEAN)
     result = separate_fat(case.image.data, case.labels, case.image.geometry)
     assert not result.fat_mask[~np.isin(case.labels, FAT_LABELS)].any()
     # fat pixels are where the phantom really has fat
@@ -86,8 +86,8 @@ def test_continuous_methods_on_phantoms(method: str, limit: float) -> None:
     assert np.abs(err).mean() <= limit, err
 
 
-def test_continuous_mask_and_no_reference() -> None:
-    case = generate_phantom(3, PhantomConfig(**CLEAN))
+def test_continuous_mask_and_no_reference(phantom) -> None:
+    case = phantom(3, **CLEAN)
     result = separate_fat(case.image.data, case.labels, case.image.geometry,
                           FatConfig(method="calibrated"))
     assert not result.fat_mask[~np.isin(case.labels, FAT_LABELS)].any()
@@ -112,9 +112,9 @@ def test_unknown_contrast_leaves_fat_empty_and_flagged() -> None:
     assert row["fat_contrast"] == "unknown" and not r.fat_mask.any()
 
 
-def test_water_contrast_is_detected_and_fat_still_found() -> None:
+def test_water_contrast_is_detected_and_fat_still_found(phantom) -> None:
     # a Dixon-water phantom (fat dark): told from the slice, fat % close to the truth
-    case = generate_phantom(5, PhantomConfig(contrast="dixon_water"))
+    case = phantom(5, contrast='dixon_water')
     r = separate_fat(case.image.data, case.labels, case.image.geometry,
                      FatConfig(method="kmeans"))
     assert r.columns()["fat_contrast"] == "dark"

@@ -5,7 +5,6 @@ import pytest
 
 from napari_paraspinal.core.geometry import Geometry, SliceImage
 from napari_paraspinal.fat_contrast import detect_fat_contrast, fat_is_bright
-from napari_paraspinal.phantom import PhantomConfig, generate_phantom
 from napari_paraspinal.realdata import default_real_data_dir, read_series_slice, real_series
 
 ROOT = default_real_data_dir()
@@ -36,15 +35,14 @@ def test_musclemap_fat_image_is_bright() -> None:
 
 @pytest.mark.parametrize("contrast, expected", [("T2w", True), ("T1w", True),
                                                 ("dixon_water", False)])
-def test_phantoms(contrast: str, expected: bool) -> None:
+def test_phantoms(contrast: str, expected: bool, phantom) -> None:
     for seed in range(3):
-        case = generate_phantom(seed, PhantomConfig(level=("L4-L5", "L5-S1")[seed % 2],
-                                                    contrast=contrast))
+        case = phantom(seed, level=('L4-L5', 'L5-S1')[seed % 2], contrast=contrast)
         assert fat_is_bright(case.image, case.labels) is expected, seed
 
 
-def test_unknown_without_muscles_or_contrast() -> None:
-    case = generate_phantom(0, PhantomConfig())
+def test_unknown_without_muscles_or_contrast(phantom) -> None:
+    case = phantom(0)
     empty = np.zeros_like(case.labels)
     assert detect_fat_contrast(case.image, empty) == "unknown"
     flat = SliceImage(np.full(case.labels.shape, 100.0, np.float32),

@@ -6,7 +6,6 @@ from scipy import ndimage as ndi
 from test_orientation_phantom import STORAGES, store
 
 from napari_paraspinal.core.labels import ES_L, ES_R, MF_L, MF_R
-from napari_paraspinal.phantom import PhantomConfig, generate_phantom
 from napari_paraspinal.preprocess.atlas_space import labels_to_atlas, to_atlas
 from napari_paraspinal.preprocess.bodymask import body_mask
 from napari_paraspinal.preprocess.frame import FRAME_BACK_MM, body_anchor, body_frame
@@ -23,8 +22,8 @@ def test_anchor_of_a_rectangle_with_arms() -> None:
 
 
 @pytest.mark.parametrize("storage", list(STORAGES))
-def test_frame_is_the_same_however_the_slice_is_stored(storage: str) -> None:
-    case = generate_phantom(21, PhantomConfig(level="L4-L5"))
+def test_frame_is_the_same_however_the_slice_is_stored(storage: str, phantom) -> None:
+    case = phantom(21, level='L4-L5')
     g = case.image.geometry
     mapping = body_frame(case.image, body_mask(case.image))
     ref_img, ref_lab = to_atlas(case.image, mapping), labels_to_atlas(case.labels, mapping)
@@ -41,8 +40,8 @@ def test_frame_is_the_same_however_the_slice_is_stored(storage: str) -> None:
             cols[np.nonzero(ref_lab == right)[1]].mean()
 
 
-def test_frame_puts_the_back_at_its_place_and_keeps_millimetres() -> None:
-    case = generate_phantom(5, PhantomConfig(level="L5-S1", spacing_mm=(0.6, 0.6)))
+def test_frame_puts_the_back_at_its_place_and_keeps_millimetres(phantom) -> None:
+    case = phantom(5, level='L5-S1', spacing_mm=(0.6, 0.6))
     mask = body_mask(case.image)
     mapping = body_frame(case.image, mask)
     framed = labels_to_atlas(mask.astype(np.uint8), mapping)
@@ -54,8 +53,8 @@ def test_frame_puts_the_back_at_its_place_and_keeps_millimetres() -> None:
     assert (labels_to_atlas(case.labels, mapping) == MF_L).sum() == pytest.approx(native, rel=0.05)
 
 
-def test_noise_behind_the_back_does_not_move_the_anchor() -> None:
-    case = generate_phantom(8, PhantomConfig(level="L4-L5"))
+def test_noise_behind_the_back_does_not_move_the_anchor(phantom) -> None:
+    case = phantom(8, level='L4-L5')
     image = case.image
     mapping = body_frame(image, body_mask(image))
     # 40 mm of streaky noise in the air behind the back, as real Dixon scans show: the body

@@ -6,12 +6,11 @@ import pytest
 from napari_paraspinal.core.geometry import Geometry
 from napari_paraspinal.core.labels import LABELS, MF_L, MF_R
 from napari_paraspinal.measure import asymmetry_pct, csa_columns, csa_mm2
-from napari_paraspinal.phantom import PhantomConfig, generate_phantom
 
 
 @pytest.mark.parametrize("seed, level", [(0, "L4-L5"), (1, "L5-S1"), (2, "L4-L5")])
-def test_csa_matches_phantom_truth(seed: int, level: str) -> None:
-    case = generate_phantom(seed, PhantomConfig(level=level))
+def test_csa_matches_phantom_truth(seed: int, level: str, phantom) -> None:
+    case = phantom(seed, level=level)
     areas = csa_mm2(case.labels, case.image.geometry)
     for lab in LABELS:
         truth = case.truth["structures"][lab.short]["csa_mm2"]

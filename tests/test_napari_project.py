@@ -19,7 +19,6 @@ from napari_paraspinal.core.geometry import Geometry
 from napari_paraspinal.core.io import read_slice
 from napari_paraspinal.core.labels import ES_L, ES_R, MF_L, MF_R
 from napari_paraspinal.core.writers import write_image
-from napari_paraspinal.phantom import PhantomConfig, generate_phantom
 from napari_paraspinal.project import Project
 from napari_paraspinal.segment import default_model_path
 
@@ -32,7 +31,8 @@ PARTIAL = [MF_L, MF_R, ES_L, ES_R]
 
 
 @pytest.fixture(scope="module")
-def phantoms(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, np.ndarray]]:
+def phantoms(tmp_path_factory: pytest.TempPathFactory,
+             phantom) -> list[tuple[Path, np.ndarray]]:
     """Three phantom slices as files with their native labels.
 
     The first is written left-right flipped (patient left at the first column), so its
@@ -41,7 +41,7 @@ def phantoms(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, np.nd
     folder = tmp_path_factory.mktemp("phantoms")
     out = []
     for seed, level in ((5, "L4-L5"), (7, "L5-S1"), (9, "L4-L5")):
-        case = generate_phantom(seed, PhantomConfig(level=level))
+        case = phantom(seed, level=level)
         image, labels = case.image, case.labels
         if not out:
             g = image.geometry

@@ -10,7 +10,6 @@ from napari_paraspinal.core.io import read_labels, read_slice
 from napari_paraspinal.core.labels import ES_L, ES_R, MF_L, MF_R, PS_L, PS_R
 from napari_paraspinal.core.orientation import to_canonical
 from napari_paraspinal.core.writers import write_image, write_labels
-from napari_paraspinal.phantom import PhantomConfig, generate_phantom
 
 # (rows/cols transposed?, flip rows?, flip cols?) applied to the canonical array, and the
 # direction that keeps every pixel at its true world position
@@ -56,8 +55,8 @@ def world_x(labels: np.ndarray, g: Geometry, value: int) -> float:
 
 @pytest.mark.parametrize("level", ["L4-L5", "L5-S1"])
 @pytest.mark.parametrize("storage", list(STORAGES))
-def test_left_is_patient_left_however_stored(tmp_path, storage: str, level: str) -> None:
-    case = generate_phantom(11, PhantomConfig(level=level))
+def test_left_is_patient_left_however_stored(tmp_path, storage: str, level: str, phantom) -> None:
+    case = phantom(11, level=level)
     g = case.image.geometry
     img, geom = store(case.image.data, g, *STORAGES[storage])
     lab, _ = store(case.labels, g, *STORAGES[storage])

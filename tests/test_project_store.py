@@ -29,7 +29,6 @@ from napari_paraspinal.core.labels import ES_L, ES_R, MF_L, MF_R, PS_L, PS_R
 from napari_paraspinal.core.writers import write_image
 from napari_paraspinal.nets.bundle import ModelCard, load_bundle, save_bundle
 from napari_paraspinal.nets.segmenter import Segmenter, SegmenterConfig
-from napari_paraspinal.phantom import PhantomConfig, generate_phantom
 from napari_paraspinal.project import Project, ProjectError
 from napari_paraspinal.project import store as store_module
 from napari_paraspinal.project.records import StaleVersionError
@@ -41,12 +40,12 @@ posix_only = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSI
 
 
 @pytest.fixture(scope="module")
-def phantoms(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Two phantom slices written as NIfTI in ``images/`` (names a and b)."""
+def phantoms(tmp_path_factory: pytest.TempPathFactory, phantom) -> dict:
+    """Two phantom slices written as NIfTI alone in ``images/`` (names a and b)."""
     folder = tmp_path_factory.mktemp("phantoms") / "images"
     cases = {}
     for name, seed in (("a", 3), ("b", 4)):
-        case = generate_phantom(seed, PhantomConfig(level="L4-L5"))
+        case = phantom(seed, level="L4-L5")
         write_image(case.image, folder / f"{name}.nii.gz")
         cases[name] = case
     return {"folder": folder, "cases": cases}

@@ -17,22 +17,16 @@ import pytest
 
 from napari_paraspinal.cli import main
 from napari_paraspinal.core.labels import ES_L, MF_L, MF_R
-from napari_paraspinal.core.writers import write_image
-from napari_paraspinal.phantom import PhantomConfig, generate_phantom
 from napari_paraspinal.project import Project, schema
 from napari_paraspinal.project.effort import effort, record_open_time
 from napari_paraspinal.project.worklist import set_uncertainty, uncertainty_score
 
 
 @pytest.fixture(scope="module")
-def phantoms(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, np.ndarray]]:
+def phantoms(phantom_files) -> list[tuple[Path, np.ndarray]]:
     """Four phantom slices as files (c0..c3) with their true labels."""
-    folder = tmp_path_factory.mktemp("phantoms")
-    out = []
-    for k, seed in enumerate((11, 12, 13, 14)):
-        case = generate_phantom(seed, PhantomConfig(level="L4-L5"))
-        out.append((write_image(case.image, folder / f"c{k}.nii.gz"), case.labels))
-    return out
+    made = [phantom_files(f"c{k}", seed, level="L4-L5") for k, seed in enumerate((11, 12, 13, 14))]
+    return [(files.image, files.case.labels) for files in made]
 
 
 def make_project(root: Path, phantoms: list) -> tuple[Project, list[str]]:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from napari_paraspinal.core.errors import InputError
-from napari_paraspinal.phantom import PhantomConfig, generate_phantom
+from napari_paraspinal.phantom import PhantomConfig
 from napari_paraspinal.phantom.warp import random_warp, recovery_error
 from napari_paraspinal.preprocess.chain import default_atlases, preprocess_slice
 
@@ -23,10 +23,10 @@ def atlases():
 
 
 @pytest.mark.slow
-def test_known_warps_are_recovered_or_flagged(atlases) -> None:
+def test_known_warps_are_recovered_or_flagged(atlases, phantom) -> None:
     errors = []
     for seed, level in SEEDS:
-        case = generate_phantom(seed, PhantomConfig(level=level))
+        case = phantom(seed, level=level)
         sigma = case.truth["parameters"]["noise_sigma_rel"] * PhantomConfig().scale
         warped, warp = random_warp(case.image, np.random.default_rng(seed), sigma)
         t0 = preprocess_slice(case.image, atlases, level).registration
@@ -40,7 +40,7 @@ def test_known_warps_are_recovered_or_flagged(atlases) -> None:
 
 
 @pytest.mark.slow
-def test_itk_fit_in_a_wrong_basin_is_saved_by_the_refinement_alone(atlases) -> None:
+def test_itk_fit_in_a_wrong_basin_is_saved_by_the_refinement_alone(atlases, phantom) -> None:
     """Bench phantom 870020 warped (rotation -8°, scale 1.19 x 1.08): the ITK fit ends
     15 mm off and is flagged; the refinement alone from the moments starts finds the fit,
     which passes QC, so it is kept and the QC says how it was found."""
@@ -50,7 +50,7 @@ def test_itk_fit_in_a_wrong_basin_is_saved_by_the_refinement_alone(atlases) -> N
     from napari_paraspinal.preprocess.registration_config import RegistrationConfig
 
     seed, level = 870_020, "L4-L5"
-    case = generate_phantom(seed, PhantomConfig(level=level))
+    case = phantom(seed, level=level)
     sigma = case.truth["parameters"]["noise_sigma_rel"] * PhantomConfig().scale
     warped, warp = random_warp(case.image, np.random.default_rng(seed), sigma)
     t0 = preprocess_slice(case.image, atlases, level).registration
@@ -68,9 +68,9 @@ def test_itk_fit_in_a_wrong_basin_is_saved_by_the_refinement_alone(atlases) -> N
 
 
 @pytest.mark.slow
-def test_level_is_detected(atlases) -> None:
+def test_level_is_detected(atlases, phantom) -> None:
     for seed, level in SEEDS:
-        case = generate_phantom(seed + 100, PhantomConfig(level=level))
+        case = phantom(seed + 100, level=level)
         pre = preprocess_slice(case.image, atlases, "auto")
         assert pre.level == level, pre.level_scores
         assert set(pre.level_scores) == {"L4-L5", "L5-S1"}
@@ -78,8 +78,8 @@ def test_level_is_detected(atlases) -> None:
                                              if k != level)
 
 
-def test_same_slice_gives_the_same_transform(atlases) -> None:
-    case = generate_phantom(820_010, PhantomConfig(level="L4-L5"))
+def test_same_slice_gives_the_same_transform(atlases, phantom) -> None:
+    case = phantom(820010, level='L4-L5')
     a = preprocess_slice(case.image, atlases, "L4-L5")
     b = preprocess_slice(case.image, atlases, "L4-L5")
     assert a.registration.mapping.transform.GetParameters() == \
@@ -88,19 +88,18 @@ def test_same_slice_gives_the_same_transform(atlases) -> None:
     assert not a.registration.flagged, a.registration.reasons
 
 
-def test_upside_down_anatomy_is_flagged(atlases) -> None:
+def test_upside_down_anatomy_is_flagged(atlases, phantom) -> None:
     """A slice whose anatomy is upside down (wrong direction cosines, say) is not silently
     registered: the QC flag tells the user to check it."""
-    case = generate_phantom(820_011, PhantomConfig(level="L4-L5"))
+    case = phantom(820011, level='L4-L5')
     flipped = case.image.with_data(np.ascontiguousarray(case.image.data[::-1, ::-1]))
     pre = preprocess_slice(flipped, atlases, "L4-L5")
     assert pre.registration.flagged
     assert any("correlation" in r for r in pre.registration.reasons)
 
 
-def test_atlas_space_image_is_on_the_network_grid(atlases) -> None:
-    case = generate_phantom(820_012, PhantomConfig(level="L5-S1", matrix=(512, 512),
-                                                   fov_mm=(380.0, 420.0)))
+def test_atlas_space_image_is_on_the_network_grid(atlases, phantom) -> None:
+    case = phantom(820012, level='L5-S1', matrix=(512, 512), fov_mm=(380.0, 420.0))
     pre = preprocess_slice(case.image, atlases, "L5-S1")
     assert pre.atlas_image.shape == (256, 256)
     assert pre.atlas_image.dtype == np.float32
@@ -110,27 +109,27 @@ def test_atlas_space_image_is_on_the_network_grid(atlases) -> None:
 
 
 @pytest.mark.parametrize("fill", [0.0, 7.0])
-def test_constant_image_is_refused_with_its_name(atlases, fill) -> None:
-    case = generate_phantom(820_013, PhantomConfig(level="L4-L5"))
+def test_constant_image_is_refused_with_its_name(atlases, fill, phantom) -> None:
+    case = phantom(820013, level='L4-L5')
     constant = case.image.with_data(np.full(case.image.shape, fill, np.float32))
     with pytest.raises(InputError, match="constant|empty"):
         preprocess_slice(constant, atlases, "auto")
 
 
-def test_unknown_level_is_refused(atlases) -> None:
-    case = generate_phantom(820_014, PhantomConfig(level="L4-L5"))
+def test_unknown_level_is_refused(atlases, phantom) -> None:
+    case = phantom(820014, level='L4-L5')
     with pytest.raises(ValueError, match="L3-L4"):
         preprocess_slice(case.image, atlases, "L3-L4")
 
 
-def test_muscles_off_target_are_flagged_even_when_the_body_fits(atlases) -> None:
+def test_muscles_off_target_are_flagged_even_when_the_body_fits(atlases, phantom) -> None:
     import SimpleITK as sitk
 
     from napari_paraspinal.preprocess.atlas_space import plane_image
     from napari_paraspinal.preprocess.registration_config import RegistrationConfig
     from napari_paraspinal.preprocess.registration_qc import _structure_correlation
 
-    case = generate_phantom(860_010, PhantomConfig(level="L4-L5"))
+    case = phantom(860010, level='L4-L5')
     pre = preprocess_slice(case.image, atlases, "L4-L5")
     reg = pre.registration
     config = RegistrationConfig()

@@ -38,7 +38,6 @@ from napari_paraspinal.core.errors import InputError
 from napari_paraspinal.core.geometry import SliceImage
 from napari_paraspinal.core.labels import MF_L
 from napari_paraspinal.core.writers import write_image, write_labels
-from napari_paraspinal.phantom import PhantomConfig, generate_phantom
 from napari_paraspinal.project import Project, schema
 from napari_paraspinal.project import claims as claims_module
 from napari_paraspinal.project import fingerprint as fingerprint_module
@@ -67,12 +66,12 @@ GATED_CLI = [sys.executable, "-c", textwrap.dedent("""
 
 
 @pytest.fixture(scope="module")
-def phantoms(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def phantoms(tmp_path_factory: pytest.TempPathFactory, phantom) -> dict:
     """Three phantom slices as NIfTI images (a, b, c) with their true label maps."""
     root = tmp_path_factory.mktemp("phantoms")
     cases = {}
     for name, seed in (("a", 3), ("b", 4), ("c", 5)):
-        case = generate_phantom(seed, PhantomConfig(level="L4-L5"))
+        case = phantom(seed, level="L4-L5")
         write_image(case.image, root / "images" / f"{name}.nii.gz")
         write_labels(case.labels, case.image.geometry, root / "labels" / f"{name}.nii.gz")
         cases[name] = case

@@ -28,7 +28,6 @@ from napari_paraspinal.core.geometry import Geometry, SliceImage
 from napari_paraspinal.core.orientation import not_axial_reason, plane_tilt_deg
 from napari_paraspinal.core.writers import write_image, write_labels
 from napari_paraspinal.export import write_csv, write_xlsx
-from napari_paraspinal.phantom import PhantomConfig, generate_phantom
 from napari_paraspinal.plausibility import (
     AREA_MM2,
     add_reasons,
@@ -46,8 +45,8 @@ needs_model = pytest.mark.skipif(not default_model_path().is_dir(),
 
 
 @pytest.fixture(scope="module")
-def case():
-    return generate_phantom(3, PhantomConfig(level="L4-L5"))
+def case(phantom):
+    return phantom(3, level='L4-L5')
 
 
 def run(*args: str | Path) -> int:

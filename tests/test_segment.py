@@ -23,7 +23,7 @@ from napari_paraspinal.nets.dataset import phantom_samples
 from napari_paraspinal.nets.fit import fit_bundle
 from napari_paraspinal.nets.segmenter import SegmenterConfig
 from napari_paraspinal.nets.train_config import TrainConfig
-from napari_paraspinal.phantom import PhantomConfig, generate_phantom, write_dataset
+from napari_paraspinal.phantom import write_dataset
 from napari_paraspinal.preprocess.chain import default_atlases
 from napari_paraspinal.segment import load_model, segment_slice
 
@@ -59,9 +59,9 @@ def test_bundle_card_says_what_the_model_is(tiny_bundle) -> None:
     assert Image.open(tiny_bundle / "training_curve.png").size == (640, 360)
 
 
-def test_labels_land_on_the_native_grid(tiny_bundle) -> None:
+def test_labels_land_on_the_native_grid(tiny_bundle, phantom) -> None:
     model = load_model(tiny_bundle, device="cpu")
-    case = generate_phantom(850_100, PhantomConfig(level="L5-S1", matrix=(320, 320)))
+    case = phantom(850100, level='L5-S1', matrix=(320, 320))
     seg = segment_slice(case.image, model)
     assert seg.labels.shape == case.image.shape and seg.labels.dtype == np.uint8
     np.testing.assert_allclose(seg.probabilities.sum(0), 1.0, atol=1e-4)
@@ -102,8 +102,8 @@ def test_evaluation_scores_each_label_in_mm(tiny_bundle, tmp_path) -> None:
     assert table[-1]["label"] == "all" and table[-1]["n"] == 8
 
 
-def test_perfect_prediction_scores_perfectly() -> None:
-    case = generate_phantom(850_400, PhantomConfig())
+def test_perfect_prediction_scores_perfectly(phantom) -> None:
+    case = phantom(850400)
     rows = score_case(case.labels, case.labels, case.image.geometry)
     assert len(rows) == 8
     for r in rows:

@@ -8,7 +8,6 @@ import SimpleITK as sitk
 from threadpoolctl import threadpool_info
 
 from napari_paraspinal.core.shared_setting import SharedSetting
-from napari_paraspinal.phantom import PhantomConfig, generate_phantom
 from napari_paraspinal.preprocess.chain import default_atlases, preprocess_slice
 
 
@@ -42,10 +41,10 @@ def _blas_threads() -> list[int]:
     return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
 
 
-def test_registration_in_threads_leaves_itk_and_blas_threads_as_they_were() -> None:
+def test_registration_in_threads_leaves_itk_and_blas_threads_as_they_were(phantom) -> None:
     itk_before, blas_before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads(), \
         _blas_threads()
-    case = generate_phantom(820_020, PhantomConfig(level="L5-S1"))
+    case = phantom(820020, level='L5-S1')
     pre = preprocess_slice(case.image, default_atlases(), "auto")  # levels and starts in threads
     assert pre.level == "L5-S1"
     assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == itk_before

@@ -18,7 +18,6 @@ from napari_paraspinal.bench_real import DiceTally
 from napari_paraspinal.core.labels import ES_L, ES_R, MF_L, MF_R, PS_L, PS_R
 from napari_paraspinal.nets.bundle import load_card
 from napari_paraspinal.nets.metrics import mean_dice
-from napari_paraspinal.phantom import PhantomConfig, generate_phantom
 from napari_paraspinal.realdata import read_series_slice, real_series
 from napari_paraspinal.segment import default_model_path, load_model, segment_slice
 
@@ -64,18 +63,18 @@ def test_the_papers_model_is_still_shipped() -> None:
 
 
 @pytest.mark.slow
-def test_fresh_phantoms_are_segmented(model) -> None:
+def test_fresh_phantoms_are_segmented(model, phantom) -> None:
     scores = []
     for k in range(4):
-        case = generate_phantom(870_000 + k, PhantomConfig(level=("L4-L5", "L5-S1")[k % 2]))
+        case = phantom(870000 + k, level=('L4-L5', 'L5-S1')[k % 2])
         scores.append(mean_dice(segment_slice(case.image, model).labels, case.labels))
     assert np.mean(scores) >= MIN_PHANTOM_DICE, scores
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("storage", ["RAS", "flip_LR", "transposed"])
-def test_left_and_right_follow_the_patient(model, storage) -> None:
-    case = generate_phantom(870_100, PhantomConfig(level="L4-L5"))
+def test_left_and_right_follow_the_patient(model, storage, phantom) -> None:
+    case = phantom(870100, level='L4-L5')
     data, geom = store(case.image.data, case.image.geometry, *STORAGES[storage])
     seg = segment_slice(case.image.with_data(data, geometry=geom), model, "L4-L5")
     for left, right in ((PS_L, PS_R), (MF_L, MF_R), (ES_L, ES_R)):
