@@ -44,6 +44,8 @@ def cmd_bench(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per t
               f"{torch_threads()} torch threads:")
         print(format_table(bench_stack(overlays=not args.no_overlays)))
         return 0
+    if args.target == "gui":
+        return _bench_gui(args)
     if args.target == "cluster":
         from .bench_cluster import bench_cluster
 
@@ -167,14 +169,39 @@ def cmd_bench(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per t
     return 0
 
 
+def _bench_gui(args: argparse.Namespace) -> int:
+    """``bench gui``: under a display; without one, again under ``xvfb-run`` when there."""
+    import json
+    import os
+    import shutil
+
+    if not os.environ.get("DISPLAY"):
+        xvfb = shutil.which("xvfb-run")
+        if xvfb is None:
+            print("bench gui needs a display: run it under xvfb-run -a", file=sys.stderr)
+            return 2
+        os.execv(xvfb, [xvfb, "-a", sys.executable, "-m", "napari_paraspinal", *sys.argv[1:]])
+    from ._napari.bench_gui import bench_gui, format_report
+
+    report = bench_gui(n_slices=args.n, finetune=not args.no_finetune, phantom=args.phantom)
+    print(format_report(report))
+    if args.out is not None:
+        path = args.out if args.out.suffix == ".json" else args.out / "bench_gui.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=1))
+        print(f"wrote {path}")
+    return 0
+
+
 def add_bench_parser(sub) -> None:  # noqa: ANN001 - argparse's private subparsers type
     """The ``bench`` subcommand and its options."""
     p = sub.add_parser("bench", help="measure accuracy and speed (benchmarks, not tests)")
     p.add_argument("target", choices=["fat", "preprocess", "register", "segment", "network",
-                                          "crf", "finetune", "real", "stack", "cluster"])
+                                          "crf", "finetune", "real", "stack", "cluster", "gui"])
     p.add_argument("--n", type=int, default=None,
                    help="number of phantoms (fat: 100, register: 40, cluster: 16) or repeats "
-                        "per size (preprocess: 5), batch size (network: 1, 8 and 32)")
+                        "per size (preprocess: 5), batch size (network: 1, 8 and 32), slices "
+                        "of the stack (gui: 29)")
     p.add_argument("--model", default=None,
                    help="model bundle (network, real; default: shipped)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
@@ -184,11 +211,15 @@ def add_bench_parser(sub) -> None:  # noqa: ANN001 - argparse's private subparse
     p.add_argument("--real", action="store_true",
                    help="fat: every method against the Dixon fat fraction of the real Dixon "
                         "case (true labels) instead of phantoms")
+    p.add_argument("--phantom", action="store_true",
+                   help="gui: a phantom stack even where the real Dixon case is present")
+    p.add_argument("--no-finetune", action="store_true", help="gui: skip the fine-tune phase")
     p.add_argument("--no-overlays", action="store_true", help="stack: skip the overlay PNGs")
     p.add_argument("--slices", default="all",
                    help="real: 'all' or 'everyK' (every K-th slice, a quick look)")
     p.add_argument("--out", type=Path, default=None,
-                   help="real: folder for bench_real.csv/.md (and bench_real_finetune.csv/.md)")
+                   help="real: folder for bench_real.csv/.md (and bench_real_finetune.csv/.md); "
+                        "gui: a .json file, or a folder for bench_gui.json")
     p.add_argument("--sides", choices=SIDES, default=SIDES_DEFAULT,
                    help="real: left/right from the spine's midline or the network's own")
     p.add_argument("--no-mirror", action="store_true",

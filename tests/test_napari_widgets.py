@@ -63,7 +63,7 @@ def test_manifest_lists_the_widgets() -> None:
 def test_widget_work_is_headless() -> None:
     code = ("import sys\n"
             "import napari_paraspinal._napari.slices, napari_paraspinal._napari.tasks\n"
-            "import napari_paraspinal._napari.report\n"
+            "import napari_paraspinal._napari.report, napari_paraspinal._napari.segment_proc\n"
             "print([m for m in sys.modules if m.split('.')[0] in "
             "('PySide6', 'qtpy', 'napari', 'vispy', 'magicgui', 'superqt')])\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -286,3 +286,81 @@ def test_chosen_slices_are_the_only_ones_segmented(make_napari_viewer, qtbot) ->
     qtbot.waitUntil(lambda: seg.worker is None, timeout=WAIT_MS)
     labels = viewer.layers["stack3 labels"].data
     assert [bool(labels[k].any()) for k in range(3)] == [False, False, True]
+
+
+@needs_display
+def test_painting_during_a_run_is_never_disturbed(make_napari_viewer, qtbot) -> None:
+    """A person paints into the layer a run writes into: the layer keeps its name,
+    visibility, pixels, brush and mode and stays active; results of the planes painted
+    go to a separate layer, the others land in place."""
+    from napari_paraspinal._napari.layers import image_layer
+    from napari_paraspinal._napari.segment_widget import ALL, SegmentWidget
+    from napari_paraspinal._napari.slices import LEVEL_KEY, WRITTEN_KEY, fingerprint
+
+    case = generate_phantom(6, PhantomConfig(level="L4-L5"))
+    g = case.image.geometry
+    planes = [case.image.with_data(case.image.data.copy(), geometry=Geometry(
+        g.shape, g.spacing, (g.origin[0], g.origin[1], g.origin[2] + 4.0 * k), g.direction))
+        for k in range(4)]
+    data, kwargs, _ = image_layer(planes, name="stack")
+    viewer = make_napari_viewer()
+    viewer.add_image(data, **kwargs)
+    seg = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(seg)
+    seg.level_combo.setCurrentText("L4-L5")
+    seg.planes_combo.setCurrentText(ALL)
+    seg.uncertainty_check.setChecked(True)  # a helper layer is added during the run too
+    _segment(seg, qtbot)
+    labels = viewer.layers["stack labels"]
+    first = np.array(labels.data)
+    assert all(first[k].any() for k in range(4))
+    labels.data[:] = 0  # as if written by the widget: what a second run may overwrite
+    labels.metadata = {**labels.metadata, WRITTEN_KEY: fingerprint(labels.data)}
+    labels.refresh()
+    n_layers = len(viewer.layers)
+
+    worker = seg.start()
+    assert worker is not None and seg.writer.target is labels
+    viewer.layers.selection.active = labels
+    labels.mode = "paint"
+    labels.selected_label = 7
+    labels.brush_size = 5
+    labels.paint((1, 40, 40), 7)  # before any result is shown: plane 1 is being edited
+
+    def paint_plane_3(step) -> None:  # after the first result is in, plane 3 is edited
+        if step.plane is not None and not labels.data[3].any():
+            labels.paint((3, 60, 60), 7)
+
+    worker.yielded.connect(paint_plane_3)
+    qtbot.waitUntil(lambda: seg.worker is None, timeout=WAIT_MS)
+
+    assert labels.name == "stack labels" and labels.visible
+    assert viewer.layers.selection.active is labels
+    assert str(labels.mode) == "paint" and labels.selected_label == 7
+    for plane, (r, c) in ((1, (40, 40)), (3, (60, 60))):  # only the brush strokes
+        painted = labels.data[plane]
+        assert painted[r, c] == 7 and set(np.unique(painted)) == {0, 7}
+    for plane in (0, 2):  # not edited: the results landed in place
+        np.testing.assert_array_equal(labels.data[plane], first[plane])
+    assert labels.metadata[LEVEL_KEY][0] == "L4-L5"
+    # the painted planes' results are in one separate layer, the only labels layer added
+    (side,) = [ly for ly in viewer.layers if ly.name.startswith("stack labels (run ")]
+    assert len(viewer.layers) == n_layers + 1 and side.visible
+    for plane in (1, 3):
+        np.testing.assert_array_equal(side.data[plane], first[plane])
+    assert not side.data[0].any() and not side.data[2].any()
+    assert side.name in seg.status.text() and "slices 1, 3 were edited" in seg.status.text()
+    # edited: a third run keeps the layer (renamed, hidden) only when it starts
+    assert seg.writer.target is labels and labels.metadata[WRITTEN_KEY] != fingerprint(
+        labels.data)
+
+
+def test_segment_in_process_reports_the_childs_failure(tmp_path) -> None:
+    """The child process's error reaches the caller with its message (no GUI needed)."""
+    from napari_paraspinal._napari.job_worker import JobError
+    from napari_paraspinal._napari.segment_proc import segment_in_process
+
+    image = generate_phantom(5, PhantomConfig(level="L4-L5")).image
+    steps = segment_in_process([image], [0], tmp_path / "no-model")
+    with pytest.raises(JobError, match="no model bundle"):
+        list(steps)

@@ -2,17 +2,19 @@
 the GUI thread through the worker's ``yielded`` signal, its result through ``returned``.
 
 The worker class itself is used, not ``create_worker``: that one re-raises errors the widgets
-handle, and napari 0.9's status-bar hook it adds fails on the errored signal.
+handle, and napari 0.9's status-bar hook it adds fails on the errored signal. napari is
+imported only when a worker is made, so the rest imports without Qt (a child process does).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterator
-from typing import Any, TypeVar
-
-from napari.qt.threading import GeneratorWorker
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..jobs import Progress, iterate
+
+if TYPE_CHECKING:
+    from napari.qt.threading import GeneratorWorker
 
 T = TypeVar("T")
 
@@ -39,4 +41,6 @@ def job_worker(job: Callable[..., Any], *args: Any, **kwargs: Any) -> GeneratorW
     """A (not yet started) worker running ``job(*args, progress=..., cancel=..., **kwargs)``
     through :func:`..jobs.iterate`: setting the ``cancel`` given stops the job at its next
     check, and the worker still returns what the job returns."""
+    from napari.qt.threading import GeneratorWorker
+
     return GeneratorWorker(_job_events, job, *args, **kwargs)

@@ -55,7 +55,8 @@ class JobActions:
         """
         if not self._can_start():
             return None
-        from ..project.finetune import FinetuneConfig
+        # the settings alone: the trainer (torch and all) is imported in the worker thread
+        from ..project.finetune_config import FinetuneConfig
 
         minutes = self.minutes_spin.value()
         try:

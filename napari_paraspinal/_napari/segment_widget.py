@@ -1,15 +1,18 @@
 """Segment widget: run the model on the current, chosen or every slice of an image layer.
 
-The work is :func:`.tasks.segment_planes` in a napari generator worker; its progress events
-(:class:`.tasks.SegmentStep`, a :class:`..jobs.Progress`) come back to the GUI thread, and each
-finished plane is written into the ``"<image> labels"`` layer at once, so Cancel (which sets
-the cancel token and stops before the next plane) keeps what was done.
+The work is :func:`.tasks.segment_planes`, in a child process (:mod:`.segment_proc`) relayed
+by a napari generator worker; its progress events
+(:class:`.tasks.SegmentStep`, a :class:`..jobs.Progress`, carrying each finished plane in
+display orientation, made in the worker) come back to the GUI thread. Each finished plane
+is written in place into the ``"<image> labels"`` layer by a :class:`.segment_results.
+ResultWriter`, and the layers, progress bar and status are refreshed at most every
+:data:`SHOW_MS` ms, so Cancel (which sets the cancel token and stops before the next
+planes) keeps what was done and the GUI stays responsive.
 
-Edits are never overwritten: the widget records a fingerprint of what it last wrote into the
-labels layer. If the layer's data differs (a user painted, or it is a layer the widget did
-not write, such as ground truth), that layer is renamed ``"<image> labels (kept HH:MM:SS)"``,
-hidden and left untouched, and a new ``"<image> labels"`` layer starts from a copy of it,
-so edits on planes not being segmented carry over too.
+Edits are never overwritten: an edited ``"<image> labels"`` layer is kept (renamed, hidden)
+when a run starts, and a plane painted during the run keeps its pixels, its result going to
+a separate layer; painting during a run changes no layer's name or visibility, nor the
+active layer, brush or mode (:mod:`.segment_results`).
 
 A plane the core's QC flags is never shown unmarked: its step says ``plane k: CHECK:
 <reasons>``, the end-of-run line names every flagged plane, and the plane's QC columns go
@@ -19,15 +22,14 @@ into the labels layer's metadata (``QC_KEY``), from which the viewer's banner
 
 from __future__ import annotations
 
-import time
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from napari.layers import Image, Labels
+from napari.layers import Image
 from napari.qt.threading import GeneratorWorker
 from napari.utils.notifications import show_warning
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -43,36 +45,27 @@ from qtpy.QtWidgets import (
 )
 
 from ..jobs import Cancel
-from ..segment import default_model_path, uncertainty
+from ..segment import default_model_path
 from . import viewer_hooks
 from .job_worker import guarded
-from .layers import labels_layer
 from .qt_common import LayerCombo
-from .slices import (
-    LEVEL_KEY,
-    MODEL_KEY,
-    QC_KEY,
-    ROLE_KEY,
-    WRITTEN_KEY,
-    check_text,
-    current_plane,
-    fingerprint,
-    layer_to_slices,
-    reorientation,
-    to_display,
-    was_edited,
-)
-from .tasks import SegmentStep, parse_planes, run_summary, segment_planes
+from .segment_proc import segment_steps
+from .segment_results import ResultWriter
+from .slices import check_text, current_plane, layer_to_slices, reorientation
+from .tasks import SegmentStep, parse_planes, run_summary
 
 LEVELS = ("auto", "L4-L5", "L5-S1")
 DEVICES = ("auto", "cpu", "cuda")
 CURRENT, ALL, CHOSEN = "current slice", "all slices", "chosen slices"
 _CHOOSE = "choose a model folder…"
+#: At most one refresh of the layers, bar and status per this many ms while a run goes on.
+SHOW_MS = 100
 
 
 def _segment_job(*args: Any, **kwargs: Any) -> Generator[SegmentStep, None, Any]:
-    """:func:`segment_planes` for the worker (:func:`.job_worker.guarded`)."""
-    return (yield from guarded(segment_planes(*args, **kwargs)))
+    """:func:`.segment_proc.segment_steps` (a child process) for the worker
+    (:func:`.job_worker.guarded`)."""
+    return (yield from guarded(segment_steps(*args, **kwargs)))
 
 
 class SegmentWidget(QWidget):
@@ -87,6 +80,12 @@ class SegmentWidget(QWidget):
         self._image: Any = None
         self._done = 0
         self._failed = False
+        self.writer: ResultWriter | None = None  # where the last run's results went
+        self._last_step: SegmentStep | None = None
+        self._show_timer = QTimer(self)
+        self._show_timer.setSingleShot(True)
+        self._show_timer.setInterval(SHOW_MS)
+        self._show_timer.timeout.connect(self._show)
         self.flagged: dict[int, str] = {}  # plane -> "CHECK: <reasons>" of the last run
         self._hooks = viewer_hooks.install(napari_viewer)
 
@@ -168,13 +167,17 @@ class SegmentWidget(QWidget):
                 return None
         else:
             planes = [current_plane(image, self.viewer.dims.point)]
-        self._image, self._done, self._failed = image, 0, False
+        self._image, self._done, self._failed, self._last_step = image, 0, False, None
         self.flagged = {}
         self._cancel.clear()
+        maps = tuple(key for key, box in (("bias", self.bias_check),
+                                          ("uncertainty", self.uncertainty_check))
+                     if box.isChecked())
+        self.writer = ResultWriter(self.viewer, image, maps)
         # the worker class itself, not create_worker (see .job_worker)
         worker = GeneratorWorker(
             _segment_job, slices, planes, self.model_path, self.device_combo.currentText(),
-            self.level_combo.currentText(), self._cancel,
+            self.level_combo.currentText(), self._cancel, reorientation(image).apply, maps,
         )
         worker.yielded.connect(self._on_step)
         worker.errored.connect(self._on_error)
@@ -209,110 +212,47 @@ class SegmentWidget(QWidget):
             self.model_path = None
 
     def _on_step(self, step: SegmentStep) -> None:
-        self.progress.setValue(step.done)
-        self.status.setText(step.message)
+        """Write a finished plane in place; the display catches up at :meth:`_show`."""
+        self._last_step = step
         if step.error:
             show_warning(step.error)
-        if step.segmentation is None or step.plane is None:
-            return
-        self._done += 1
-        seg = step.segmentation
-        layer = self._labels_layer(self._image)
-        data = np.array(layer.data, dtype=np.uint8)
-        _put(data, step.plane, to_display(self._image, seg.labels))
-        levels = list(layer.metadata.get(LEVEL_KEY) or [None] * _planes(data))
-        levels[step.plane] = seg.preprocessed.level
-        qc = list(layer.metadata.get(QC_KEY) or [None] * _planes(data))
-        qc[step.plane] = step.qc
-        flag = check_text(step.qc)
-        if flag:
-            self.flagged[step.plane] = flag
-        layer.metadata = {**layer.metadata, MODEL_KEY: step.model, LEVEL_KEY: levels,
-                          QC_KEY: qc, WRITTEN_KEY: fingerprint(data)}
-        layer.data = data
-        if self.bias_check.isChecked() and seg.preprocessed.bias is not None:
-            self._store_bias(step.plane, seg.preprocessed.bias)
-        if self.uncertainty_check.isChecked():
-            self._store_map(step.plane, uncertainty(seg.probabilities), "uncertainty",
-                            "uncertainty", "inferno", 0.0, (0.0, 1.0))
+        if step.display is not None and step.plane is not None and self.writer:
+            self._done += 1
+            flag = check_text(step.qc)
+            if flag:
+                self.flagged[step.plane] = flag
+            self.writer.add(step)
+        if not self._show_timer.isActive():
+            self._show_timer.start()
+
+    def _show(self) -> None:
+        """Refresh the written layers, the bar and the status (once per :data:`SHOW_MS`)."""
+        self._show_timer.stop()
+        if self.writer is not None:
+            self.writer.show()
+        step = self._last_step
+        if step is not None:
+            self.progress.setValue(step.done)
+            self.status.setText(step.message)
 
     def _on_error(self, err: Exception) -> None:
-        self._failed = True
+        self._show()
+        self._failed, self._last_step = True, None
         self.status.setText(f"failed: {err}")  # napari's worker also shows a notification
 
     def _on_finished(self) -> None:
+        self._show()
+        if self.writer is not None:
+            self.writer.finish()
         total = self.progress.maximum()
-        if self._cancel.is_set():
-            self.status.setText(run_summary(
-                f"cancelled: {self._done} of {total} slices segmented", self.flagged))
-        elif not self._failed:
-            self.status.setText(run_summary(
-                f"done: {self._done} of {total} slices segmented", self.flagged))
+        head = ("cancelled" if self._cancel.is_set() else "done") + (
+            f": {self._done} of {total} slices segmented")
+        diverted = self.writer.diverted if self.writer is not None else []
+        if diverted and self.writer.side is not None:
+            head += (f"; slices {', '.join(map(str, diverted))} were edited during the run: "
+                     f"their results are in {self.writer.side.name!r}")
+        if self._cancel.is_set() or not self._failed:
+            self.status.setText(run_summary(head, self.flagged))
         self.worker = None
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
-
-    def _labels_layer(self, image: Any) -> Labels:
-        """The layer to write into: the widget's own unedited layer, else a fresh one."""
-        name = f"{image.name} labels"
-        shape = np.shape(image.data)
-        existing = next((ly for ly in self.viewer.layers
-                         if isinstance(ly, Labels) and ly.name == name), None)
-        if existing is not None and existing.data.shape == shape and not was_edited(
-                existing.data, existing.metadata):
-            return existing
-        start = np.zeros(shape, np.uint8)
-        if existing is not None:
-            if existing.data.shape == shape:
-                start = np.array(existing.data, np.uint8)
-            existing.name = f"{name} (kept {time.strftime('%H:%M:%S')})"
-            existing.visible = False
-        data, kwargs, _ = labels_layer(reorientation(image).undo(start), _view_of(image), name)
-        kwargs["metadata"][WRITTEN_KEY] = fingerprint(data)
-        if existing is not None and existing.data.shape == shape:  # planes carried over
-            kwargs["metadata"].update({k: existing.metadata[k]
-                                       for k in (MODEL_KEY, LEVEL_KEY, QC_KEY)
-                                       if k in existing.metadata})
-        return self.viewer.add_labels(data, **kwargs)
-
-    def _store_bias(self, plane: int, bias: np.ndarray) -> None:
-        self._store_map(plane, bias, "N4 bias", "bias", "magma", 1.0, (0.5, 1.5))
-
-    def _store_map(self, plane: int, values: np.ndarray, suffix: str, role: str,
-                   colormap: str, fill: float, limits: tuple[float, float]) -> None:
-        """Write one plane of a helper image layer ("<image> <suffix>") beside the image."""
-        image = self._image
-        name = f"{image.name} {suffix}"
-        layer = next((ly for ly in self.viewer.layers if isinstance(ly, Image)
-                      and ly.name == name and ly.metadata.get(ROLE_KEY) == role), None)
-        if layer is None or layer.data.shape != np.shape(image.data):
-            meta = {**image.metadata, ROLE_KEY: role}
-            active = self.viewer.layers.selection.active
-            layer = self.viewer.add_image(
-                np.full(np.shape(image.data), fill, np.float32), name=name, scale=image.scale,
-                translate=image.translate, metadata=meta, colormap=colormap, opacity=0.5,
-                contrast_limits=limits)
-            self.viewer.layers.move(self.viewer.layers.index(layer),
-                                    self.viewer.layers.index(image) + 1)
-            self.viewer.layers.selection.active = active
-        data = np.array(layer.data)
-        _put(data, plane, to_display(image, values.astype(np.float32)))
-        layer.data = data
-
-
-def _view_of(image: Any) -> dict:
-    """The part of an image layer's kwargs that :func:`labels_layer` copies."""
-    return {"scale": list(image.scale), "translate": list(image.translate),
-            "metadata": dict(image.metadata)}
-
-
-def _planes(data: np.ndarray) -> int:
-    return 1 if data.ndim == 2 else data.shape[0]
-
-
-def _put(data: np.ndarray, plane: int, values: np.ndarray) -> None:
-    """Write a display-oriented plane into a 2-D layer array or a stack, in place."""
-    if data.ndim == 2:
-        data[...] = values
-    else:
-        data[plane] = values

@@ -14,7 +14,7 @@ message says ``CHECK: <reasons>`` and measured rows carry the command line's
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,7 +28,7 @@ from ..jobs import Cancel, Progress
 from ..measure import SliceMeasurement, measure_slice
 from ..plausibility import CHECK, FLAG, check_row
 from ..preprocess.n4 import N4Config, n4_correct
-from ..segment import Segmentation, load_model, segment_many
+from ..segment import Segmentation, load_model, segment_many, uncertainty
 from .slices import check_text
 
 #: The QC columns of a measurement row, as the command line writes them.
@@ -38,13 +38,19 @@ QC_COLUMNS = (FLAG, CHECK, "registration_correlation")
 @dataclass(frozen=True)
 class SegmentStep(Progress):
     """Progress of a segmentation run (stage ``model`` once the model is loaded, then
-    ``segment`` per plane); ``segmentation`` is set when a plane is done."""
+    ``segment`` per plane); ``segmentation`` is set when a plane is done, with ``display``
+    (its labels in the display orientation, uint8), ``level`` and the asked-for maps (``bias``,
+    ``uncertainty``: float32, display orientation), made in the worker, not the GUI."""
 
     model: str = ""
     plane: int | None = None
     segmentation: Segmentation | None = None
     error: str = ""
     qc: dict = field(default_factory=dict)  # the plane's QC columns (:func:`segmentation_qc`)
+    display: np.ndarray | None = None
+    level: str | None = None  # the level the plane was segmented at
+    bias: np.ndarray | None = None
+    uncertainty: np.ndarray | None = None
 
 
 def segment_planes(
@@ -54,13 +60,18 @@ def segment_planes(
     device: str = "auto",
     level: str = "auto",
     cancel: Cancel | None = None,
+    display: Callable[[np.ndarray], np.ndarray] | None = None,
+    maps: Sequence[str] = (),
 ) -> Iterator[SegmentStep]:
     """Load the model, then segment ``slices[k]`` for every ``k`` in ``planes``, one at a time.
 
     Yields once when the model is loaded and once per plane (the network runs on a few
     planes at a time). A plane the chain cannot use yields its error and the run goes on;
-    setting ``cancel`` stops before the next few planes.
+    setting ``cancel`` stops before the next few planes. ``display`` turns a native plane
+    into the display orientation (default: unchanged); ``maps`` asks for ``"bias"`` and/or
+    ``"uncertainty"`` planes as well.
     """
+    show = display or (lambda a: a)
     total = len(planes)
     model = load_model(model_path, device)
     name = f"{model.card.name} v{model.card.version}"
@@ -73,8 +84,15 @@ def segment_planes(
                               model=name, plane=k, error=str(seg))
             continue
         qc = segmentation_qc(seg)
+        bias = seg.preprocessed.bias if "bias" in maps else None
+        unsure = uncertainty(seg.probabilities) if "uncertainty" in maps else None
         yield SegmentStep("segment", n + 1, total, message=step_message(k, seg, qc),
-                          model=name, plane=k, segmentation=seg, qc=qc)
+                          model=name, plane=k, segmentation=seg, qc=qc,
+                          display=show(np.asarray(seg.labels, np.uint8)),
+                          level=seg.preprocessed.level,
+                          bias=None if bias is None else show(bias.astype(np.float32)),
+                          uncertainty=None if unsure is None else show(
+                              unsure.astype(np.float32)))
 
 
 def segmentation_qc(seg: Segmentation) -> dict:
