@@ -8,6 +8,7 @@ callable argument, so a test drives every entry without a modal dialog.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,14 +35,14 @@ def add_menus(state: MainWindowState) -> None:
     file_menu = window.file_menu
     first = file_menu.actions()[0] if file_menu.actions() else None
     recent = QMenu(RECENT, file_menu)
-    recent.aboutToShow.connect(lambda: fill_recent(state, recent))
-    for text, slot in ((NEW, lambda: new_project(state)), (OPEN, lambda: open_project(state))):
+    recent.aboutToShow.connect(_weak(state, lambda s: fill_recent(s, recent)))
+    for text, slot in ((NEW, new_project), (OPEN, open_project)):
         action = file_menu.addAction(text)
-        action.triggered.connect(slot)
+        action.triggered.connect(_weak(state, slot))
         file_menu.insertAction(first, action)
     file_menu.insertMenu(first, recent)
     settings = file_menu.addAction(SETTINGS)
-    settings.triggered.connect(lambda: edit_settings(state))
+    settings.triggered.connect(_weak(state, edit_settings))
     file_menu.insertAction(first, settings)
     file_menu.insertSeparator(first)
     fill_recent(state, recent)
@@ -50,9 +51,23 @@ def add_menus(state: MainWindowState) -> None:
     help_menu = window.help_menu
     about = help_menu.addAction(ABOUT)
     about.triggered.connect(
-        lambda: QMessageBox.about(state.qt_window, ABOUT, about_text()))
+        _weak(state, lambda s: QMessageBox.about(s.qt_window, ABOUT, about_text())))
     docs = help_menu.addAction(DOCS)
-    docs.triggered.connect(lambda: show_documentation(state))
+    docs.triggered.connect(_weak(state, show_documentation))
+
+
+def _weak(state: MainWindowState, run: Callable[[MainWindowState], object]
+          ) -> Callable[..., None]:
+    """A slot running ``run(state)`` that holds ``state`` weakly: the menus may outlive the
+    window for a while, and must not keep its closed viewer alive."""
+    ref = weakref.ref(state)
+
+    def slot(*_: object) -> None:
+        alive = ref()
+        if alive is not None:
+            run(alive)
+
+    return slot
 
 
 def fill_recent(state: MainWindowState, menu: QMenu) -> None:
@@ -61,7 +76,7 @@ def fill_recent(state: MainWindowState, menu: QMenu) -> None:
     for folder in state.store.current.existing_recent():
         action = menu.addAction(f"{Path(folder).name}  ({folder})")
         action.setData(folder)
-        action.triggered.connect(lambda _=False, f=folder: state.open_project(f))
+        action.triggered.connect(_weak(state, lambda s, f=folder: s.open_project(f)))
     menu.setEnabled(bool(menu.actions()))
 
 

@@ -88,6 +88,9 @@ class StartScreen(QWidget):
         title = QLabel("<b>Lumbar paraspinal muscles</b>")
         self.recent_list = QListWidget()
         self.recent_list.setMinimumWidth(420)
+        # a long folder shows its start and end, never a horizontal scroll bar
+        self.recent_list.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.recent_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.recent_list.itemActivated.connect(lambda item: self.open_recent(
             item.data(Qt.ItemDataRole.UserRole)))
         self.new_button = QPushButton("New project…")

@@ -11,12 +11,13 @@ becomes the most recent one; the window's geometry is restored and saved on clos
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import weakref
+from collections.abc import MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from qtpy.QtCore import QByteArray, QEvent, QObject, QSignalBlocker, Qt, QTimer
-from qtpy.QtWidgets import QDockWidget, QFrame, QMainWindow, QScrollArea, QTabBar
+from qtpy.QtCore import QByteArray, QEvent, QObject, QSignalBlocker, QSize, Qt, QTimer
+from qtpy.QtWidgets import QDockWidget, QFrame, QLabel, QMainWindow, QScrollArea, QTabBar
 
 from .about import TITLE
 from .settings import AppSettings, SettingsStore
@@ -28,8 +29,14 @@ WIDGETS = ("Segment", "Fat and areas", "Export", "Labels legend", "Project and f
 PROJECT_WIDGET = "Project and fine-tune"
 #: The docks' titles (their tabs' text); napari's own names add "(napari-paraspinal)".
 TAB_TITLES = {"Labels legend": "Legend", PROJECT_WIDGET: "Project"}
-#: The narrowest a dock may get: its widgets' labels and a tab's title stay readable.
-DOCK_MIN_WIDTH = 340
+#: The narrowest a dock may get: its widgets' labels and a tab's title stay readable (the
+#: docks' own widgets and tab bars may ask for more).
+DOCK_MIN_WIDTH = 280
+#: The Project dock's width when the window has room for it.
+PROJECT_WIDTH = 460
+#: Below this share of the window's width the image canvas is too narrow to work in: the
+#: docks are narrowed to their least width (a 1280 px wide window with the worklist).
+MIN_CANVAS_SHARE = 0.4
 #: The least height of the scrolled Project dock.
 DOCK_MIN_HEIGHT = 200
 #: The attribute of the viewer's Qt window holding its :class:`MainWindowState`.
@@ -48,16 +55,26 @@ class MainWindowState(QObject):
     def __init__(self, viewer: Any, docks: dict[str, QDockWidget], widgets: dict[str, Any],
                  store: SettingsStore) -> None:
         super().__init__(viewer.window._qt_window)
-        self.viewer = viewer
-        self.docks = docks
-        self.widgets = widgets
+        # held weakly: this object lives as long as the Qt window, whose deletion comes
+        # after the viewer is closed, and must not keep the closed viewer alive
+        self._viewer = weakref.ref(viewer)
+        self.docks: MutableMapping[str, QDockWidget] = weakref.WeakValueDictionary(docks)
+        self.widgets: MutableMapping[str, Any] = weakref.WeakValueDictionary(widgets)
         self.store = store
         self.qt_window: QMainWindow = viewer.window._qt_window
         self._remembered: str | None = None
         self.choose_folder: ChooseFolder = dialog_folder  # the menus' folder dialog
         self.recent_menu: Any = None  # File › Open recent (set by .menus)
         self.qt_window.installEventFilter(self)
-        viewer.events.title.connect(lambda _event: self.project_changed())
+        viewer.events.title.connect(self._on_title)  # a method: psygnal holds it weakly
+
+    @property
+    def viewer(self) -> Any:
+        """The viewer (None once it is gone)."""
+        return self._viewer()
+
+    def _on_title(self, _event: Any = None) -> None:
+        self.project_changed()
 
     @property
     def project_widget(self) -> Any:
@@ -101,8 +118,15 @@ class MainWindowState(QObject):
             self.store.update(geometry=data)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
-        if watched is self.qt_window and event.type() == QEvent.Type.Close:
+        window = vars(self).get("qt_window")  # absent when Qt outlived this Python object
+        if window is None or watched is not window:
+            return False
+        if event.type() == QEvent.Type.Close:
             self.save_geometry()
+            window.removeEventFilter(self)  # nothing more to do for a closed window
+        elif event.type() == QEvent.Type.Resize:
+            docks = self.docks
+            QTimer.singleShot(0, lambda: fit_docks(window, docks))
         return False
 
 
@@ -160,27 +184,86 @@ def arrange(window: QMainWindow, docks: dict[str, QDockWidget], worklist: bool) 
             window.removeDockWidget(project)
             window.addDockWidget(left, project, Qt.Orientation.Horizontal)
             project.show()
-        window.resizeDocks([project], [460], Qt.Orientation.Horizontal)
+        window.resizeDocks([project], [PROJECT_WIDTH], Qt.Orientation.Horizontal)
     QTimer.singleShot(0, lambda: _after_layout(window, docks))
+
+
+def fit_docks(window: QMainWindow, docks: dict[str, QDockWidget]) -> bool:
+    """Give the image canvas room: when it is narrower than :data:`MIN_CANVAS_SHARE` of the
+    window, narrow the shown paraspinal docks (Qt keeps each at least its minimum width);
+    when the canvas has room again, widen the Project dock back to :data:`PROJECT_WIDTH`.
+    Returns whether the docks were narrowed."""
+    central = window.centralWidget()
+    if central is None or window.width() <= 0:
+        return False
+    shown = [d for d in docks.values() if d.isVisible() and not d.isFloating()
+             and not d.visibleRegion().isEmpty()]
+    if not shown:
+        return False
+    if central.width() >= MIN_CANVAS_SHARE * window.width():
+        project = docks.get(PROJECT_WIDGET)  # room again: the worklist's own width
+        grow = PROJECT_WIDTH - (project.width() if project is not None else PROJECT_WIDTH)
+        if project in shown and grow > 0 and \
+                central.width() - grow >= MIN_CANVAS_SHARE * window.width():
+            window.resizeDocks([project], [PROJECT_WIDTH], Qt.Orientation.Horizontal)
+        return False
+    window.resizeDocks(shown, [d.minimumSizeHint().width() for d in shown],
+                       Qt.Orientation.Horizontal)
+    return True
+
+
+class VerticalScroll(QScrollArea):
+    """A scroll area that scrolls only up and down: at least as wide as its widget's least
+    width and the scroll bar, whatever the widget shows later (a project's summary, a
+    case), so nothing is cut at the right."""
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
+        hint = super().minimumSizeHint()
+        inner = self.widget()
+        if inner is None:
+            return hint
+        width = (inner.minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width()
+                 + 2 * self.frameWidth())
+        return QSize(max(hint.width(), width), hint.height())
+
+    def event(self, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.LayoutRequest:
+            self.updateGeometry()  # the widget's least width may have changed
+        return super().event(event)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
+        if watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+            self.updateGeometry()
+        return super().eventFilter(watched, event)
 
 
 def scrollable(dock: QDockWidget) -> None:
     """Put the dock's widget in a scroll area: a tall widget (the Project widget's worklist,
     jobs and models) must not make the window taller than the screen."""
     inner = dock.widget()
-    scroll = QScrollArea()
+    scroll = VerticalScroll()
     scroll.setWidgetResizable(True)
     scroll.setFrameShape(QFrame.Shape.NoFrame)
     scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-    scroll.setMinimumWidth(inner.minimumSizeHint().width()
-                           + scroll.verticalScrollBar().sizeHint().width())
     scroll.setWidget(inner)
     dock.setWidget(scroll)
     dock.setMinimumHeight(DOCK_MIN_HEIGHT)  # else the dock keeps the widget's full height
 
 
+def short_title_bars(docks: dict[str, QDockWidget]) -> None:
+    """The widgets' names in napari's dock title bars, without "(napari-paraspinal)": the
+    whole title then fits a narrow dock (the tabs' titles are shorter still)."""
+    for name, dock in docks.items():
+        label = getattr(dock.titleBarWidget(), "title", None)
+        if isinstance(label, QLabel) and label.text() != name:
+            label.setText(name)
+            label.setToolTip(f"{name} ({PLUGIN})")
+
+
 def _after_layout(window: QMainWindow, docks: dict[str, QDockWidget]) -> None:
-    """Once Qt laid the docks out: Segment in front, tab titles never elided."""
+    """Once Qt laid the docks out: Segment in front, tab titles never elided, title bars
+    short."""
+    short_title_bars(docks)  # napari makes a new title bar when a dock is docked again
     segment = docks.get(WIDGETS[0])
     if segment is not None:
         segment.raise_()
@@ -193,19 +276,24 @@ def _after_layout(window: QMainWindow, docks: dict[str, QDockWidget]) -> None:
         need = sum(bar.tabSizeHint(i).width() for i in range(bar.count()))
         for dock in tabbed:  # wide enough for every tab's whole title
             dock.setMinimumWidth(max(DOCK_MIN_WIDTH, need + 8))
+    fit_docks(window, docks)
 
 
 def open_viewer(files: Sequence[str] = (), sample: str | None = None,
                 project: str | None = None, show: bool = True,
-                store: SettingsStore | None = None) -> Any:
+                store: SettingsStore | None = None, viewer: Any = None) -> Any:
     """A napari viewer with the plugin's widgets docked, the settings applied, and the given
-    files, phantom and project opened. ``store`` defaults to the user's settings."""
-    import napari
-
+    files, phantom and project opened. ``store`` defaults to the user's settings; ``viewer``
+    (default: a new one) is an empty viewer to build on, e.g. from napari's test fixture."""
     from .menus import add_menus
 
     store = store if store is not None else SettingsStore()
-    viewer = napari.Viewer(title=window_title(project), show=False)
+    if viewer is None:
+        import napari
+
+        viewer = napari.Viewer(title=window_title(project), show=False)
+    else:
+        viewer.title = window_title(project)
     docks: dict[str, QDockWidget] = {}
     widgets: dict[str, Any] = {}
     for k, name in enumerate(WIDGETS):
@@ -214,6 +302,7 @@ def open_viewer(files: Sequence[str] = (), sample: str | None = None,
         dock.setWindowTitle(TAB_TITLES.get(name, name))  # the tab's text: short, never cut
         docks[name], widgets[name] = dock, widget
     scrollable(docks[PROJECT_WIDGET])
+    short_title_bars(docks)
     window = viewer.window._qt_window
     state = MainWindowState(viewer, docks, widgets, store)
     setattr(window, STATE_ATTR, state)

@@ -6,11 +6,17 @@ so a test that wants to change one must copy it first (a cached phantom cannot b
 behind another test's back). ``phantom_files(name, seed, **config)`` writes one as NIfTI
 (``images/<name>.nii.gz`` and ``labels/<name>.nii.gz`` in a session folder) and returns both
 paths and the phantom; tests that overwrite or delete inputs copy them first.
+
+After every test, napari viewers a test opened and closed by itself (the app's windows, not
+``make_napari_viewer``'s) are collected, so napari's own check in the next
+``make_napari_viewer`` test does not find them still alive.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import gc
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -72,3 +78,19 @@ def phantom_files(tmp_path_factory: pytest.TempPathFactory,
         return files
 
     return write
+
+
+@pytest.fixture(autouse=True)
+def _closed_viewers_collected() -> Iterator[None]:
+    yield
+    qt_viewer = sys.modules.get("napari._qt.qt_viewer")
+    if qt_viewer is None or not len(qt_viewer.QtViewer._instances):
+        return  # nothing left (or napari never loaded): no cost for the other tests
+    from qtpy.QtCore import QCoreApplication, QEvent
+
+    app = QCoreApplication.instance()
+    if app is not None:
+        for _ in range(3):  # closed windows are deleted by deferred-delete events
+            QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+            app.processEvents()
+    gc.collect()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -20,12 +22,14 @@ PHASES = ("start", "segment", "paint", "cancel", "finetune", "overall")
 
 
 @needs_display
-def test_bench_gui_on_a_small_phantom_stack(tmp_path, capsys) -> None:
-    from napari_paraspinal.cli import main
-
+def test_bench_gui_on_a_small_phantom_stack(tmp_path) -> None:
+    """Run as a user runs it, in its own process (napari's plugin registry is per process)."""
     out = tmp_path / "gui.json"
-    assert main(["bench", "gui", "--n", "3", "--phantom", "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
+    done = subprocess.run([sys.executable, "-m", "napari_paraspinal", "bench", "gui", "--n", "3",
+                           "--phantom", "--out", str(out)], capture_output=True, text=True,
+                          timeout=1800)
+    assert done.returncode == 0, done.stderr[-3000:]
+    printed = done.stdout
     report = json.loads(out.read_text())
 
     assert report["data"] == "phantom stack" and report["slices"] == 3

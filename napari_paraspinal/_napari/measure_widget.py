@@ -171,6 +171,8 @@ class MeasureWidget(QWidget):
 
     def _show(self, generation: int, key: tuple, plane: int, image_fp: str, note: str,
               result: tuple[SliceMeasurement, np.ndarray | None]) -> None:
+        if not _alive(self.table):  # finished after the viewer closed: nothing to show
+            return
         measured, bias = result
         if bias is not None:
             self._bias[image_fp] = bias
@@ -223,3 +225,12 @@ class MeasureWidget(QWidget):
         else:
             data[self._last_plane] = mask
         layer.data = data
+
+
+def _alive(widget: QWidget) -> bool:
+    """Whether ``widget``'s Qt object still exists (a late worker result may outlive it)."""
+    try:
+        widget.objectName()
+    except RuntimeError:  # "Internal C++ object already deleted"
+        return False
+    return True

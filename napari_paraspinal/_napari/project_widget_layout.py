@@ -141,8 +141,8 @@ class ProjectControls:
         step = QHBoxLayout()
         step.addWidget(self.previous_button)
         step.addWidget(self.next_button)
-        step.addWidget(self.uncertain_check)
         work_layout.addLayout(step)
+        work_layout.addWidget(self.uncertain_check)  # own row: the dock stays narrow
 
         case = QGroupBox("Open case")
         case_layout = QVBoxLayout(case)
@@ -167,10 +167,12 @@ class ProjectControls:
         buttons = QHBoxLayout()
         buttons.addWidget(self.segment_button)
         buttons.addWidget(self.finetune_button)
-        buttons.addWidget(self.cancel_button)
+        running = QHBoxLayout()  # Cancel beside the progress it stops: the dock stays narrow
+        running.addWidget(self.progress, 1)
+        running.addWidget(self.cancel_button)
         jobs_layout.addLayout(form)
         jobs_layout.addLayout(buttons)
-        jobs_layout.addWidget(self.progress)
+        jobs_layout.addLayout(running)
         jobs_layout.addWidget(self.job_status)
         jobs_layout.addWidget(self.curve)
         jobs_layout.addWidget(self.result_label)

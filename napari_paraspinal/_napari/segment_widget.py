@@ -91,6 +91,11 @@ class SegmentWidget(QWidget):
 
         self.image_combo = LayerCombo(napari_viewer, Image, parent=self)
         self.model_combo = QComboBox()
+        # sized by a short minimum, not its longest entry: the docks stay narrow beside the
+        # worklist and the canvas keeps its room (the full name is in the list and tooltip)
+        self.model_combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.model_combo.setMinimumContentsLength(14)
         self.model_combo.addItem(f"shipped: {default_model_path().name}", None)
         self.model_combo.addItem(_CHOOSE, _CHOOSE)
         self.model_combo.activated.connect(self._on_model_chosen)
@@ -106,7 +111,9 @@ class SegmentWidget(QWidget):
         self.planes_combo.currentTextChanged.connect(
             lambda text: self.planes_edit.setEnabled(text == CHOSEN))
         self.bias_check = QCheckBox("add the N4 bias field as a layer")
-        self.uncertainty_check = QCheckBox("add the uncertainty (1 - max probability) as a layer")
+        self.uncertainty_check = QCheckBox("add the uncertainty as a layer")
+        self.uncertainty_check.setToolTip("uncertainty = 1 − the highest class probability, "
+                                          "per pixel")
         self.run_button = QPushButton("Run")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
