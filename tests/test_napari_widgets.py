@@ -177,8 +177,9 @@ def test_segment_measure_edit_export(make_napari_viewer, qtbot, tmp_path) -> Non
     assert fresh is not labels and (fresh.data == MF_L).sum() > (edited == MF_L).sum()
 
 
-@needs_display
-def test_cancel_stops_before_the_next_slice(make_napari_viewer, qtbot) -> None:
+def _stack_and_widget(make_napari_viewer) -> tuple:
+    """A viewer with a 4-slice phantom stack (4 mm apart) and the Segment widget set to
+    segment all of it at L4-L5."""
     from napari_paraspinal._napari.layers import image_layer
     from napari_paraspinal._napari.segment_widget import ALL, SegmentWidget
 
@@ -194,6 +195,12 @@ def test_cancel_stops_before_the_next_slice(make_napari_viewer, qtbot) -> None:
     viewer.window.add_dock_widget(seg)
     seg.level_combo.setCurrentText("L4-L5")
     seg.planes_combo.setCurrentText(ALL)
+    return viewer, seg
+
+
+@needs_display
+def test_cancel_stops_before_the_next_slice(make_napari_viewer, qtbot) -> None:
+    viewer, seg = _stack_and_widget(make_napari_viewer)
     worker = seg.start()
     steps = []
     worker.yielded.connect(lambda step: (steps.append(step), seg.cancel()))
@@ -293,22 +300,9 @@ def test_painting_during_a_run_is_never_disturbed(make_napari_viewer, qtbot) -> 
     """A person paints into the layer a run writes into: the layer keeps its name,
     visibility, pixels, brush and mode and stays active; results of the planes painted
     go to a separate layer, the others land in place."""
-    from napari_paraspinal._napari.layers import image_layer
-    from napari_paraspinal._napari.segment_widget import ALL, SegmentWidget
     from napari_paraspinal._napari.slices import LEVEL_KEY, WRITTEN_KEY, fingerprint
 
-    case = generate_phantom(6, PhantomConfig(level="L4-L5"))
-    g = case.image.geometry
-    planes = [case.image.with_data(case.image.data.copy(), geometry=Geometry(
-        g.shape, g.spacing, (g.origin[0], g.origin[1], g.origin[2] + 4.0 * k), g.direction))
-        for k in range(4)]
-    data, kwargs, _ = image_layer(planes, name="stack")
-    viewer = make_napari_viewer()
-    viewer.add_image(data, **kwargs)
-    seg = SegmentWidget(viewer)
-    viewer.window.add_dock_widget(seg)
-    seg.level_combo.setCurrentText("L4-L5")
-    seg.planes_combo.setCurrentText(ALL)
+    viewer, seg = _stack_and_widget(make_napari_viewer)
     seg.uncertainty_check.setChecked(True)  # a helper layer is added during the run too
     _segment(seg, qtbot)
     labels = viewer.layers["stack labels"]
