@@ -66,7 +66,7 @@ def overlay_rgb(
     return out
 
 
-FAT_COLOR = (255, 140, 0)
+FAT_COLOR = (255, 230, 0)  # yellow, as the napari fat layer: apart from every label colour
 
 
 def legend_rgb(height: int, width: int = 170, fat: bool = False) -> np.ndarray:

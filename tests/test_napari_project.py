@@ -464,6 +464,11 @@ def test_finetune_cancel_registers_nothing(make_napari_viewer, qtbot, tmp_path,
     widget.curve.set_history([{"loss": float("nan"), "val_dice": 0.5},
                               {"loss": 0.8, "val_dice": 0.6}, {"loss": 0.5, "val_dice": 0.7}])
     assert not widget.curve.grab().isNull()  # the curve paints
+    loss, dice = widget.curve.series()  # the NaN loss is left out, every Dice is drawn
+    assert loss == [(2, 0.8), (3, 0.5)] and dice == [(1, 0.5), (2, 0.6), (3, 0.7)]
+    assert [tuple(line.get_xdata()) for line in widget.curve.loss_axes.lines] == [(2, 3)]
+    assert widget.curve.dice_axes.get_ylim() == (0.0, 1.0)
+    assert widget.curve.loss_axes.get_xlabel() == "epoch"
 
 
 @needs_display

@@ -423,3 +423,20 @@ def test_config_checks_and_devices() -> None:
             resolve_device("cuda")
     with pytest.raises(ValueError):
         resolve_device("tpu")
+
+
+def test_the_training_curve_is_a_png_of_the_asked_size(tmp_path) -> None:
+    from PIL import Image
+
+    from napari_paraspinal.nets.fit import curve_picture
+
+    history = [{"loss": 1.2, "val_dice": 0.3, "phase": "unet"},
+               {"loss": float("nan"), "val_dice": 0.5, "phase": "unet"},
+               {"loss": 0.6, "val_dice": 0.7, "phase": "joint"}]
+    path = curve_picture(history, tmp_path / "curve.png", width=640, height=360)
+    with Image.open(path) as img:
+        assert img.format == "PNG" and img.size == (640, 360)
+        pixels = np.asarray(img.convert("RGB")).reshape(-1, 3)
+    # both curves are drawn: red-ish and blue-ish pixels present
+    assert ((pixels[:, 0] > 150) & (pixels[:, 2] < 80)).any()
+    assert ((pixels[:, 2] > 150) & (pixels[:, 0] < 80)).any()

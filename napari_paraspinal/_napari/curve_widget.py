@@ -1,4 +1,8 @@
-"""A small live plot of training loss and validation Dice per epoch (the fine-tune panel's)."""
+"""The fine-tune panel's live plot: training loss and validation Dice per epoch, with axes.
+
+Drawn by matplotlib (its Qt canvas), the product's one plotting library: loss on the left
+axis, held-out Dice on the right axis (0–1), epochs along the bottom.
+"""
 
 from __future__ import annotations
 
@@ -6,55 +10,62 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from qtpy.QtCore import QPointF
-from qtpy.QtGui import QColor, QPainter, QPen, QPolygonF
-from qtpy.QtWidgets import QWidget
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+from qtpy.QtWidgets import QVBoxLayout, QWidget
+
+LOSS = "#e68c28"
+DICE = "#3c6edc"
 
 
 class CurveWidget(QWidget):
-    """A small live plot of training loss (orange, scaled to its maximum) and validation
-    Dice (blue, 0–1) per epoch."""
-
-    LOSS = QColor(230, 140, 40)
-    DICE = QColor(60, 110, 220)
+    """Training loss (orange, left axis) and validation Dice (blue, right axis, 0–1) per
+    epoch; :meth:`set_history` redraws it."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.history: list[dict] = []
-        self.setMinimumHeight(90)
+        self.figure = Figure(figsize=(3.2, 1.6), dpi=80, layout="constrained")
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(120)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.canvas)
+        self.loss_axes = self.figure.add_subplot()
+        self.dice_axes = self.loss_axes.twinx()
+        self._draw()
 
     def set_history(self, history: Sequence[dict]) -> None:
         """Show these epoch entries (keys ``loss`` and ``val_dice``)."""
         self.history = list(history)
-        self.update()
+        self._draw()
 
-    def paintEvent(self, _event: Any) -> None:  # noqa: N802 (Qt's name)
-        painter = QPainter(self)
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        box = self.rect().adjusted(4, 14, -4, -4)
-        painter.setPen(QPen(QColor(128, 128, 128)))
-        painter.drawRect(box)
-        painter.setPen(QPen(self.LOSS))
-        painter.drawText(6, 11, "loss")
-        painter.setPen(QPen(self.DICE))
-        painter.drawText(40, 11, "val Dice")
-        n = len(self.history)
-        if n == 0:
-            return
-        losses = [_finite(e.get("loss")) for e in self.history]
-        top = max((v for v in losses if v is not None), default=0.0) * 1.1
-        dice = [_finite(e.get("val_dice")) for e in self.history]
-        for values, scale, color in ((losses, top, self.LOSS), (dice, 1.0, self.DICE)):
-            if not scale:
-                continue
-            points = [QPointF(box.left() + box.width() * (k / max(1, n - 1)),
-                              box.bottom() - box.height() * min(1.0, v / scale))
-                      for k, v in enumerate(values) if v is not None]
-            painter.setPen(QPen(color, 2))
-            if len(points) == 1:
-                painter.drawEllipse(points[0], 2, 2)
-            else:
-                painter.drawPolyline(QPolygonF(points))
+    def series(self) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+        """The plotted points: (epoch, loss) and (epoch, Dice), non-finite values left out."""
+        loss = [(k + 1, v) for k, e in enumerate(self.history)
+                if (v := _finite(e.get("loss"))) is not None]
+        dice = [(k + 1, v) for k, e in enumerate(self.history)
+                if (v := _finite(e.get("val_dice"))) is not None]
+        return loss, dice
+
+    def _draw(self) -> None:
+        loss_ax, dice_ax = self.loss_axes, self.dice_axes
+        loss_ax.clear()
+        dice_ax.clear()
+        loss, dice = self.series()
+        for ax, points, colour in ((loss_ax, loss, LOSS), (dice_ax, dice, DICE)):
+            if points:
+                xs, ys = zip(*points, strict=True)
+                ax.plot(xs, ys, color=colour, marker="o", markersize=3, linewidth=1.5)
+        loss_ax.set_xlabel("epoch", fontsize=8)
+        loss_ax.set_ylabel("loss", color=LOSS, fontsize=8)
+        dice_ax.set_ylabel("held-out Dice", color=DICE, fontsize=8)
+        dice_ax.set_ylim(0.0, 1.0)
+        loss_ax.set_xlim(0.5, max(2, len(self.history)) + 0.5)
+        loss_ax.xaxis.get_major_locator().set_params(integer=True)
+        for ax in (loss_ax, dice_ax):
+            ax.tick_params(labelsize=7)
+        self.canvas.draw_idle()
 
 
 def _finite(value: Any) -> float | None:

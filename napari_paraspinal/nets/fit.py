@@ -53,36 +53,32 @@ def history_csv(history: list[dict[str, Any]], path: Path) -> Path:
 
 def curve_picture(history: list[dict[str, Any]], path: Path, width: int = 640,
                   height: int = 360) -> Path:
-    """Loss (red) and validation Dice (blue) per epoch as a PNG, joint phase shaded."""
-    from PIL import Image, ImageDraw
+    """Loss (red, left axis) and validation Dice (blue, right axis, 0–1) per epoch as a PNG,
+    the joint U-Net + CRF phase shaded (matplotlib, the product's plotting library)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    img = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(img)
-    left, right, top, bottom = 50, width - 50, 30, height - 40
-    draw.rectangle((left, top, right, bottom), outline="black")
-    n = len(history)
-    if n:
-        def x(i: int) -> float:
-            return left + (right - left) * (i + 0.5) / n
-
-        joint = [i for i, e in enumerate(history) if e.get("phase") == "joint"]
-        if joint:
-            draw.rectangle((x(joint[0]) - 2, top + 1, right - 1, bottom - 1), fill=(235, 235, 235))
-        losses = [e["loss"] for e in history]
-        finite = [v for v in losses if np.isfinite(v)]
-        top_loss = max(finite) if finite else 1.0
-        for values, colour, scale in ((losses, (200, 30, 30), top_loss),
-                                      ([e["val_dice"] for e in history], (30, 60, 200), 1.0)):
-            points = [(x(i), bottom - (bottom - top) * v / scale)
-                      for i, v in enumerate(values) if np.isfinite(v)]
-            if len(points) > 1:
-                draw.line(points, fill=colour, width=2)
-            for p in points:
-                draw.ellipse((p[0] - 2, p[1] - 2, p[0] + 2, p[1] + 2), fill=colour)
-        draw.text((left, 8), f"loss (red, max {top_loss:.2f})   validation Dice (blue, 0-1)   "
-                             f"grey: U-Net + CRF", fill="black")
-        draw.text((left, bottom + 10), f"epochs 1-{n}", fill="black")
-    img.save(path)
+    dpi = 100
+    figure = Figure(figsize=(width / dpi, height / dpi), dpi=dpi, layout="constrained")
+    FigureCanvasAgg(figure)
+    loss_ax = figure.add_subplot()
+    dice_ax = loss_ax.twinx()
+    epochs = np.arange(1, len(history) + 1)
+    joint = [k + 1 for k, e in enumerate(history) if e.get("phase") == "joint"]
+    if joint:
+        loss_ax.axvspan(joint[0] - 0.5, len(history) + 0.5, color="0.92",
+                        label="U-Net + CRF")
+    for ax, key, colour in ((loss_ax, "loss", "#c81e1e"), (dice_ax, "val_dice", "#1e3cc8")):
+        values = np.array([float(e[key]) for e in history], dtype=float)
+        keep = np.isfinite(values)
+        ax.plot(epochs[keep], values[keep], color=colour, marker="o", markersize=3)
+    loss_ax.set_xlabel("epoch")
+    loss_ax.set_ylabel("training loss", color="#c81e1e")
+    dice_ax.set_ylabel("validation Dice", color="#1e3cc8")
+    dice_ax.set_ylim(0.0, 1.0)
+    if len(history):
+        loss_ax.set_xlim(0.5, len(history) + 0.5)
+    figure.savefig(path)
     return path
 
 
