@@ -8,7 +8,9 @@ the GUIs run for a case; :class:`RunConfig` is the one set of settings they shar
 from __future__ import annotations
 
 import warnings
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from threading import Event
@@ -135,33 +137,21 @@ def process_case(ref: Source, cid: str, config: RunConfig, model: Model | None =
         result.identifiers = {k: str(first.meta.get(k, ""))
                               for k in ("patient_id", "patient_name", "study_date")}
     maps: dict[int, np.ndarray] = {}
-    for k, labels, extra in _labels_of(ref, images, config, model, result, cancel):
-        item = images[k]
-        bias, body = extra.pop("bias", None), extra.pop("body", None)  # never in the row
-        if config.n4 is None:
-            bias = None
-        # water + fat: fat is bright by construction, no need to detect it
-        fat = replace(config.fat, fat_is_bright=True) if item.water is not None else config.fat
-        row = {"case": cid, "status": "read", **slice_columns(item.image),
-               **geometry_columns(item.image.geometry), "notes": "; ".join(item.notes), **extra}
-        if labels is not None:
-            maps[k] = labels
-            measured = measure_slice(item.image, labels, fat, n4=config.n4, bias=bias, body=body)
-            row.update(measured.row)
-            if item.water is not None:
-                row.update(dixon_columns(item.water, item.fat, labels, item.image.geometry))
-            if config.overlays:
-                path = config.out_dir / "overlays" / overlay_name(cid, k, stack)
-                with writing(path):
-                    save_overlay_png(item.image, labels, path, fat_mask=measured.fat_mask)
-        elif config.overlays and not stack:
-            path = config.out_dir / "overlays" / overlay_name(cid, k, stack)
-            with writing(path):
-                save_overlay_png(item.image, None, path)
-        check_row(row, item.image.geometry)
-        result.rows.append(row)
-        if on_slice is not None:
-            on_slice(k)
+    # Measuring and drawing a slice run beside the model's next batch: they are mostly
+    # single-threaded, so in line they would leave a core idle. A slice counts as done
+    # (``on_slice``) once segmented, so that a cancel is seen before the next batch.
+    pending: deque[Future[dict]] = deque()
+    with ThreadPoolExecutor(1) as pool:
+        for k, labels, extra in _labels_of(ref, images, config, model, result, cancel):
+            if labels is not None:
+                maps[k] = labels
+            pending.append(pool.submit(_slice_row, cid, k, images[k], labels, extra, config,
+                                       stack))
+            while pending and pending[0].done():
+                result.rows.append(pending.popleft().result())
+            if on_slice is not None:
+                on_slice(k)
+        result.rows.extend(row.result() for row in pending)
     result.rows.sort(key=lambda r: r.get("slice", 0))
     if grid is not None and result.label_status in ("automatic", "given"):
         count_levels(result.rows, grid, anchor_for(config.level_anchors, cid))
@@ -172,6 +162,33 @@ def process_case(ref: Source, cid: str, config: RunConfig, model: Model | None =
     if config.overlays and (config.out_dir / "overlays").is_dir():
         result.outputs["overlays"] = config.out_dir / "overlays"
     return result
+
+
+def _slice_row(cid: str, k: int, item: CaseSlice, labels: np.ndarray | None, extra: dict,
+               config: RunConfig, stack: bool) -> dict:
+    """A slice's row: its geometry, areas, fat and Dixon columns and QC; its overlay
+    written."""
+    bias, body = extra.pop("bias", None), extra.pop("body", None)  # never in the row
+    if config.n4 is None:
+        bias = None
+    # water + fat: fat is bright by construction, no need to detect it
+    fat = replace(config.fat, fat_is_bright=True) if item.water is not None else config.fat
+    row = {"case": cid, "status": "read", **slice_columns(item.image),
+           **geometry_columns(item.image.geometry), "notes": "; ".join(item.notes), **extra}
+    path = config.out_dir / "overlays" / overlay_name(cid, k, stack)
+    if labels is not None:
+        measured = measure_slice(item.image, labels, fat, n4=config.n4, bias=bias, body=body)
+        row.update(measured.row)
+        if item.water is not None:
+            row.update(dixon_columns(item.water, item.fat, labels, item.image.geometry))
+        if config.overlays:
+            with writing(path):
+                save_overlay_png(item.image, labels, path, fat_mask=measured.fat_mask)
+    elif config.overlays and not stack:
+        with writing(path):
+            save_overlay_png(item.image, None, path)
+    check_row(row, item.image.geometry)
+    return row
 
 
 def anchor_for(anchors: Sequence[LevelAnchor], cid: str) -> LevelAnchor | None:

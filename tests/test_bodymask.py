@@ -148,3 +148,19 @@ def test_non_finite_pixels_raise_input_error():
     data[3, 4] = np.nan
     with pytest.raises(InputError, match="non-finite"):
         body_mask(_image(data, "nan"))
+
+
+@pytest.mark.parametrize("spacing", [(1.0185, 1.0185), (0.7, 1.3), (2.2, 0.45)])
+def test_small_closings_by_footprint_equal_the_distance_transform_closing(spacing,
+                                                                           monkeypatch):
+    """A closing with a disc footprint (fast for small radii) gives exactly the closing
+    that two Euclidean distance transforms give (used for large radii)."""
+    rng = np.random.default_rng(7)
+    mask = ndi.binary_opening(rng.random((120, 140)) > 0.55)
+    for radius in (2.0, bodymask.CLOSING_MM, 5.5):
+        fast = bodymask._close(mask, radius, spacing)
+        monkeypatch.setattr(bodymask, "SMALL_DISC_PX", -1)
+        exact = bodymask._close(mask, radius, spacing)
+        monkeypatch.undo()
+        assert not np.array_equal(fast, mask)  # the closing did fill something
+        np.testing.assert_array_equal(fast, exact)
