@@ -1,7 +1,8 @@
 """The Project widget's long jobs and models: batch segmentation, fine-tuning, activation.
 
 A mixin of :class:`.project_widget.ProjectWidget`. Batch segmentation and fine-tuning run
-in a generator worker (:func:`.job_worker.job_worker`) on their own connection to the project
+in a child process (a thread in a frozen application) behind a generator worker
+(:func:`.job_worker.job_worker`), on their own connection to the project
 (:mod:`.project_jobs`); their :class:`..jobs.Progress` events come back to the GUI thread
 through the worker's ``yielded`` signal, relayed by the widget's :class:`ProgressRelay`, and
 Cancel sets the job's cancel token (checked between cases, between training batches). The
@@ -101,7 +102,8 @@ class JobActions:
         return True
 
     def _start(self, job: str, func: Any, *args: Any) -> GeneratorWorker:
-        worker = job_worker(func, *args, cancel=self._cancel)
+        # in a child process where one can be started: the GUI keeps its interpreter
+        worker = job_worker(func, *args, process=True, cancel=self._cancel)
         worker.yielded.connect(self._relay.progress)
         worker.returned.connect(self._on_returned)
         worker.errored.connect(self._on_error)
