@@ -23,6 +23,7 @@ from .core.errors import InputError
 from .core.labels import BY_VALUE, ES_L, ES_R, MF_L, MF_R, PS_L, PS_R
 from .export import markdown_table, write_csv
 from .jobs import ProgressFn, report
+from .project.worklist import uncertainty_score
 from .realdata import RealSeries, default_real_data_dir, read_series_slice, real_series
 from .seg_qc import swapped_pairs
 from .sides import DEFAULT as SIDES_DEFAULT
@@ -100,6 +101,21 @@ def _nan_to_none(v: float) -> float | None:
     return None if np.isnan(v) else float(v)
 
 
+def uncertainty_agreement(scores: Sequence[float], dices: Sequence[float | None]
+                          ) -> float | None:
+    """Spearman correlation of the slices' uncertainty scores (the worklist's
+    :func:`.project.worklist.uncertainty_score`) with their Dice: negative when the slices
+    the model is least sure of are the ones it got wrong, which is what ordering a worklist
+    by uncertainty relies on. None for fewer than 3 scored slices."""
+    from scipy.stats import spearmanr
+
+    pairs = [(u, d) for u, d in zip(scores, dices, strict=True) if d is not None]
+    if len(pairs) < 3:
+        return None
+    rho = spearmanr(*zip(*pairs, strict=True)).statistic
+    return None if np.isnan(rho) else float(rho)
+
+
 def series_row(series: RealSeries, tally: DiceTally, flagged: int, failed: int,
                seconds: float, seen: bool) -> dict:
     """The table row of one series (Dice None for structures it does not annotate)."""
@@ -125,8 +141,8 @@ def bench_real(model_path: str | None = None, root: Path | None = None, slices: 
                unseen: Sequence[str] = ()) -> list[dict]:
     """One row per real series: pooled and per-slice Dice of the model, flagged slices
     (registration or segmentation QC), failed slices, slices with a left/right swap
-    (``lr_swapped``: a left muscle on the patient's right of its right one) and seconds per
-    slice (see the module doc).
+    (``lr_swapped``: a left muscle on the patient's right of its right one), seconds per
+    slice (see the module doc) and ``uncertainty_spearman`` (:func:`uncertainty_agreement`).
 
     ``sides`` and ``mirror`` as :func:`.segment.load_model` takes them. ``series`` restricts
     the run (default: every series found under ``root``); a given
@@ -150,6 +166,8 @@ def bench_real(model_path: str | None = None, root: Path | None = None, slices: 
         tally = DiceTally(STRUCTURES)
         flagged = failed = swaps = 0
         seconds = 0.0
+        scores: list[float] = []  # the worklist's uncertainty score of each slice ...
+        dices: list[float | None] = []  # ... and its mean Dice over the annotated muscles
         for n, k in enumerate(ks):
             image, truth = read_series_slice(s, k)
             t = time.perf_counter()
@@ -166,12 +184,15 @@ def bench_real(model_path: str | None = None, root: Path | None = None, slices: 
             flagged += bool(seg.preprocessed.registration.flagged)
             swaps += bool(swapped_pairs(seg.labels, image.geometry))
             tally.add(seg.labels, truth)
+            scores.append(uncertainty_score(seg.probabilities, seg.labels))
+            dices.append(_mean([tally.per_slice[v][-1] for v in s.annotated]))
             if predictions is not None:
                 predictions[(s.case, s.contrast, k)] = seg.labels
             report(progress, "score", n + 1, len(ks), s.name, f"{s.name} slice {k}")
         row = series_row(s, tally, flagged, failed, seconds,
                          seen_in_training(model.card.data, s.case))
         row["lr_swapped"] = swaps
+        row["uncertainty_spearman"] = uncertainty_agreement(scores, dices)
         row["model"] = model.card.name
         rows.append(row)
     return rows

@@ -13,6 +13,7 @@ from napari_paraspinal.bench_real import (
     DiceTally,
     bench_real,
     slice_indices,
+    uncertainty_agreement,
     write_real_report,
 )
 from napari_paraspinal.cli import main
@@ -152,6 +153,7 @@ def test_bench_real_dice_matches_numpy(tmp_path) -> None:
         assert row[BY_VALUE[v].short] == pytest.approx(dice[v], abs=1e-12)
     assert row["mean"] == pytest.approx(np.mean(list(dice.values())))
     assert 0.0 <= row["mean_per_slice"] <= 1.0
+    assert row["uncertainty_spearman"] is None  # two slices rank nothing
 
     csv_path, md_path = write_real_report([row], tmp_path, "header")
     assert csv_path.read_text().splitlines()[0].startswith("case,contrast,slices,PS_L")
@@ -169,3 +171,17 @@ def test_bench_real_series_picks_what_it_names(tmp_path, capsys) -> None:
                      "--device", "cpu", "--out", str(tmp_path)]) == 0
     lines = (tmp_path / "bench_real.csv").read_text().splitlines()
     assert len(lines) == 2 and lines[1].startswith("lpm_tum01,water,2,")
+
+
+def test_uncertainty_agreement_is_the_rank_correlation_with_dice() -> None:
+    rng = np.random.default_rng(3)
+    scores = rng.random(12)
+    dices = list(1.0 - scores + 0.3 * rng.random(12))
+    ranks = [np.argsort(np.argsort(x)) for x in (scores, np.array(dices))]
+    expected = np.corrcoef(*ranks)[0, 1]  # Spearman: Pearson of the ranks (no ties here)
+    assert uncertainty_agreement(scores, dices) == pytest.approx(expected, abs=1e-12)
+    assert expected < -0.5  # the construction: uncertain slices score worse
+    # a slice with nothing annotated (Dice None) is left out, and so is its score
+    assert uncertainty_agreement([*scores, 0.0], [*dices, None]) == pytest.approx(expected)
+    assert uncertainty_agreement([0.1, 0.2], [0.9, 0.8]) is None
+    assert uncertainty_agreement([0.1, 0.2, 0.3], [0.5, 0.5, 0.5]) is None  # no spread
