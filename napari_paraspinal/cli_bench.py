@@ -46,6 +46,16 @@ def cmd_bench(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per t
         return 0
     if args.target == "gui":
         return _bench_gui(args)
+    if args.target == "levels":
+        from .bench_levels import bench_levels, summary
+
+        n = args.n or 10
+        print(f"levels counted from the model's discs on {n} synthetic stacks (half reaching "
+              "the sacrum), against the same counting on their true discs:")
+        rows = bench_levels(n, None if args.model is None else str(args.model))
+        print(format_table(rows))
+        print(format_table(summary(rows)))
+        return 0
     if args.target == "cluster":
         from .bench_cluster import bench_cluster
 
@@ -197,13 +207,14 @@ def add_bench_parser(sub) -> None:  # noqa: ANN001 - argparse's private subparse
     """The ``bench`` subcommand and its options."""
     p = sub.add_parser("bench", help="measure accuracy and speed (benchmarks, not tests)")
     p.add_argument("target", choices=["fat", "preprocess", "register", "segment", "network",
-                                          "crf", "finetune", "real", "stack", "cluster", "gui"])
+                                          "crf", "finetune", "real", "stack", "cluster", "gui",
+                                          "levels"])
     p.add_argument("--n", type=int, default=None,
                    help="number of phantoms (fat: 100, register: 40, cluster: 16) or repeats "
                         "per size (preprocess: 5), batch size (network: 1, 8 and 32), slices "
-                        "of the stack (gui: 29)")
+                        "of the stack (gui: 29), synthetic stacks (levels: 10)")
     p.add_argument("--model", default=None,
-                   help="model bundle (network, real; default: shipped)")
+                   help="model bundle (network, real, levels; default: shipped)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="where the network runs (network, real)")
     p.add_argument("--no-bias", action="store_true", help="phantoms without a bias field")

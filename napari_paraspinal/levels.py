@@ -51,6 +51,10 @@ class LevelConfig:
     max_disc_mm: float = 20.0  # a longer run of DI slices is not a disc: DI is unreliable
     sacrum_gap_mm: float = 40.0  # the stack reaches this far below the lowest disc slice ...
     sacrum_gap_evidence_mm: float = 12.0  # ... or this far where slices below show sacrum
+    faint_area_mm2: float = 25.0  # DI this large, apart from the lowest disc and from
+    faint_gap_mm: float = 15.0  # this far to max_pitch_mm below it (where the next disc
+    # down would be, not its own tilted edge), may be a disc the model half missed: then no
+    # sacrum is placed
     body_mm: float = 25.0  # past the last counted disc, this far is surely its next body
     s1_mm: float = 30.0  # below L5-S1, "S1" for this far, then "sacrum"
     anchor_tolerance_mm: float = 6.0  # a disc anchor may miss its run by this much
@@ -120,14 +124,17 @@ def _segments(runs: list[_Run], config: LevelConfig) -> tuple[list[int], list[st
     return seg, why
 
 
-def _sacrum_reference(runs: list[_Run], z: np.ndarray, sacrum: np.ndarray | None,
-                      config: LevelConfig) -> str:
+def _sacrum_reference(runs: list[_Run], z: np.ndarray, areas: np.ndarray,
+                      sacrum: np.ndarray | None, config: LevelConfig) -> str:
     """'' when the lowest run is L5-S1 by the sacrum rule, else why it cannot be said."""
     if not runs:
         return "no intervertebral disc found in the stack"
     low = runs[0]
     if low.first == 0:
         return "the lowest disc is cut by the end of the stack: the sacrum is not in it"
+    faint = _faint_disc_below(low, z, areas, config)
+    if faint:
+        return faint
     below = low.lo - float(z[0])
     seen = sacrum is not None and bool(sacrum[: low.first].any())
     if sacrum is not None and bool(sacrum[low.last + 1:].any()):
@@ -136,6 +143,26 @@ def _sacrum_reference(runs: list[_Run], z: np.ndarray, sacrum: np.ndarray | None
     if below < need:
         return (f"the stack ends {below:.0f} mm below the lowest disc (needs {need:.0f} mm "
                 "without a disc to show the sacrum)")
+    return ""
+
+
+def _faint_disc_below(low: _Run, z: np.ndarray, areas: np.ndarray, config: LevelConfig
+                      ) -> str:
+    """Why the stretch below the lowest disc may hide a disc: DI of at least
+    ``faint_area_mm2`` from ``faint_gap_mm`` to ``max_pitch_mm`` below it, apart from the
+    disc's own fading (tilted) edge. A disc the model labels only faintly is not counted,
+    and counting from the next one up would name every slice one level too low; '' when
+    there is none."""
+    k = low.first - 1
+    while k >= 0 and areas[k] >= config.faint_area_mm2:  # the lowest disc's own edge
+        k -= 1
+    for j in range(k, -1, -1):
+        gap = low.lo - float(z[j])
+        if gap > config.max_pitch_mm:
+            break
+        if gap >= config.faint_gap_mm and areas[j] >= config.faint_area_mm2:
+            return (f"faint disc labels ({areas[j]:.0f} mm²) {gap:.0f} mm below the lowest "
+                    "disc: a disc may have been missed there, so the sacrum cannot be placed")
     return ""
 
 
@@ -206,7 +233,7 @@ def assign_levels(disc_mm2: Sequence[float], positions_mm: Sequence[float],
                    f"a disc is thick ({config.max_disc_mm:.0f} mm): the disc labels cannot be "
                    "counted")
         return _unreliable(len(z), z, order, anchor, why_not)
-    why_not = _sacrum_reference(runs, z, sac, config)
+    why_not = _sacrum_reference(runs, z, a, sac, config)
     ref: tuple[int, int] | None = None if why_not else (0, 0)
     if anchor is not None:
         anchored = _anchor_disc(anchor, runs, z, rank, config)

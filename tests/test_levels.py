@@ -72,6 +72,30 @@ def test_a_stack_without_the_sacrum_is_unknown():
     assert "no intervertebral disc" in assign_levels(np.zeros_like(z), z)[0].reason
 
 
+def test_a_faint_disc_below_the_lowest_counted_one_places_no_sacrum():
+    # the model labels L5-S1 only faintly (below the disc threshold): counting from L4-L5
+    # as if it were L5-S1 would name every slice one level too low
+    z, a = profile(-60, 170)
+    low = np.abs(z - DISCS[0][0]) < DISCS[0][1] / 2
+    a[low] = 50.0
+    levels = assign_levels(a, z)
+    assert set(names(levels)) == {UNKNOWN}
+    assert "faint disc labels (50 mm²)" in levels[0].reason
+    # the lowest disc's own tilted edge fading out below it is no reason for doubt ...
+    z, a = profile(-60, 170)
+    for height, area in ((0.0, 400.0), (-4.0, 60.0), (-8.0, 30.0)):
+        a[np.argmin(np.abs(z - height))] = area
+    assert names(assign_levels(a, z))[:3] == ["sacrum"] * 3
+    # ... nor a fragment of that edge the model left a slice out of
+    z, a = profile(-60, 170)
+    a[np.argmin(np.abs(z + 8))] = 50.0  # 12 mm below the disc's lowest slice, 0 between
+    assert names(assign_levels(a, z))[:3] == ["sacrum"] * 3
+    # ... nor a faint label farther below than a disc can be
+    z, a = profile(-60, 170)
+    a[np.argmin(np.abs(z + 56))] = 50.0
+    assert UNKNOWN not in names(assign_levels(a, z))
+
+
 def test_too_little_below_the_lowest_disc_unless_the_sacrum_is_seen():
     z, a = profile(-20, 100)
     assert set(names(assign_levels(a, z))) == {UNKNOWN}
