@@ -10,11 +10,11 @@ priority, so the GUI process gets a core the moment it needs one.
 progress events and returns its result; setting ``cancel`` stops the job at its next check;
 closing the generator stops the job and waits for the child. The child is ``python -m`` this
 module (not ``multiprocessing``, which would run the user's main script again in the child);
-the job and its arguments go to it pickled on stdin (so the job is a module-level function),
-its events and result come back pickled on its stdout, and whatever it prints goes to
-stderr. Closing the child's stdin is the cancel. A failure in the child is raised here as a
-:class:`JobError` carrying the child's message. A frozen application (whose executable is
-not Python) cannot start such a child: :func:`can_spawn` says so and callers use a thread.
+in a frozen bundle, whose executable is not Python, its own executable with
+:data:`FROZEN_CHILD_ARG`. The job and its arguments go to the child pickled on stdin (so the
+job is a module-level function), its events and result come back pickled on its stdout, and
+whatever it prints goes to stderr. Closing the child's stdin is the cancel. A failure in the
+child is raised here as a :class:`JobError` carrying the child's message.
 
 No Qt here.
 """
@@ -49,9 +49,24 @@ class JobError(Exception):
     """A failure inside a job run off the GUI thread (a thread or a child process)."""
 
 
+#: The argument that makes a frozen bundle's executable run as a job's child instead of the
+#: app (``installer/entry.py``).
+FROZEN_CHILD_ARG = "--paraspinal-job-child"
+
+
+def child_command() -> list[str] | None:
+    """How to start a child: ``python -m`` this module, or in a frozen bundle its own
+    executable with :data:`FROZEN_CHILD_ARG`; None where neither can be started."""
+    if not sys.executable:
+        return None
+    if getattr(sys, "frozen", False):
+        return [sys.executable, FROZEN_CHILD_ARG]
+    return [sys.executable, "-m", __name__]
+
+
 def can_spawn() -> bool:
-    """Whether a Python child process can be started here (not in a frozen application)."""
-    return not getattr(sys, "frozen", False) and bool(sys.executable)
+    """Whether a child process can be started here."""
+    return child_command() is not None
 
 
 def iterate_in_process(job: Callable[..., T], *args: Any, **kwargs: Any
@@ -62,7 +77,10 @@ def iterate_in_process(job: Callable[..., T], *args: Any, **kwargs: Any
     root = str(Path(__file__).resolve().parents[1])  # where this package is imported from
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}
-    child = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
+    command = child_command()
+    if command is None:
+        raise JobError("no child process can be started here (no Python executable)")
+    child = subprocess.Popen(command, stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, env=env,
                              creationflags=getattr(subprocess, "BELOW_NORMAL_PRIORITY_CLASS",
                                                    0))
@@ -124,16 +142,22 @@ def _close(stream: IO[bytes] | None) -> None:
             pass
 
 
-def _child() -> None:
+def run_child() -> None:
     """The child: read the job from stdin, run it, send its events and result on the real
-    stdout."""
+    stdout (``python -m`` this module, or a frozen bundle started with
+    :data:`FROZEN_CHILD_ARG`)."""
     if hasattr(os, "nice"):
         try:
             os.nice(CHILD_NICE)
         except OSError:
             pass  # not allowed here: the job runs at normal priority
     channel = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # anything printed goes to stderr, not into the channel
+    try:
+        os.dup2(2, 1)  # anything printed goes to stderr, not into the channel
+    except OSError:  # no stderr (a windowed executable): printing goes nowhere
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
     sys.stdout = sys.stderr
     lock = threading.Lock()  # a job may report from its own threads
 
@@ -157,4 +181,4 @@ def _child() -> None:
 
 
 if __name__ == "__main__":
-    _child()
+    run_child()

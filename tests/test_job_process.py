@@ -1,12 +1,20 @@
 """Long jobs in a child process (``job_process.iterate_in_process``): the same events, result,
 errors and cancel as the thread version (``jobs.iterate``), on a real project's jobs."""
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
 
 from napari_paraspinal._napari.project_jobs import run_batch
-from napari_paraspinal.job_process import JobError, can_spawn, iterate_in_process
+from napari_paraspinal.job_process import (
+    FROZEN_CHILD_ARG,
+    JobError,
+    can_spawn,
+    child_command,
+    iterate_in_process,
+)
 from napari_paraspinal.jobs import Cancel, Progress
 from napari_paraspinal.project.store import Project
 
@@ -60,3 +68,20 @@ def test_the_childs_failure_is_raised_with_its_message(tmp_path) -> None:
     (tmp_path / "other.txt").write_text("not a project")
     with pytest.raises(JobError, match="not a napari-paraspinal project"):
         drain(iterate_in_process(run_batch, tmp_path))
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the stand-in bundle executable is a shell script")
+def test_a_frozen_bundle_runs_the_job_through_its_own_executable(tmp_path, monkeypatch,
+                                                                 phantom_files) -> None:
+    """In a frozen bundle ``sys.executable`` is the app: the child is the app started with
+    FROZEN_CHILD_ARG, which the bundle's entry point (installer/entry.py) dispatches."""
+    entry = Path(__file__).resolve().parents[1] / "installer" / "entry.py"
+    app = tmp_path / "paraspinal-app"  # stands in for the bundle's executable
+    app.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{entry}" "$@"\n')
+    app.chmod(0o755)
+    root = project_of(tmp_path / "p", phantom_files, (36,))
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "executable", str(app))
+    assert child_command() == [str(app), FROZEN_CHILD_ARG]
+    seen, result = drain(iterate_in_process(run_batch, root))
+    assert seen and len(result.segmented) == 1 and not result.failed
