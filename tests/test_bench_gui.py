@@ -60,6 +60,10 @@ def test_bench_gui_on_a_small_phantom_stack(tmp_path) -> None:
     assert report["finetune"]["events"] > 0
     assert report["finetune"]["status"] in ("promoted", "rejected")
 
+    first = report["start_screen_s"]  # the app's start screen, three fresh launches
+    assert len(first) == 3 and all(0.0 < s < 60.0 for s in first)
+    assert "first window (start screen) after launch: " in printed
+
 
 def test_stall_stats_and_the_probe(qtbot) -> None:
     from napari_paraspinal._napari.bench_probe import StallProbe, stall_stats, wait_until

@@ -14,7 +14,8 @@ a stall, time in which the GUI could not repaint or react. Phases:
 
 The GUI's seconds per slice (model loaded to last result) are set against
 :func:`..segment.segment_many` on the same slices in the same process without a GUI (the
-mean of a run before and one after the GUI's, as the machine's load may change).
+mean of a run before and one after the GUI's, as the machine's load may change). Last, the
+app is launched three times to time its first window (:mod:`.bench_start`).
 """
 
 from __future__ import annotations
@@ -85,6 +86,9 @@ def bench_gui(n_slices: int | None = None, finetune: bool = True, phantom: bool 
         probe.stop()
     finally:
         viewer.close()
+    from .bench_start import seconds_to_start_screen
+
+    report["start_screen_s"] = seconds_to_start_screen()
     report["cli_s_per_slice"] = float(np.mean(cli))
     report["cli_runs_s_per_slice"] = cli
     report["gui_to_cli"] = round(report["gui_s_per_slice"] / report["cli_s_per_slice"], 2)
@@ -115,6 +119,10 @@ def format_report(report: dict) -> str:
                  f"{paint['pixels_kept']}, layer undisturbed: {paint['undisturbed']}")
     lines.append(f"cancel: {cancel['segmented']} of {cancel['total']} slices, stopped: "
                  f"{cancel['stopped']}, {cancel['seconds_to_stop']:.1f} s to stop")
+    first = report.get("start_screen_s")
+    if first:
+        lines.append(f"first window (start screen) after launch: {max(first):.2f} s at most "
+                     f"({', '.join(f'{x:.2f}' for x in first)})")
     if "finetune" in report:
         ft = report["finetune"]
         lines.append(f"fine-tune: {ft['events']} progress events, {ft['seconds']:.1f} s, "
