@@ -2,7 +2,8 @@
 
 Runs the README's demo (four phantom slices, then the main job on them, through the same
 command-line core as ``make demo``) in a temporary folder, checks that the spreadsheet and
-label maps were written with the demo's numbers in them, then opens the app's main window
+label maps were written with the demo's numbers in them, runs a long job in a child process
+as the app does, then opens the app's main window
 (:func:`paraspinal_app.window.open_viewer`), lets Qt lay it out and closes it. One line per
 check; exit status 0 only when every check passed. It is what an installer (a frozen bundle
 or a pip install) is checked with: nothing but the installation is needed.
@@ -126,6 +127,36 @@ def check_labels(work: Path) -> str:
     return f"4 label maps ({min(counts)}–{max(counts)} labels each)"
 
 
+def check_child_job(work: Path) -> str:
+    """A long job in a child process, as the app runs its batch segmentation and
+    fine-tuning (in a bundle the child is the bundle's own executable): two demo slices
+    segmented as a project batch."""
+    from napari_paraspinal._napari.project_jobs import run_batch
+    from napari_paraspinal.job_process import child_command, iterate_in_process
+    from napari_paraspinal.project.store import Project
+
+    command = child_command()
+    if command is None:
+        raise CheckFailed("no child process can be started here")
+    images = sorted((work / "demo-data" / "images").glob("*.nii.gz"))[:2]
+    project = Project.init(work / "child-job-project")
+    try:
+        project.add(images)
+    finally:
+        project.close()
+    events = iterate_in_process(run_batch, work / "child-job-project")
+    while True:
+        try:
+            next(events)
+        except StopIteration as done:
+            result = done.value
+            break
+    if len(result.segmented) != len(images) or result.failed:
+        raise CheckFailed(f"the child segmented {len(result.segmented)} of {len(images)} "
+                          f"cases ({result.failed or 'no failure named'})")
+    return f"{len(images)} cases segmented in a child process ({Path(command[0]).name})"
+
+
 def check_window() -> str:
     """The app's main window with every dock widget, shown, laid out and closed (with
     settings in a temporary file: the user's are neither read nor changed)."""
@@ -178,8 +209,9 @@ def run_self_test(print_line: Callable[[str], None] = print, window: bool = True
         if attempt("demo run", lambda: check_demo(work)):
             attempt("spreadsheet", lambda: check_spreadsheet(work))
             attempt("label maps", lambda: check_labels(work))
+            attempt("child job", lambda: check_child_job(work))
         else:
-            for name in ("spreadsheet", "label maps"):
+            for name in ("spreadsheet", "label maps", "child job"):
                 print_line(f"FAIL {name}: not checked (the demo run failed)")
                 failed.append(name)
     if window:

@@ -32,7 +32,8 @@ def test_self_test_reports_each_failure_and_exits_1(monkeypatch) -> None:
     assert lines[1:] == ["FAIL demo run: no model",
                          "FAIL spreadsheet: not checked (the demo run failed)",
                          "FAIL label maps: not checked (the demo run failed)",
-                         "self-test FAILED: demo run, spreadsheet, label maps"]
+                         "FAIL child job: not checked (the demo run failed)",
+                         "self-test FAILED: demo run, spreadsheet, label maps, child job"]
 
 
 def test_self_test_option_is_in_the_help() -> None:
@@ -50,7 +51,8 @@ def test_self_test_from_the_source_tree(tmp_path) -> None:
                           cwd=tmp_path, capture_output=True, text=True, timeout=600)
     lines = done.stdout.splitlines()
     assert done.returncode == 0, done.stdout + done.stderr
-    for check in ("installation", "demo run", "spreadsheet", "label maps", "main window"):
+    for check in ("installation", "demo run", "spreadsheet", "label maps", "child job",
+                  "main window"):
         assert any(line.startswith(f"ok   {check}: ") for line in lines), done.stdout
     assert lines[-1] == "self-test passed"
 
@@ -88,6 +90,8 @@ def test_bundle_builds_and_passes_its_self_test(tmp_path) -> None:
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"(bundle: {bundle.resolve() / '_internal'})" in done.stdout  # not this venv
+    # the long job ran in a child that is the bundle's own executable
+    assert "child job: 2 cases segmented in a child process (paraspinal-app)" in done.stdout
     assert done.stdout.splitlines()[-1] == "self-test passed"
 
     def cli_run(*args: str) -> str:
