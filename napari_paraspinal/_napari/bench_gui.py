@@ -10,7 +10,8 @@ a stall, time in which the GUI could not repaint or react. Phases:
 - ``segment``: the stack segmented through the widget (the Run button's code);
 - ``paint``: segmented again while a brush paints into the labels layer every 50 ms;
 - ``cancel``: a third run cancelled midway, from the click until the run has stopped;
-- ``finetune``: a one-epoch fine-tune through the Project widget on a small project.
+- ``finetune``: a one-epoch fine-tune through the Project widget on a small project (the
+  widget docked and laid out before it starts).
 
 The GUI's seconds per slice (model loaded to last result) are set against
 :func:`..segment.segment_many` on the same slices in the same process without a GUI (the
@@ -199,6 +200,7 @@ def _finetune(viewer: Any, folder: Path, probe: StallProbe) -> dict:
     widget = ProjectWidget(viewer)
     viewer.window.add_dock_widget(widget)
     widget.open_project(root)
+    wait_until(lambda: False, 0.5)  # the new dock laid out and painted: set-up, like the image
     events: list = []
     widget._relay.progress.connect(events.append)
     probe.phase = "finetune"

@@ -15,6 +15,8 @@ from matplotlib.figure import Figure
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 LOSS = "#e68c28"
+#: Room around the axes (left, right, bottom, top) in points: tick labels and axis titles.
+MARGINS_PT = (38.0, 38.0, 27.0, 5.0)
 DICE = "#3c6edc"
 
 
@@ -25,8 +27,11 @@ class CurveWidget(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.history: list[dict] = []
-        self.figure = Figure(figsize=(3.2, 1.6), dpi=80, layout="constrained")
+        # fixed margins, not matplotlib's constrained layout: that one measures every text
+        # on every draw, most of a redraw's time on the GUI thread
+        self.figure = Figure(figsize=(3.2, 1.6), dpi=80)
         self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.mpl_connect("resize_event", lambda _event: self._fit())
         self.canvas.setMinimumHeight(120)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -45,7 +50,16 @@ class CurveWidget(QWidget):
         self.loss_axes.xaxis.get_major_locator().set_params(integer=True)
         for ax in (self.loss_axes, self.dice_axes):
             ax.tick_params(labelsize=7)
+        self._fit()
         self._draw()
+
+    def _fit(self) -> None:
+        """The axes inside the figure with :data:`MARGINS_PT` around them."""
+        left, right, bottom, top = (m * self.figure.dpi / 72.0 for m in MARGINS_PT)
+        width, height = self.figure.bbox.width, self.figure.bbox.height
+        if width > left + right + 10 and height > bottom + top + 10:
+            self.figure.subplots_adjust(left=left / width, right=1.0 - right / width,
+                                        bottom=bottom / height, top=1.0 - top / height)
 
     def set_history(self, history: Sequence[dict]) -> None:
         """Show these epoch entries (keys ``loss`` and ``val_dice``); nothing is redrawn
