@@ -25,17 +25,23 @@ from .levels import LEVEL_ORDER, SACRUM, UNKNOWN, assign_levels
 SEED0 = 770000
 
 
-def write_stack(stack, path: Path) -> tuple[np.ndarray, list[str]]:
-    """The stack's image as a NIfTI volume (slices sorted upward, 1 mm pixels, LPS identity
-    direction); returns the sorted slice heights and true levels."""
+def write_stack(stack, path: Path, labels_path: Path | None = None
+                ) -> tuple[np.ndarray, list[str]]:
+    """The stack's image (and, given ``labels_path``, its true label map) as NIfTI volumes
+    (slices sorted upward, 1 mm pixels, LPS identity direction: the canonical maps' columns
+    run to the patient's left); returns the sorted slice heights and true levels."""
     import SimpleITK as sitk
 
     order = np.argsort(stack.z)
     z = stack.z[order]
-    img = sitk.GetImageFromArray((stack.images()[order] * 1000).astype(np.int16))
-    img.SetSpacing((1.0, 1.0, float(np.diff(z).mean())))
-    img.SetOrigin((0.0, 0.0, float(z[0])))
-    sitk.WriteImage(img, str(path))
+    volumes = [(path, (stack.images()[order] * 1000).astype(np.int16))]
+    if labels_path is not None:
+        volumes.append((labels_path, stack.labels[order].astype(np.uint8)))
+    for target, data in volumes:
+        img = sitk.GetImageFromArray(data)
+        img.SetSpacing((1.0, 1.0, float(np.diff(z).mean())))
+        img.SetOrigin((0.0, 0.0, float(z[0])))
+        sitk.WriteImage(img, str(target))
     return z, [stack.levels[k] for k in order]
 
 

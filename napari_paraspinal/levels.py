@@ -51,10 +51,8 @@ class LevelConfig:
     max_disc_mm: float = 20.0  # a longer run of DI slices is not a disc: DI is unreliable
     sacrum_gap_mm: float = 40.0  # the stack reaches this far below the lowest disc slice ...
     sacrum_gap_evidence_mm: float = 12.0  # ... or this far where slices below show sacrum
-    faint_area_mm2: float = 25.0  # DI this large, apart from the lowest disc and from
-    faint_gap_mm: float = 15.0  # this far to max_pitch_mm below it (where the next disc
-    # down would be, not its own tilted edge), may be a disc the model half missed: then no
-    # sacrum is placed
+    faint_area_mm2: float = 25.0  # DI this large this far to max_pitch_mm below the lowest
+    faint_gap_mm: float = 15.0  # disc (not its tilted edge) may be a half-missed disc
     body_mm: float = 25.0  # past the last counted disc, this far is surely its next body
     s1_mm: float = 30.0  # below L5-S1, "S1" for this far, then "sacrum"
     anchor_tolerance_mm: float = 6.0  # a disc anchor may miss its run by this much

@@ -51,17 +51,15 @@ def test_a_batch_in_a_child_reports_progress_and_returns_its_result(tmp_path,
 
 def test_a_cancelled_child_stops_and_returns_what_it_finished(tmp_path,
                                                               phantom_files) -> None:
+    # cancelled before it starts: the child sees its stdin closed before the first case,
+    # whatever the machine's speed, and returns its (empty) result as the job does
     root = project_of(tmp_path / "p", phantom_files, (33, 34, 35))
     cancel = Cancel()
-    events = iterate_in_process(run_batch, root, cancel=cancel)
-    first = next(events)  # the child has started: cancel it
-    assert isinstance(first, Progress)
     cancel.set()
-    _, result = drain(events)
-    assert result.cancelled
-    assert len(result.segmented) < 3
+    _, result = drain(iterate_in_process(run_batch, root, cancel=cancel))
+    assert result.cancelled and result.segmented == []
     with Project.open(root) as project:
-        assert sum(c.status == "predicted" for c in project.cases()) == len(result.segmented)
+        assert {c.status for c in project.cases()} == {"new"}
 
 
 def test_the_childs_failure_is_raised_with_its_message(tmp_path) -> None:

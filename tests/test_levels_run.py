@@ -5,28 +5,18 @@ the mid-disc slice of each wanted level and the levels sheet summarises every le
 import numpy as np
 import openpyxl
 import pytest
-import SimpleITK as sitk
 
+from napari_paraspinal.bench_levels import write_stack as write_volumes
 from napari_paraspinal.cli import main
 from napari_paraspinal.levels import assign_levels
 from napari_paraspinal.synth.stack import draw_stack
 
 
 def write_stack(stack, folder, name: str) -> tuple:
-    """Image and label volumes of ``stack`` (slices sorted upward, LPS identity direction:
-    the canonical maps' columns run to the patient's left, rows to posterior)."""
-    order = np.argsort(stack.z)
-    z = stack.z[order]
-    step = float(np.diff(z).mean())
+    """Image and label volumes of ``stack`` in ``folder``/images and ``folder``/labels."""
     (folder / "images").mkdir()
     (folder / "labels").mkdir()
-    for sub, data in (("images", (stack.images()[order] * 1000).astype(np.int16)),
-                      ("labels", stack.labels[order].astype(np.uint8))):
-        img = sitk.GetImageFromArray(data)
-        img.SetSpacing((1.0, 1.0, step))
-        img.SetOrigin((0.0, 0.0, float(z[0])))
-        sitk.WriteImage(img, str(folder / sub / name))
-    return z, [stack.levels[k] for k in order]
+    return write_volumes(stack, folder / "images" / name, folder / "labels" / name)
 
 
 def sheet(path, title):
